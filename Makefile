@@ -1,0 +1,44 @@
+# Every target bootstraps .venv on a fresh machine; the stamp re-installs when
+# pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.stamp
+PY     := $(VENV)/bin/python
+
+# Only the directories that exist, so lint works while parts are still missing.
+LINT_DIRS   := $(wildcard shoal tests bench examples)
+FORMAT_DIRS := $(wildcard shoal tests bench)
+
+.PHONY: all venv demo test lint bench soak clean
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m shoal.raft.sim.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/ruff format --check $(FORMAT_DIRS)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m bench.raft_core
+
+soak: $(STAMP)
+	$(PY) -m shoal.raft.sim --seeds 100000 --members 3,5 --workers 2
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf *.egg-info
