@@ -91,14 +91,15 @@ class RaftLog:
         """Entries from `lo` on, at most `max_bytes` of them but always at least one."""
         if lo < self.first_index:
             raise CompactedError(f"index {lo} is compacted (first is {self.first_index})")
-        out: list[Entry] = []
-        size = 0
-        for entry in self._entries[lo - self.first_index :]:
-            size += entry.size
-            if out and size > max_bytes:
+        start = lo - self.first_index
+        end, size = start, 0
+        for end in range(start, len(self._entries)):  # no copy of the whole tail
+            size += self._entries[end].size
+            if size > max_bytes and end > start:
                 break
-            out.append(entry)
-        return tuple(out)
+        else:
+            end = len(self._entries)
+        return tuple(self._entries[start:end])
 
     def unstable(self) -> tuple[Entry, ...]:
         return tuple(self._entries[self.stabled + 1 - self.first_index :])

@@ -133,10 +133,12 @@ class Raft:
     def _track_confs(self, entries: Sequence[Entry], replaced_from: int = 0) -> None:
         if replaced_from:
             self._confs = [c for c in self._confs if c[0] < replaced_from] or self._confs[:1]
+        changed = bool(replaced_from)
         for entry in entries:
             if entry.change is not None and entry.index > self._confs[-1][0]:
                 self._confs.append((entry.index, entry.change.result))
-        if replaced_from or any(e.change is not None for e in entries):
+                changed = True
+        if changed:
             self._on_conf_changed()
 
     def _on_conf_changed(self) -> None:
@@ -362,9 +364,8 @@ class Raft:
             self._handle_append_response(m)
         elif isinstance(m, HeartbeatResponse):
             self._handle_heartbeat_response(m)
-        elif isinstance(m, ReadIndexRequest):
-            if m.src in self.progress:
-                self._leader_read(m.context, m.src)
+        elif isinstance(m, ReadIndexRequest) and m.src in self.progress:
+            self._leader_read(m.context, m.src)
 
     # -- follower side of replication ---------------------------------------------------
 
@@ -430,8 +431,8 @@ class Raft:
 
     def _send_append(self, to: str, allow_empty: bool = True) -> bool:
         """Send `to` what it lacks, if flow control allows; True if anything was sent."""
-        pr = self.progress[to]
-        if pr.paused(self.config.max_inflight):
+        pr = self.progress.get(to)
+        if pr is None or pr.paused(self.config.max_inflight):
             return False
         prev_index = pr.next - 1
         prev_term = self.log.term(prev_index)
@@ -498,6 +499,8 @@ class Raft:
             pr.free_inflight_to(m.index)
         if self._maybe_commit():
             self._broadcast_append()
+            if self.role is not Role.LEADER:
+                return  # the commit removed us from the voters
         elif was_paused:
             self._send_append(m.src)
         while self._send_append(m.src, allow_empty=False):
@@ -538,12 +541,12 @@ class Raft:
         return True
 
     def _on_commit_advanced(self) -> None:
-        if self.role is Role.LEADER and self.id not in self.conf.voters:
-            if self._confs[-1][0] <= self.log.committed:
-                # 4.2.2: the change that removed us is committed; let the others lead.
-                self._broadcast_append()
-                self._become_follower(self.term, None)
-                return
+        removed = self.role is Role.LEADER and self.id not in self.conf.voters
+        if removed and self._confs[-1][0] <= self.log.committed:
+            # 4.2.2: the change that removed us is committed; let the others lead.
+            self._broadcast_append()
+            self._become_follower(self.term, None)
+            return
         if self._reads_awaiting_commit and self._committed_in_term():
             waiting, self._reads_awaiting_commit = self._reads_awaiting_commit, []
             for context, requester in waiting:

@@ -152,15 +152,20 @@ class RawNode:
     # -- output -------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
-        r = self._raft
+        # Field by field rather than building HardState/SoftState: this runs on every loop.
+        r, log, hard, soft = self._raft, self._raft.log, self._hard, self._soft
         return bool(
             r.msgs
             or r.read_states
-            or r.log.pending_snapshot
-            or r.log.stabled < r.log.last_index
-            or r.log.applying < r.log.committed
-            or self._current_hard() != self._hard
-            or self._soft_state() != self._soft
+            or log.pending_snapshot
+            or log.stabled < log.last_index
+            or log.applying < log.committed
+            or r.term != hard.term
+            or r.vote != hard.vote
+            or log.committed != hard.commit
+            or r.role is not soft.role
+            or r.leader != soft.leader
+            or r.term != soft.term
         )
 
     def ready(self) -> Ready:
@@ -248,8 +253,7 @@ class RawNode:
             last_index=r.log.last_index,
             conf=r.conf,
             progress={
-                peer: MemberProgress(pr.match, pr.next, pr.state)
-                for peer, pr in r.progress.items()
+                peer: MemberProgress(pr.match, pr.next, pr.state) for peer, pr in r.progress.items()
             },
         )
 

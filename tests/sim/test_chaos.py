@@ -100,8 +100,15 @@ def test_replay_is_identical_across_hash_seeds() -> None:
 def test_cli_reports_violation_with_replay_command() -> None:
     proc = subprocess.run(
         [
-            sys.executable, "-m", "shoal.raft.sim", "--seeds", "40", "--members", "5",
-            "--inject-bug", "vote-any-log",
+            sys.executable,
+            "-m",
+            "shoal.raft.sim",
+            "--seeds",
+            "40",
+            "--members",
+            "5",
+            "--inject-bug",
+            "vote-any-log",
         ],
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ seeds over cores); everything it runs is pure and deterministic.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -42,13 +43,17 @@ def _members(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m shoal.raft.sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m shoal.raft.sim", description=__doc__.split("\n")[0]
+    )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--seed", type=int, help="run (replay) exactly this seed")
     which.add_argument("--seeds", type=int, default=200, help="how many seeds to run")
     parser.add_argument("--start", type=int, default=0, help="first seed of --seeds")
     parser.add_argument("--members", type=_members, default=[3, 5], help="cluster sizes: 3,5")
-    parser.add_argument("--workers", type=int, default=1, help="processes to spread seeds over")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes to spread seeds over"
+    )
     parser.add_argument("--fault-ticks", type=int, default=ChaosProfile().fault_ticks)
     parser.add_argument("--inject-bug", choices=sorted(BUGS), help="break the core on purpose")
     parser.add_argument("--trace", action="store_true", help="print the timeline (one seed)")

@@ -50,8 +50,6 @@ def _vote_twice(self: Raft, m: Any) -> None:
     ORIGINALS["vote-twice"](self, m)
 
 
-
-
 BUGS: dict[str, tuple[type, str, Callable[..., Any]]] = {
     "old-term-commit": (Raft, "_maybe_commit", _commit_old_terms),
     "vote-any-log": (RaftLog, "is_up_to_date", _any_log_is_up_to_date),

@@ -205,9 +205,9 @@ class Chaos:
             leader = c.leader()
             if leader is None or leader.node is None:
                 continue
-            if "probe" not in c.writes and probe not in c.checker.acked:
-                if c.propose("probe", probe, leader.id):
-                    proposed_at = elapsed
+            idle = "probe" not in c.writes and probe not in c.checker.acked
+            if idle and c.propose("probe", probe, leader.id):
+                proposed_at = elapsed
             if probe in c.checker.acked and self._all_caught_up():
                 return elapsed
         where = "no leader" if c.leader() is None else f"probe proposed at {proposed_at}"

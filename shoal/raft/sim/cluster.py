@@ -18,7 +18,7 @@ from ..errors import ProposalRejected
 from ..rawnode import RawNode, Ready
 from ..types import ConfState, Entry, HardState, Role, Snapshot
 from .checker import SafetyChecker, Violation
-from .network import TICK, NetworkFaults, SimNetwork
+from .network import TICK, SimNetwork
 
 Trace = Callable[[int, str], None]
 
@@ -260,9 +260,10 @@ class SimCluster:
                 member.state.append((entry.index, entry.data))
             if entry.change is not None and self._is_leader(member):
                 change = entry.change
+                result = change.result
                 self.trace(
                     f"{change.op.value} {change.node} committed at {entry.index}: "
-                    f"voters {sorted(change.result.voters)} learners {sorted(change.result.learners)}"
+                    f"voters {sorted(result.voters)} learners {sorted(result.learners)}"
                 )
             self._settle_write(member, entry)
         for rs in rd.read_states:

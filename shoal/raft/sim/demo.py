@@ -33,8 +33,8 @@ class Timeline:
 
     def flush(self) -> None:
         if self._commits:
-            lo, hi = min(self._commits), max(self._commits)
-            print(f"  t={self._commit_tick:<4} {len(self._commits)} writes committed (index {lo}..{hi})")
+            lo, hi, count = min(self._commits), max(self._commits), len(self._commits)
+            print(f"  t={self._commit_tick:<4} {count} writes committed (index {lo}..{hi})")
             self._commits = []
 
     def phase(self, title: str) -> None:
