@@ -64,6 +64,7 @@ PURE_STDLIB = frozenset(
         "bisect",
         "collections",
         "collections.abc",
+        "contextlib",
         "copy",
         "dataclasses",
         "enum",
