@@ -127,25 +127,26 @@ class RaftLog:
         """
         if not self.match_term(prev_index, prev_term):
             return None
-        conflict = 0
+        new_from = 0  # the first entry we do not already hold
         for entry in entries:
             if not self.match_term(entry.index, entry.term):
-                conflict = entry.index
+                new_from = entry.index
                 break
-        if conflict:
-            if conflict <= self.committed:
+        replaced_from = 0
+        if new_from:
+            if new_from <= self.committed:
                 raise AssertionError(
-                    f"leader tried to replace committed entry {conflict} "
+                    f"leader tried to replace committed entry {new_from} "
                     f"(committed {self.committed})"
                 )
-            keep = conflict - self.first_index
-            if conflict <= self.last_index:
-                del self._entries[keep:]
-                self.stabled = min(self.stabled, conflict - 1)
-            self._entries.extend(entries[conflict - entries[0].index :])
+            if new_from <= self.last_index:
+                del self._entries[new_from - self.first_index :]
+                self.stabled = min(self.stabled, new_from - 1)
+                replaced_from = new_from
+            self._entries.extend(entries[new_from - entries[0].index :])
         last_new = prev_index + len(entries)
         self.commit_to(min(commit, last_new))
-        return last_new, conflict
+        return last_new, replaced_from
 
     def commit_to(self, index: int) -> None:
         if index > self.committed:
