@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(PY) -m bench.raft_core
 
 soak: $(STAMP)
-	$(PY) -m shoal.raft.sim --seeds 100000 --members 3,5 --workers 2
+	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
