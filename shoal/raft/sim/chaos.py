@@ -260,8 +260,9 @@ def simulate(
         cluster.check_converged()
     except Violation as violation:
         result.violation = str(violation)
-    except (AssertionError, LookupError, ValueError, TypeError, AttributeError) as error:
-        # The core tripped over its own invariant: as much a violation as a wrong answer.
+    except Exception as error:
+        # The core (or the simulator) tripped over its own invariant: as much a violation
+        # as a wrong answer, and it must name the seed rather than abort the whole run.
         result.violation = f"internal error: {type(error).__name__}: {error}"
     result.ticks = cluster.tick_count
     result.acked_writes = cluster.acked_writes

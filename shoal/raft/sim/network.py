@@ -45,13 +45,12 @@ class SimNetwork:
 
     def pop_due(self, until: int) -> Message | None:
         """The next message due before `until`, advancing the clock to it."""
-        if self._queue and self._queue[0][0] < until:
+        while self._queue and self._queue[0][0] < until:
             at, _, m = heapq.heappop(self._queue)
             self.now = max(self.now, at)
-            if (m.src, m.dst) in self.blocked:  # cut while in flight
-                self.dropped += 1
-                return self.pop_due(until)
-            return m
+            if (m.src, m.dst) not in self.blocked:
+                return m
+            self.dropped += 1  # the link was cut while the message was in flight
         return None
 
     def partition(self, groups: list[list[str]]) -> None:
