@@ -1,54 +1,80 @@
-"""Entry point of the ``shoal`` command.
+"""Entry point of the ``shoal`` command (typer).
 
-This module parses arguments and hands off to the subcommand's own module; it holds no
-logic of its own. Subcommand modules are imported lazily so that ``shoal --version``
-stays fast and works even when optional parts are missing.
+This module wires the command groups together and holds no logic of its own. Heavy
+modules (the node, the simulator) are imported only by the commands that run them, so
+``shoal --version`` stays fast and works even when optional parts are missing.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+from typing import Annotated
+
+import typer
 
 from shoal import __version__
 
+from . import cluster, kv, lease
+from .server import server
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="shoal",
-        description="shoal: microservices and distributed computing platform.",
-    )
-    parser.add_argument("--version", action="version", version=f"shoal {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
-        "sim",
-        help="run the deterministic Raft simulator (see 'shoal sim --help')",
-        # The simulator owns its options: main() passes everything after 'sim' to it.
-        add_help=False,
-    )
-    return parser
+app = typer.Typer(
+    name="shoal",
+    help="shoal: microservices and distributed computing platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(kv.app, name="kv")
+app.add_typer(lease.app, name="lease")
+app.add_typer(cluster.app, name="cluster")
+app.command("server")(server)
 
 
-def _run_sim(argv: list[str]) -> int:
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"shoal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """shoal: microservices and distributed computing platform."""
+
+
+@app.command(
+    "sim",
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+def sim(ctx: typer.Context) -> None:
+    """Run the deterministic Raft simulator (see 'shoal sim --help')."""
     from shoal.raft.sim.__main__ import main as sim_main
 
-    return sim_main(argv)
+    raise typer.Exit(sim_main(list(ctx.args)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``shoal`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser()
-    # Split at the subcommand ourselves so its arguments reach it untouched.
-    if args and args[0] == "sim":
-        return _run_sim(args[1:])
-    ns = parser.parse_args(args)
-    if ns.command is None:
-        parser.print_help()
-        return 2
-    parser.error(f"unknown command {ns.command!r}")
-    return 2  # pragma: no cover - parser.error exits
+    try:
+        app(args=args, prog_name="shoal")
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,308 @@
+"""`shoal server`: run one control-plane member.
+
+Settings come from flags, else from `--config FILE` (TOML; keys are the flag names with
+underscores), else from the defaults below. They are checked here, with messages that name
+the flag at fault, before anything starts; then a `MemberConfig` goes to
+`shoal.node.server.run`. `--join URL` first asks the running cluster at URL to add this
+member as a learner (the leader promotes it once it has caught up).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from shoal.client import ControlPlane, ShoalError
+
+from .common import err, fail
+
+if TYPE_CHECKING:
+    from shoal.node.member import MemberConfig
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "default",
+    "data_dir": "./.shoal",
+    "client_addr": "127.0.0.1:7700",
+    "peer_addr": "127.0.0.1:7701",
+    "initial_cluster": None,
+    "join": None,
+    "tick_ms": 50,
+    "election_ticks": 10,
+    "snapshot_entries": 10_000,
+}
+
+
+def parse_addr(text: str, flag: str) -> tuple[str, int]:
+    """`"host:port"` -> `("host", port)`, or a `BadParameter` naming `flag`."""
+    host, sep, port = str(text).strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise typer.BadParameter(
+            f"{text!r} is not host:port (e.g. 127.0.0.1:7701, port 1-65535)", param_hint=flag
+        )
+    return host, int(port)
+
+
+def parse_name(text: str, flag: str) -> str:
+    if not NAME_RE.match(text):
+        raise typer.BadParameter(
+            f"{text!r}: a member name is 1-64 letters, digits, '_', '.' or '-'", param_hint=flag
+        )
+    return text
+
+
+def parse_initial_cluster(value: str | dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """`"n1=h:p,n2=h:p"` (or a TOML table `{n1 = "h:p"}`) -> `{"n1": ("h", p), ...}`."""
+    flag = "--initial-cluster"
+    items: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        items = [(str(k), str(v)) for k, v in value.items()]
+    else:
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            name, sep, addr = part.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"{part!r} is not name=host:port", param_hint=flag)
+            items.append((name.strip(), addr.strip()))
+    cluster: dict[str, tuple[str, int]] = {}
+    for name, addr in items:
+        if name in cluster:
+            raise typer.BadParameter(f"member {name!r} is listed twice", param_hint=flag)
+        cluster[parse_name(name, flag)] = parse_addr(addr, flag)
+    if not cluster:
+        raise typer.BadParameter("names no member", param_hint=flag)
+    return cluster
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as error:
+        raise typer.BadParameter(
+            f"cannot read {path}: {error.strerror}", param_hint="--config"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise typer.BadParameter(
+            f"{path} is not valid TOML: {error}", param_hint="--config"
+        ) from None
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise typer.BadParameter(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}",
+            param_hint="--config",
+        )
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The checked settings of `shoal server`, before they become a `MemberConfig`."""
+
+    name: str
+    data_dir: Path
+    client_addr: tuple[str, int]
+    peer_addr: tuple[str, int]
+    initial_cluster: dict[str, tuple[str, int]]
+    join: str | None
+    tick_ms: int
+    election_ticks: int
+    snapshot_entries: int = 10_000
+
+
+def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerSettings:
+    """Flags (None = not given) over the config file over the defaults, checked."""
+    from_file = load_config_file(config_file) if config_file is not None else {}
+
+    def pick(key: str) -> Any:
+        if flags.get(key) is not None:
+            return flags[key]
+        return from_file.get(key, DEFAULTS[key])
+
+    name = parse_name(str(pick("name")), "--name")
+    client = parse_addr(str(pick("client_addr")), "--client-addr")
+    peer_given = flags.get("peer_addr") is not None or "peer_addr" in from_file
+    peer = parse_addr(str(pick("peer_addr")), "--peer-addr")
+    raw_cluster = pick("initial_cluster")
+    if raw_cluster is None:
+        cluster = {name: peer}
+    else:
+        if not isinstance(raw_cluster, str | dict):
+            raise typer.BadParameter("must be a string or a table", param_hint="--initial-cluster")
+        cluster = parse_initial_cluster(raw_cluster)
+        if name not in cluster:
+            raise typer.BadParameter(
+                f"this member's name {name!r} is not in it ({', '.join(cluster)}); "
+                "pass --name, or list this member",
+                param_hint="--initial-cluster",
+            )
+        if not peer_given:
+            peer = cluster[name]
+        elif cluster[name] != peer:
+            raise typer.BadParameter(
+                f"it gives {name} the peer address {cluster[name][0]}:{cluster[name][1]} "
+                f"but --peer-addr is {peer[0]}:{peer[1]}",
+                param_hint="--initial-cluster",
+            )
+    if client == peer:
+        raise typer.BadParameter("must differ from --peer-addr", param_hint="--client-addr")
+    tick_ms, election_ticks = pick("tick_ms"), pick("election_ticks")
+    if not isinstance(tick_ms, int) or tick_ms < 1:
+        raise typer.BadParameter(
+            "must be a whole number of milliseconds >= 1", param_hint="--tick-ms"
+        )
+    if not isinstance(election_ticks, int) or election_ticks < 2:
+        raise typer.BadParameter("must be a whole number >= 2", param_hint="--election-ticks")
+    snapshot_entries = pick("snapshot_entries")
+    if not isinstance(snapshot_entries, int) or snapshot_entries < 1:
+        raise typer.BadParameter("must be a whole number >= 1", param_hint="--snapshot-entries")
+    join = pick("join")
+    if join is not None and not isinstance(join, str):
+        raise typer.BadParameter("must be the URL of a running member", param_hint="--join")
+    return ServerSettings(
+        name=name,
+        data_dir=Path(str(pick("data_dir"))),
+        client_addr=client,
+        peer_addr=peer,
+        initial_cluster=cluster,
+        join=join,
+        tick_ms=tick_ms,
+        election_ticks=election_ticks,
+        snapshot_entries=snapshot_entries,
+    )
+
+
+def member_config(settings: ServerSettings) -> MemberConfig:
+    from shoal.node.member import MemberConfig
+
+    return MemberConfig(
+        name=settings.name,
+        data_dir=settings.data_dir,
+        client_host=settings.client_addr[0],
+        client_port=settings.client_addr[1],
+        peer_host=settings.peer_addr[0],
+        peer_port=settings.peer_addr[1],
+        initial_cluster=dict(settings.initial_cluster),
+        join=settings.join is not None,
+        tick_seconds=settings.tick_ms / 1000,
+        election_ticks=settings.election_ticks,
+        snapshot_entries=settings.snapshot_entries,
+    )
+
+
+def join_cluster(settings: ServerSettings, explicit_cluster: bool) -> ServerSettings:
+    """Ask the cluster at `settings.join` to add this member as a learner.
+
+    Returns the settings with the cluster's members as the initial peers (unless
+    --initial-cluster named them). A data directory that already holds state means this
+    member joined before and is restarting, so it is not added twice.
+    """
+    assert settings.join is not None
+    host, port = settings.peer_addr
+    try:
+        with ControlPlane(settings.join) as plane:
+            status = plane.cluster_status()
+            already = any(m.name == settings.name for m in status.members)
+            restarting = settings.data_dir.is_dir() and any(settings.data_dir.iterdir())
+            if not already and not restarting:
+                client_host, client_port = settings.client_addr
+                plane.add_member(
+                    settings.name,
+                    f"{host}:{port}",
+                    learner=True,
+                    client_url=f"http://{client_host}:{client_port}",
+                    promote=True,  # the leader promotes it once it has caught up
+                )
+                err.print(f"asked {settings.join} to add {settings.name} as a learner")
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--join") from None
+    except ShoalError as error:
+        raise fail(f"could not join the cluster at {settings.join}: {error.message}") from None
+    if explicit_cluster:
+        return settings
+    cluster = {settings.name: settings.peer_addr}
+    for member in status.members:
+        if member.peer_addr and member.name != settings.name:
+            cluster[member.name] = parse_addr(member.peer_addr, "--join")
+    return ServerSettings(
+        name=settings.name,
+        data_dir=settings.data_dir,
+        client_addr=settings.client_addr,
+        peer_addr=settings.peer_addr,
+        initial_cluster=cluster,
+        join=settings.join,
+        tick_ms=settings.tick_ms,
+        election_ticks=settings.election_ticks,
+        snapshot_entries=settings.snapshot_entries,
+    )
+
+
+def server(
+    name: Annotated[
+        str | None, typer.Option(help="This member's name.  [default: default]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the WAL and snapshots live.  [default: ./.shoal]")
+    ] = None,
+    client_addr: Annotated[
+        str | None, typer.Option(help="host:port of the HTTP API.  [default: 127.0.0.1:7700]")
+    ] = None,
+    peer_addr: Annotated[
+        str | None,
+        typer.Option(help="host:port other members reach this one on.  [default: 127.0.0.1:7701]"),
+    ] = None,
+    initial_cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="The founding members, n1=host:port,n2=host:port (peer addresses). "
+            "[default: just this member]"
+        ),
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(help="URL of a running member: join its cluster as a learner.", metavar="URL"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file of these settings (underscored names); flags win.", metavar="FILE"
+        ),
+    ] = None,
+    tick_ms: Annotated[int | None, typer.Option(help="Raft tick in ms.  [default: 50]")] = None,
+    election_ticks: Annotated[
+        int | None, typer.Option(help="Ticks without a leader before an election.  [default: 10]")
+    ] = None,
+    snapshot_entries: Annotated[
+        int | None,
+        typer.Option(help="Applied entries between snapshots (log compaction). [default: 10000]"),
+    ] = None,
+) -> None:
+    """Run a control-plane member (a cluster of one unless told otherwise)."""
+    flags = {
+        "name": name,
+        "data_dir": str(data_dir) if data_dir is not None else None,
+        "client_addr": client_addr,
+        "peer_addr": peer_addr,
+        "initial_cluster": initial_cluster,
+        "join": join,
+        "tick_ms": tick_ms,
+        "election_ticks": election_ticks,
+        "snapshot_entries": snapshot_entries,
+    }
+    settings = resolve_settings(flags, config)
+    if settings.join is not None:
+        explicit = initial_cluster is not None or (
+            config is not None and "initial_cluster" in load_config_file(config)
+        )
+        settings = join_cluster(settings, explicit)
+    from shoal.node.server import run
+
+    raise typer.Exit(run(member_config(settings)))

@@ -1,0 +1,76 @@
+"""Request bodies of the native HTTP API (`/api/v1`). Every model forbids unknown fields,
+so a typo is a clear 400 rather than a silently ignored option."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PutBody(_Strict):
+    value: str
+    lease: int | None = Field(default=None, ge=1)
+    prev_kv: bool = False
+
+
+class CompareBody(_Strict):
+    key: str = Field(min_length=1)
+    target: Literal["value", "version", "create_revision", "mod_revision", "lease", "exists"]
+    op: Literal["=", "!=", "<", ">"] = "="
+    value: str | int | bool
+
+
+class PutOp(_Strict):
+    key: str = Field(min_length=1)
+    value: str
+    lease: int | None = Field(default=None, ge=1)
+
+
+class DeleteOp(_Strict):
+    key: str = Field(min_length=1)
+    prefix: bool = False
+
+
+class GetOp(_Strict):
+    key: str = Field(min_length=1)
+    prefix: bool = False
+    limit: int = Field(default=0, ge=0)
+
+
+class TxnOpBody(_Strict):
+    put: PutOp | None = None
+    delete: DeleteOp | None = None
+    get: GetOp | None = None
+
+
+class TxnBody(_Strict):
+    compare: list[CompareBody] = []
+    success: list[TxnOpBody] = []
+    failure: list[TxnOpBody] = []
+
+
+class LeaseGrantBody(_Strict):
+    ttl: int = Field(ge=1, le=9_000_000_000)
+    id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+
+class MemberAddBody(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    peer_addr: str = Field(pattern=r"^[^:]+:\d{1,5}$")
+    client_url: str | None = Field(default=None, pattern=r"^https?://")
+    learner: bool = True
+    # A learner that should become a voter once caught up (what `shoal server --join` asks).
+    promote: bool = False
+
+
+class TransferBody(_Strict):
+    to: str = Field(min_length=1)
+
+
+class CompactBody(_Strict):
+    revision: int = Field(ge=1)

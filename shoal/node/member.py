@@ -1,0 +1,497 @@
+"""One control-plane member: the asyncio driver around the Raft core and the KV store.
+
+Theory of operation. A single task (`_run`) owns the `RawNode`; nothing else touches it.
+Everything else talks to that task through queues and futures:
+
+- HTTP handlers call `propose(command)` / `read_barrier()` / `keepalive(...)`; these
+  enqueue and wake the loop. The loop turns all proposals queued since its last turn into
+  ONE `propose_many`, so while one fsync runs the next batch gathers (group commit).
+- Each turn: tick if due, step inbound peer messages, propose, then drain `Ready`s in the
+  contract's order (send leader traffic, persist + fsync in a worker thread, send the
+  rest, apply to the KV store, release reads, advance).
+- Leases are leader-local (DESIGN.md decision 3): a new leader gives every lease its full
+  TTL plus an election timeout; expiry is checked on ticks, revoked through the log only
+  while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is spread.
+- Watchers are fed by the `WatchHub` after every apply.
+
+It never blocks the event loop on disk: `MemberStorage.persist` runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..kv import (
+    Command,
+    KeyValueStore,
+    KvError,
+    LeaseRevoke,
+    Put,
+    Result,
+)
+from ..kv import restore as restore_kv
+from ..kv import snapshot as snapshot_kv
+from ..raft import (
+    ConfChangeOp,
+    ConfState,
+    NotLeader,
+    ProposalRejected,
+    RaftConfig,
+    RawNode,
+    Ready,
+    Role,
+    Snapshot,
+)
+from .kvcodec import decode_command, encode_command
+from .metrics import MemberMetrics
+from .storage import MemberStorage
+from .transport import PeerTransport
+from .watchhub import WatchHub
+
+log = logging.getLogger("shoal.node")
+
+MEMBERS_PREFIX = b"/_shoal/members/"
+MAX_REVOKES_PER_TICK = 64
+CHECKPOINT_EVERY_SECONDS = 60.0
+CHECKPOINT_MIN_TTL = 120
+
+
+class NotLeaderError(Exception):
+    """This member is not the leader; `leader` names it if known (for forwarding)."""
+
+    def __init__(self, leader: str | None) -> None:
+        self.leader = leader
+        super().__init__(f"not the leader (leader: {leader or 'unknown'})")
+
+
+class Unavailable(Exception):
+    """The cluster cannot answer now (no leader, lost leadership mid-request, timeout)."""
+
+
+@dataclass(slots=True)
+class MemberConfig:
+    name: str
+    data_dir: Path
+    client_host: str = "127.0.0.1"
+    client_port: int = 7700
+    peer_host: str = "127.0.0.1"
+    peer_port: int = 7701
+    initial_cluster: dict[str, tuple[str, int]] = field(default_factory=dict)
+    join: bool = False
+    tick_seconds: float = 0.05
+    election_ticks: int = 10
+    snapshot_entries: int = 10_000
+    request_timeout: float = 5.0
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.client_host}:{self.client_port}"
+
+
+@dataclass(slots=True)
+class _Waiter:
+    term: int
+    future: asyncio.Future[Result]
+
+
+class Member:
+    def __init__(self, config: MemberConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.metrics = MemberMetrics()
+        self.storage = MemberStorage(config.data_dir)
+        self.kv = KeyValueStore()
+        self.hub = WatchHub()
+        self.node: RawNode | None = None
+        self.transport: PeerTransport | None = None
+        self._inbox: deque[Any] = deque()
+        self._proposals: deque[tuple[bytes, asyncio.Future[Result]]] = deque()
+        self._waiting: dict[int, _Waiter] = {}
+        self._read_waiters: list[asyncio.Future[None]] = []
+        self._reads_in_flight: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._reads_confirmed: list[tuple[int, list[asyncio.Future[None]]]] = []
+        self._read_seq = 0
+        self._revoking: set[int] = set()
+        self._peers: dict[str, tuple[str, int]] = {}
+        self._auto_promote: set[str] = set()  # learners that joined to become voters
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_checkpoint = time.monotonic()
+        self._applied_since_snapshot = 0
+        self.ready_event = asyncio.Event()  # set once a leader is known and applied
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        restored = await asyncio.to_thread(self.storage.open)
+        snapshot, hard_state, entries = restored.snapshot, restored.hard_state, restored.entries
+        fresh = snapshot.index == 0 and not entries and hard_state.term == 0
+        if fresh and not snapshot.conf.voters and not cfg.join:
+            voters = frozenset(cfg.initial_cluster or {self.name: (cfg.peer_host, cfg.peer_port)})
+            snapshot = Snapshot(conf=ConfState(voters=voters))
+            await asyncio.to_thread(self.storage.save_snapshot, snapshot)
+        if snapshot.data:
+            self.kv = restore_kv(snapshot.data)
+        raft_config = RaftConfig(id=self.name, election_ticks=cfg.election_ticks, heartbeat_ticks=1)
+        self.node = RawNode(
+            raft_config,
+            random.Random(),
+            hard_state=hard_state,
+            snapshot=snapshot,
+            entries=entries,
+        )
+        peers = {n: addr for n, addr in cfg.initial_cluster.items() if n != self.name}
+        self._peers = dict(peers)
+        self.transport = PeerTransport(
+            self.name,
+            cfg.peer_host,
+            cfg.peer_port,
+            peers,
+            on_messages=self._on_messages,
+            on_unreachable=self._on_unreachable,
+        )
+        await self.transport.start()
+        self._task = asyncio.create_task(self._run(), name=f"member-{self.name}")
+        if len(snapshot.conf.voters) == 1 and self.name in snapshot.conf.voters:
+            self.node.campaign()  # a cluster of one needs no election timeout
+            self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.transport is not None:
+            await self.transport.stop()
+        self.hub.close_all("member shutting down")
+        await asyncio.to_thread(self.storage.close)
+        for waiter in self._waiting.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(Unavailable("member shutting down"))
+
+    # -- requests from the API ----------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node is not None and self.node.role is Role.LEADER
+
+    @property
+    def leader(self) -> str | None:
+        return self.node.leader if self.node is not None else None
+
+    def member_url(self, name: str) -> str | None:
+        kv = self.kv.get(MEMBERS_PREFIX + name.encode())
+        if kv is None:
+            return None
+        url: str = json.loads(kv.value)["client_url"]
+        return url
+
+    async def propose(self, command: Command) -> Result:
+        """Replicate `command`; its result once applied. Raises NotLeaderError, KvError."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._proposals.append((encode_command(command), future))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, self.config.request_timeout)
+        except TimeoutError as error:
+            raise Unavailable("the write was not committed in time; it may still commit") from error
+
+    async def read_barrier(self) -> None:
+        """Return once this member's state includes every write acknowledged before now."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_waiters.append(future)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, self.config.request_timeout)
+        except TimeoutError as error:
+            raise Unavailable("could not confirm a linearizable read in time") from error
+
+    def keepalive(self, lease_id: int) -> int:
+        """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader)
+        return self.kv.leases.keepalive(lease_id, time.monotonic())
+
+    def peer_of(self, name: str) -> tuple[str, int]:
+        if name in self._peers:
+            return self._peers[name]
+        record = self.kv.get(MEMBERS_PREFIX + name.encode())
+        if record is None:
+            raise KeyError(f"unknown member {name}")
+        host, port = json.loads(record.value)["peer"]
+        return host, int(port)
+
+    def transfer_leadership(self, to: str) -> None:
+        assert self.node is not None
+        try:
+            self.node.transfer_leadership(to)
+        except NotLeader as error:
+            raise NotLeaderError(error.leader_hint) from error
+        self._wake.set()
+
+    def propose_member_change(
+        self, op: ConfChangeOp, name: str, peer: tuple[str, int], promote: bool = False
+    ) -> int:
+        """Propose one membership change; a learner added with `promote` becomes a voter
+        as soon as it has caught up (the leader checks on every tick)."""
+        assert self.node is not None and self.transport is not None
+        context = json.dumps({"peer": list(peer), "promote": promote}).encode()
+        try:
+            index = self.node.propose_conf_change(op, name, context)
+        except NotLeader as error:
+            raise NotLeaderError(error.leader_hint) from error
+        self._wake.set()
+        return index
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _on_messages(self, messages: list[Any]) -> None:
+        self._inbox.extend(messages)
+        self._wake.set()
+
+    def _on_unreachable(self, peer: str) -> None:
+        if self.node is not None:
+            self.node.report_unreachable(peer)
+
+    async def _run(self) -> None:
+        assert self.node is not None
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self.config.tick_seconds
+        while not self._stopping:
+            timeout = max(0.0, next_tick - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if loop.time() >= next_tick:
+                next_tick = loop.time() + self.config.tick_seconds
+                self.node.tick()
+                self._leader_duties()
+            try:
+                await self._turn()
+            except Exception:  # a bug here must be loud, not a silent dead member
+                log.exception("member loop failed; stopping")
+                raise
+
+    async def _turn(self) -> None:
+        node = self.node
+        assert node is not None
+        while self._inbox:
+            node.step(self._inbox.popleft())
+        if self._proposals:
+            self._submit_proposals()
+        if self._read_waiters:
+            self._submit_read()
+        while node.has_ready():
+            await self._handle_ready(node.ready())
+            while self._inbox:  # arrived during the fsync: part of the same turn
+                node.step(self._inbox.popleft())
+            if self._proposals:
+                self._submit_proposals()
+        if self._applied_since_snapshot >= self.config.snapshot_entries:
+            await self._take_snapshot()
+
+    def _submit_proposals(self) -> None:
+        node = self.node
+        assert node is not None
+        batch = list(self._proposals)
+        self._proposals.clear()
+        try:
+            first, _ = node.propose_many([data for data, _ in batch])
+        except ProposalRejected as error:
+            leader = error.leader_hint if isinstance(error, NotLeader) else None
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(
+                        NotLeaderError(leader)
+                        if isinstance(error, NotLeader)
+                        else Unavailable(str(error))
+                    )
+            return
+        self.metrics.proposals.inc(len(batch))
+        for offset, (_, future) in enumerate(batch):
+            self._waiting[first + offset] = _Waiter(node.term, future)
+
+    def _submit_read(self) -> None:
+        node = self.node
+        assert node is not None
+        waiters, self._read_waiters = self._read_waiters, []
+        self._read_seq += 1
+        context = b"%d" % self._read_seq
+        try:
+            node.read_index(context)
+        except ProposalRejected as error:
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(Unavailable(f"no leader to confirm the read: {error}"))
+            return
+        self._reads_in_flight[context] = waiters
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        node, transport = self.node, self.transport
+        assert node is not None and transport is not None
+        transport.send(rd.messages)
+        if rd.must_persist:
+            started = time.perf_counter()
+            await asyncio.to_thread(self.storage.persist, rd)
+            self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+        transport.send(rd.persisted_messages)
+        if rd.snapshot is not None:
+            self.metrics.snapshots_installed.inc()
+            self.kv = restore_kv(rd.snapshot.data) if rd.snapshot.data else KeyValueStore()
+            self.hub.reset(self.kv.revision)
+            self._on_conf(rd.snapshot.conf)
+        now = time.monotonic()
+        for entry in rd.committed_entries:
+            if entry.change is not None:
+                self._on_conf(entry.change.result, entry.change)
+            if entry.data:
+                self._apply(entry.index, entry.term, entry.data, now)
+            else:
+                self._settle(entry.index, entry.term, None)
+        if rd.committed_entries:
+            self._applied_since_snapshot += len(rd.committed_entries)
+            self.hub.publish(self.kv)
+        for rs in rd.read_states:
+            waiters = self._reads_in_flight.pop(rs.context, None)
+            if waiters:
+                self._reads_confirmed.append((rs.index, waiters))
+        node.advance(rd)
+        self._release_reads()
+        if rd.soft_state is not None:
+            self._on_role_change()
+        status = node.status()
+        self.metrics.observe(status)
+
+    def _apply(self, index: int, term: int, data: bytes, now: float) -> None:
+        result: Result | Exception
+        try:
+            result = self.kv.apply(decode_command(data), now)
+        except KvError as error:
+            result = error
+        self._settle(index, term, result)
+
+    def _settle(self, index: int, term: int, result: Result | Exception | None) -> None:
+        waiter = self._waiting.pop(index, None)
+        if waiter is None or waiter.future.done():
+            return
+        if waiter.term != term:
+            waiter.future.set_exception(
+                Unavailable("leadership changed before the write committed; retry")
+            )
+        elif isinstance(result, Exception):
+            waiter.future.set_exception(result)
+        elif result is not None:
+            waiter.future.set_result(result)
+
+    def _release_reads(self) -> None:
+        assert self.node is not None
+        applied = self.node.status().applied
+        still = []
+        for index, waiters in self._reads_confirmed:
+            if index <= applied:
+                for future in waiters:
+                    if not future.done():
+                        future.set_result(None)
+            else:
+                still.append((index, waiters))
+        self._reads_confirmed = still
+
+    def _on_conf(self, conf: ConfState, change: Any = None) -> None:
+        if self.transport is None or change is None:
+            return
+        if change.op is ConfChangeOp.REMOVE:
+            self._peers.pop(change.node, None)
+        elif change.context:
+            context = json.loads(change.context)
+            if context.get("promote") and change.op is ConfChangeOp.ADD_LEARNER:
+                self._auto_promote.add(change.node)
+            if change.node != self.name:
+                host, port = context["peer"]
+                self._peers[change.node] = (host, int(port))
+        if change.op is not ConfChangeOp.ADD_LEARNER:
+            self._auto_promote.discard(change.node)
+        self.transport.set_peers(dict(self._peers))
+
+    def _on_role_change(self) -> None:
+        assert self.node is not None
+        now = time.monotonic()
+        if self.node.role is Role.LEADER:
+            extend = self.config.election_ticks * self.config.tick_seconds
+            self.kv.leases.promote(now, extend)
+            self._revoking.clear()
+            record = json.dumps(
+                {
+                    "client_url": self.config.client_url,
+                    "peer": [self.config.peer_host, self.config.peer_port],
+                }
+            ).encode()
+            self._queue_internal(Put(key=MEMBERS_PREFIX + self.name.encode(), value=record))
+            self._wake.set()
+        elif self.kv.leases.is_primary:
+            self.kv.leases.demote()
+        if self.node.leader is not None:
+            self.ready_event.set()
+
+    def _leader_duties(self) -> None:
+        if not self.is_leader:
+            return
+        now = time.monotonic()
+        self._revoking &= set(self.kv.leases.ids())
+        for lease_id in self.kv.leases.expired(now)[:MAX_REVOKES_PER_TICK]:
+            if lease_id in self._revoking:
+                continue
+            self._revoking.add(lease_id)
+            self._queue_internal(LeaseRevoke(id=lease_id))
+        self._promote_caught_up_learners()
+        if now - self._last_checkpoint >= CHECKPOINT_EVERY_SECONDS:
+            self._last_checkpoint = now
+            for checkpoint in self.kv.leases.checkpoints(now, CHECKPOINT_MIN_TTL):
+                self._queue_internal(checkpoint)
+
+    def _promote_caught_up_learners(self) -> None:
+        node = self.node
+        assert node is not None
+        if not self._auto_promote:
+            return
+        status = node.status()
+        for name in sorted(self._auto_promote & status.conf.learners):
+            progress = status.progress.get(name)
+            if progress is None or progress.match < status.commit:
+                continue
+            with contextlib.suppress(ProposalRejected):  # another change pending: next tick
+                self.propose_member_change(ConfChangeOp.ADD_VOTER, name, self.peer_of(name))
+                log.info("promoting caught-up learner %s", name)
+            return  # one change at a time
+
+    def _queue_internal(self, command: Command) -> None:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_ignore_outcome)
+        self._proposals.append((encode_command(command), future))
+
+    async def _take_snapshot(self) -> None:
+        node = self.node
+        assert node is not None
+        applied = node.status().applied
+        snap = node.create_snapshot(applied, snapshot_kv(self.kv))
+        await asyncio.to_thread(self.storage.save_snapshot, snap)
+        self._applied_since_snapshot = 0
+
+
+def _ignore_outcome(future: asyncio.Future[Result]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieve it so asyncio does not warn; the next tick retries

@@ -1,0 +1,224 @@
+"""A real one-member `shoal server` over HTTP: KV, txn, leases, watches, errors, restart."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shoal.testing import ServerProcess, wait_for
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess("n1", tmp_path / "n1" / "data").start()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.kill()
+
+
+def put(s: ServerProcess, key: str, value: str, **body: Any) -> dict[str, Any]:
+    r = s.request("PUT", f"/api/v1/kv/{key}", json={"value": value, **body})
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def test_put_get_list_delete_with_revisions(server: ServerProcess) -> None:
+    first = put(server, "app/a", "1")["revision"]
+    second = put(server, "app/a", "2")["revision"]
+    assert second == first + 1
+    put(server, "app/b", "x")
+    got = server.get("/api/v1/kv/app/a").json()
+    assert got["value"] == "2" and got["version"] == 2
+    assert got["create_revision"] == first and got["mod_revision"] == second
+    assert server.get("/api/v1/kv/app/a", params={"consistency": "stale"}).json()["value"] == "2"
+    old = server.get("/api/v1/kv/app/a", params={"revision": first}).json()
+    assert old["value"] == "1"
+
+    page = server.get("/api/v1/kv", params={"prefix": "app/", "limit": 1}).json()
+    assert [kv["key"] for kv in page["kvs"]] == ["app/a"] and page["more"] is True
+    rest = server.get("/api/v1/kv", params={"prefix": "app/", "after": page["next_after"]}).json()
+    assert [kv["key"] for kv in rest["kvs"]] == ["app/b"] and rest["more"] is False
+
+    r = server.request("DELETE", "/api/v1/kv", params={"prefix": "app/"})
+    assert r.json()["deleted"] == 2
+    missing = server.get("/api/v1/kv/app/a")
+    assert missing.status_code == 404 and missing.json()["error"] == "key_not_found"
+
+
+def test_txn_compare_and_swap_is_atomic(server: ServerProcess) -> None:
+    put(server, "lock", "free")
+    body = {
+        "compare": [{"key": "lock", "target": "value", "op": "=", "value": "free"}],
+        "success": [{"put": {"key": "lock", "value": "taken"}}, {"get": {"key": "lock"}}],
+        "failure": [{"get": {"key": "lock"}}],
+    }
+    won = server.request("POST", "/api/v1/txn", json=body).json()
+    assert won["succeeded"] is True
+    assert won["responses"][1]["get"]["kvs"][0]["value"] == "taken"
+    lost = server.request("POST", "/api/v1/txn", json=body).json()
+    assert lost["succeeded"] is False
+    assert lost["responses"][0]["get"]["kvs"][0]["value"] == "taken"
+
+
+def test_lease_keys_vanish_after_ttl_unless_kept_alive(server: ServerProcess) -> None:
+    kept = server.request("POST", "/api/v1/leases", json={"ttl": 1}).json()["id"]
+    dropped = server.request("POST", "/api/v1/leases", json={"ttl": 1}).json()["id"]
+    put(server, "kept", "v", lease=kept)
+    put(server, "dropped", "v", lease=dropped)
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(0.2):
+            server.request("POST", f"/api/v1/leases/{kept}/keepalive")
+
+    keeper = threading.Thread(target=keep, daemon=True)
+    keeper.start()
+    try:
+        wait_for(
+            lambda: server.get("/api/v1/kv/dropped").status_code == 404,
+            timeout=5,
+            what="the un-kept lease to expire",
+        )
+        assert server.get("/api/v1/kv/kept").status_code == 200
+        ttl = server.get(f"/api/v1/leases/{kept}").json()
+        assert ttl["keys"] == ["kept"] and 0 < ttl["remaining"] <= 1
+    finally:
+        stop.set()
+        keeper.join()
+    r = server.request("DELETE", f"/api/v1/leases/{kept}")
+    assert r.json()["deleted"] == ["kept"]
+    assert server.get("/api/v1/kv/kept").status_code == 404
+
+
+def read_events(s: ServerProcess, params: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    with httpx.stream("GET", s.url + "/api/v1/watch", params=params, timeout=10) as r:
+        assert r.status_code == 200, r.read()
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                assert kind in ("put", "delete"), line
+                events.append(json.loads(line[6:]))
+                if len(events) == count:
+                    break
+    return events
+
+
+def test_watch_resumes_exactly_once_in_order(server: ServerProcess) -> None:
+    start = put(server, "w/0", "0")["revision"]
+    for i in range(1, 10):
+        put(server, f"w/{i}", str(i))
+    server.request("DELETE", "/api/v1/kv/w/3")
+    first = read_events(server, {"prefix": "w/", "start_revision": start}, 4)
+    resume_from = first[-1]["revision"] + 1
+    rest = read_events(server, {"prefix": "w/", "start_revision": resume_from}, 7)
+    seen = first + rest
+    revisions = [e["revision"] for e in seen]
+    assert revisions == list(range(start, start + 11))
+    assert [e["kv"]["key"] for e in seen[:10]] == [f"w/{i}" for i in range(10)]
+    assert seen[-1]["type"] == "delete" and seen[-1]["kv"]["key"] == "w/3"
+
+
+def test_watch_sees_live_events(server: ServerProcess) -> None:
+    got: list[dict[str, Any]] = []
+    watcher = threading.Thread(
+        target=lambda: got.extend(read_events(server, {"prefix": "live/"}, 3)), daemon=True
+    )
+    watcher.start()
+    wait_for(
+        lambda: "shoal_watchers 1.0" in server.get("/metrics").text,
+        what="the watch to be registered",
+    )
+    for i in range(3):
+        put(server, f"live/{i}", str(i))
+    put(server, "other", "x")
+    watcher.join(10)
+    assert [e["kv"]["key"] for e in got] == ["live/0", "live/1", "live/2"]
+
+
+def test_watch_from_compacted_revision_is_refused(server: ServerProcess) -> None:
+    start = put(server, "c", "1")["revision"]
+    put(server, "c", "2")
+    now = put(server, "c", "3")["revision"]
+    assert server.request("POST", "/api/v1/compact", json={"revision": now}).status_code == 200
+    r = server.get("/api/v1/watch", params={"prefix": "c", "start_revision": start})
+    assert r.status_code == 410
+    assert r.json()["error"] == "compacted" and r.json()["compact_revision"] == now
+
+
+BAD_REQUESTS = [
+    ("PUT", "/api/v1/kv/k", b"{not json", 400, "invalid_request"),
+    ("PUT", "/api/v1/kv/k", b'{"value": "v", "colour": 1}', 400, "invalid_request"),
+    ("PUT", "/api/v1/kv/k", b'{"value": 5}', 400, "invalid_request"),
+    ("PUT", "/api/v1/kv/k", b'{"value": "v", "lease": 42}', 404, "lease_not_found"),
+    ("PUT", "/api/v1/kv/" + "k" * 2000, b'{"value": "v"}', 413, "limit_exceeded"),
+    ("GET", "/api/v1/kv/k?consistency=eventual", b"", 400, "invalid_request"),
+    ("GET", "/api/v1/kv?limit=0", b"", 400, "invalid_request"),
+    ("DELETE", "/api/v1/kv", b"", 400, "invalid_request"),
+    ("POST", "/api/v1/txn", b'{"success": [{"put": {"key": "a"}}]}', 400, "invalid_request"),
+    ("POST", "/api/v1/txn", b'{"success": [{}]}', 400, "invalid_request"),
+    ("POST", "/api/v1/leases", b'{"ttl": 0}', 400, "invalid_request"),
+    ("POST", "/api/v1/leases/77/keepalive", b"", 404, "lease_not_found"),
+    ("DELETE", "/api/v1/leases/77", b"", 404, "lease_not_found"),
+    ("GET", "/api/v1/watch", b"", 400, "invalid_request"),
+    ("GET", "/api/v1/watch?prefix=a&start_revision=0", b"", 400, "invalid_request"),
+    (
+        "POST",
+        "/api/v1/cluster/members",
+        b'{"name": "x y", "peer_addr": "h:1"}',
+        400,
+        "invalid_request",
+    ),
+    ("POST", "/api/v1/cluster/transfer", b'{"to": "nobody"}', 409, "rejected"),
+    ("POST", "/api/v1/compact", b'{"revision": 999999}', 400, "future_revision"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code"), BAD_REQUESTS)
+def test_bad_input_gets_a_4xx_that_says_what_is_wrong(
+    server: ServerProcess, method: str, path: str, body: bytes, status: int, code: str
+) -> None:
+    r = server.request(method, path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    data = r.json()
+    assert data["error"] == code and data["message"], data
+
+
+def test_oversized_body_is_refused(server: ServerProcess) -> None:
+    r = server.request("PUT", "/api/v1/kv/big", content=b"x" * (3 * 1024 * 1024))
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+
+
+def test_restart_keeps_everything_and_sigterm_exits_cleanly(server: ServerProcess) -> None:
+    revisions = [put(server, f"keep/{i}", str(i))["revision"] for i in range(20)]
+    assert server.terminate() == 0
+    server.start().wait_ready()
+    page = server.get("/api/v1/kv", params={"prefix": "keep/"}).json()
+    assert len(page["kvs"]) == 20
+    assert server.get("/api/v1/kv/keep/19").json()["mod_revision"] == revisions[-1]
+
+
+def test_sigkill_loses_no_acknowledged_write(server: ServerProcess) -> None:
+    acked = [put(server, f"k/{i}", str(i))["revision"] for i in range(50)]
+    server.kill()
+    server.start().wait_ready()
+    page = server.get("/api/v1/kv", params={"prefix": "k/"}).json()
+    assert len(page["kvs"]) == 50
+    assert max(kv["mod_revision"] for kv in page["kvs"]) == acked[-1]
+
+
+def test_openapi_schema_is_served(server: ServerProcess) -> None:
+    schema = server.get("/api/v1/openapi.json").json()
+    assert "/api/v1/kv/{key}" in schema["paths"]
+    assert "/api/v1/watch" in schema["paths"]
