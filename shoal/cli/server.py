@@ -268,7 +268,10 @@ def server(
     ] = None,
     join: Annotated[
         str | None,
-        typer.Option(help="URL of a running member: join its cluster as a learner.", metavar="URL"),
+        typer.Option(
+            help="URL(s) of running members, comma-separated: join their cluster as a learner.",
+            metavar="URLS",
+        ),
     ] = None,
     config: Annotated[
         Path | None,

@@ -51,6 +51,7 @@ from ..kv import (
 from ..kv import Txn as TxnCommand
 from ..raft import ConfChangeOp, ProposalRejected
 from .api_models import (
+    AdvertiseBody,
     CompactBody,
     LeaseGrantBody,
     MemberAddBody,
@@ -497,6 +498,22 @@ def create_app(member: Member) -> FastAPI:
                     Put(key=MEMBERS_PREFIX + body.name.encode(), value=json.dumps(record).encode())
                 )
             return {"index": index, "name": body.name, "learner": body.learner}
+
+        return await leader_only(request, act)
+
+    @app.put("/api/v1/cluster/members/{name}/address")
+    async def advertise(name: str, body: AdvertiseBody, request: Request) -> Any:
+        """A member records where clients and peers reach it (each member does at start)."""
+        assert member.node is not None
+        if name not in member.node.conf.members:
+            raise ApiError(404, "member_not_found", f"{name} is not a member of this cluster")
+        host, port = body.peer_addr.rsplit(":", 1)
+        record = json.dumps({"client_url": body.client_url, "peer": [host, int(port)]}).encode()
+
+        async def act() -> Any:
+            result = await member.propose(Put(key=MEMBERS_PREFIX + name.encode(), value=record))
+            assert isinstance(result, PutResult)
+            return {"revision": result.revision}
 
         return await leader_only(request, act)
 

@@ -68,6 +68,11 @@ class MemberAddBody(_Strict):
     promote: bool = False
 
 
+class AdvertiseBody(_Strict):
+    client_url: str = Field(pattern=r"^https?://")
+    peer_addr: str = Field(pattern=r"^[^:]+:\d{1,5}$")
+
+
 class TransferBody(_Strict):
     to: str = Field(min_length=1)
 

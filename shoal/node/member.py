@@ -135,6 +135,13 @@ class Member:
     async def start(self) -> None:
         cfg = self.config
         restored = await asyncio.to_thread(self.storage.open)
+        if restored.truncated_bytes:
+            log.warning(
+                "recovered a torn WAL tail: cut %d bytes of an unfinished write",
+                restored.truncated_bytes,
+            )
+        for path, reason in restored.skipped_snapshots:
+            log.warning("skipped damaged snapshot %s: %s", path, reason)
         snapshot, hard_state, entries = restored.snapshot, restored.hard_state, restored.entries
         fresh = snapshot.index == 0 and not entries and hard_state.term == 0
         if fresh and not snapshot.conf.voters and not cfg.join:

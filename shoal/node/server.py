@@ -14,10 +14,12 @@ import logging
 import signal
 import sys
 
+import httpx
 import uvicorn
 
 from .api import create_app
 from .member import Member, MemberConfig
+from .wal import StorageError
 
 log = logging.getLogger("shoal.server")
 
@@ -60,8 +62,10 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
     )
     if on_ready is not None:
         on_ready.set()
+    advertising = asyncio.create_task(advertise(member, app.state.http))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    advertising.cancel()
     server.should_exit = True
     with contextlib.suppress(Exception):
         await serving
@@ -70,12 +74,32 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
     stopping.cancel()
 
 
+async def advertise(member: Member, http: httpx.AsyncClient) -> None:
+    """Record this member's addresses in the store, through whichever member leads, and
+    again whenever the record goes missing or stale (so `cluster status` can show it)."""
+    cfg = member.config
+    body = {"client_url": cfg.client_url, "peer_addr": f"{cfg.peer_host}:{cfg.peer_port}"}
+    while True:
+        await asyncio.sleep(0.5)
+        if member.member_url(member.name) == cfg.client_url:
+            await asyncio.sleep(5)
+            continue
+        leader = member.leader
+        target = member.member_url(leader) if leader else None
+        if target is None:
+            continue
+        with contextlib.suppress(httpx.HTTPError):
+            await http.put(f"{target}/api/v1/cluster/members/{member.name}/address", json=body)
+
+
 def run(config: MemberConfig) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         import uvloop
-    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        asyncio.run(serve(config))
-    else:
+
         uvloop.run(serve(config))
+    except StorageError as error:
+        # Damaged durable state is an operator's problem to see, not a stack trace.
+        print(f"shoal: {error}", file=sys.stderr)
+        return 2
     return 0
