@@ -1,0 +1,76 @@
+"""WatchHub: idle watchers cost nothing per event; slow watchers are cut off, not waited on."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.kv import KeyValueStore, Put, WatchFilter
+from shoal.node import watchhub
+from shoal.node.watchhub import WatchHub
+
+
+def _put(store: KeyValueStore, key: bytes, value: bytes = b"v") -> None:
+    store.apply(Put(key=key, value=value), now=0.0)
+
+
+def test_ten_thousand_idle_watchers_are_never_touched(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, hub = KeyValueStore(), WatchHub()
+    idle = [
+        hub.subscribe(store, WatchFilter.prefix(f"idle/{i}/".encode()), store.revision + 1)
+        for i in range(10_000)
+    ]
+    hot = hub.subscribe(store, WatchFilter.prefix(b"hot/"), store.revision + 1)
+    pushes = 0
+    original = watchhub.Watcher.push
+
+    def counting_push(self: watchhub.Watcher, event: watchhub.Event) -> bool:
+        nonlocal pushes
+        pushes += 1
+        return original(self, event)
+
+    monkeypatch.setattr(watchhub.Watcher, "push", counting_push)
+    for i in range(100):
+        _put(store, f"hot/{i}".encode())
+    hub.publish(store)
+    assert pushes == 100  # one delivery per matching watcher per event, nothing else
+    assert [e.kv.key for e in hot.drain()] == [f"hot/{i}".encode() for i in range(100)]
+    assert all(not w.events for w in idle)
+
+
+def test_history_then_live_events_arrive_once_in_order() -> None:
+    store, hub = KeyValueStore(), WatchHub()
+    _put(store, b"a/1")
+    start = store.revision
+    _put(store, b"a/2")
+    watcher = hub.subscribe(store, WatchFilter.prefix(b"a/"), start)
+    _put(store, b"a/3")
+    _put(store, b"b/1")
+    hub.publish(store)
+    assert [e.kv.key for e in watcher.drain()] == [b"a/1", b"a/2", b"a/3"]
+
+
+def test_single_key_and_range_watchers_match_exactly() -> None:
+    store, hub = KeyValueStore(), WatchHub()
+    one = hub.subscribe(store, WatchFilter(key=b"k"), store.revision + 1)
+    _put(store, b"k")
+    _put(store, b"k2")
+    hub.publish(store)
+    assert [e.kv.key for e in one.drain()] == [b"k"]
+
+
+def test_slow_watcher_is_cut_off_with_where_to_resume() -> None:
+    store, hub = KeyValueStore(), WatchHub(buffer=5)
+    slow = hub.subscribe(store, WatchFilter.prefix(b"s/"), store.revision + 1)
+    fast = hub.subscribe(store, WatchFilter.prefix(b"s/"), store.revision + 1)
+    first = store.revision + 1
+    for i in range(3):
+        _put(store, f"s/{i}".encode())
+    hub.publish(store)
+    fast.drain()
+    for i in range(3, 6):
+        _put(store, f"s/{i}".encode())
+    hub.publish(store)
+    assert slow.closed is not None and "slow watcher" in slow.closed
+    assert f"resume from revision {first}" in slow.closed
+    assert fast.closed is None and len(fast.drain()) == 3
+    assert hub.count == 1 and hub.cut_off == 1
