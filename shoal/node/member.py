@@ -32,6 +32,7 @@ from typing import Any
 
 from ..kv import (
     Command,
+    Compact,
     KeyValueStore,
     KvError,
     LeaseRevoke,
@@ -61,7 +62,7 @@ log = logging.getLogger("shoal.node")
 
 MEMBERS_PREFIX = b"/_shoal/members/"
 MAX_REVOKES_PER_TICK = 64
-CHECKPOINT_EVERY_SECONDS = 60.0
+CHECKPOINT_EVERY_SECONDS = 60.0  # also how often history is compacted
 CHECKPOINT_MIN_TTL = 120
 
 
@@ -90,6 +91,9 @@ class MemberConfig:
     tick_seconds: float = 0.05
     election_ticks: int = 10
     snapshot_entries: int = 10_000
+    # History kept for watches and reads at old revisions; older revisions are compacted
+    # automatically (a watcher further behind gets `compacted` and re-lists).
+    keep_revisions: int = 100_000
     request_timeout: float = 5.0
 
     @property
@@ -467,6 +471,9 @@ class Member:
         self._promote_caught_up_learners()
         if now - self._last_checkpoint >= CHECKPOINT_EVERY_SECONDS:
             self._last_checkpoint = now
+            keep = self.config.keep_revisions
+            if self.kv.revision - self.kv.compacted_revision > 2 * keep:
+                self._queue_internal(Compact(revision=self.kv.revision - keep))
             for checkpoint in self.kv.leases.checkpoints(now, CHECKPOINT_MIN_TTL):
                 self._queue_internal(checkpoint)
 
