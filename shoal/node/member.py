@@ -183,7 +183,8 @@ class Member:
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that already failed re-raises here; serve() reports it separately.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if self.transport is not None:
             await self.transport.stop()
@@ -194,6 +195,10 @@ class Member:
                 waiter.future.set_exception(Unavailable("member shutting down"))
 
     # -- requests from the API ----------------------------------------------------------
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
 
     @property
     def is_leader(self) -> bool:
@@ -293,26 +298,28 @@ class Member:
                 self.node.tick()
                 self._leader_duties()
             try:
-                await self._turn()
+                await self._turn(next_tick)
             except Exception:  # a bug here must be loud, not a silent dead member
                 log.exception("member loop failed; stopping")
                 raise
 
-    async def _turn(self) -> None:
+    async def _turn(self, tick_due: float) -> None:
         node = self.node
         assert node is not None
-        while self._inbox:
-            node.step(self._inbox.popleft())
-        if self._proposals:
-            self._submit_proposals()
-        if self._read_waiters:
-            self._submit_read()
-        while node.has_ready():
-            await self._handle_ready(node.ready())
-            while self._inbox:  # arrived during the fsync: part of the same turn
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._inbox:
                 node.step(self._inbox.popleft())
             if self._proposals:
                 self._submit_proposals()
+            if self._read_waiters:
+                self._submit_read()
+            if not node.has_ready():
+                break
+            await self._handle_ready(node.ready())
+            if loop.time() >= tick_due:
+                self._wake.set()  # under steady load, still let the next tick happen
+                break
         if self._applied_since_snapshot >= self.config.snapshot_entries:
             await self._take_snapshot()
 

@@ -64,7 +64,9 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
         on_ready.set()
     advertising = asyncio.create_task(advertise(member, app.state.http))
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    assert member.task is not None
+    await asyncio.wait({serving, stopping, member.task}, return_when=asyncio.FIRST_COMPLETED)
+    failed = member.task.done() and not member.task.cancelled() and member.task.exception()
     advertising.cancel()
     server.should_exit = True
     with contextlib.suppress(Exception):
@@ -72,6 +74,9 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
     await app.state.http.aclose()
     await member.stop()
     stopping.cancel()
+    if failed:
+        # A member whose Raft loop died must not keep answering: exit so it is restarted.
+        raise SystemExit(f"shoal: member loop failed: {failed!r}")
 
 
 async def advertise(member: Member, http: httpx.AsyncClient) -> None:
