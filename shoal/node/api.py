@@ -15,10 +15,10 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import version
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -51,6 +51,7 @@ from ..kv import (
 from ..kv import Txn as TxnCommand
 from ..raft import ConfChangeOp, ProposalRejected
 from .api_models import (
+    MAX_ID,
     AdvertiseBody,
     CompactBody,
     LeaseGrantBody,
@@ -63,6 +64,7 @@ from .api_models import (
 from .member import MEMBERS_PREFIX, Member, NotLeaderError, Unavailable
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+LeaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
 FORWARDED = "x-shoal-forwarded"
 Consistency = Literal["linearizable", "stale"]
 
@@ -183,21 +185,6 @@ def create_app(member: Member) -> FastAPI:
             problems.append(f"{where or 'body'}: {item.get('msg')}")
         return _error(400, "invalid_request", "; ".join(problems), details=problems)
 
-    @app.middleware("http")
-    async def _limits(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(
-                413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes ({length})"
-            )
-        response = await call_next(request)
-        route = request.scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        member.metrics.requests.labels(label, str(response.status_code)).inc()
-        return response
-
     async def leader_only(request: Request, act: Callable[[], Awaitable[Any]]) -> Any:
         """Run `act` here if leader, else forward the whole request to the leader."""
         try:
@@ -273,7 +260,7 @@ def create_app(member: Member) -> FastAPI:
     async def get(
         key: str,
         consistency: Consistency = "linearizable",
-        revision: int | None = Query(None, ge=1),
+        revision: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> Any:
         if not key:
             raise ApiError(400, "invalid_request", "key must not be empty")
@@ -291,7 +278,7 @@ def create_app(member: Member) -> FastAPI:
         prefix: str = "",
         limit: int = Query(1000, ge=1, le=10_000),
         after: str | None = None,
-        revision: int | None = Query(None, ge=1),
+        revision: int | None = Query(None, ge=1, le=MAX_ID),
         consistency: Consistency = "linearizable",
     ) -> Any:
         await barrier(consistency)
@@ -371,7 +358,7 @@ def create_app(member: Member) -> FastAPI:
         return await leader_only(request, act)
 
     @app.delete("/api/v1/leases/{lease_id}")
-    async def revoke(lease_id: int, request: Request) -> Any:
+    async def revoke(lease_id: LeaseId, request: Request) -> Any:
         async def act() -> Any:
             result = await member.propose(LeaseRevoke(id=lease_id))
             assert isinstance(result, LeaseRevokeResult)
@@ -380,14 +367,14 @@ def create_app(member: Member) -> FastAPI:
         return await leader_only(request, act)
 
     @app.post("/api/v1/leases/{lease_id}/keepalive")
-    async def keepalive(lease_id: int, request: Request) -> Any:
+    async def keepalive(lease_id: LeaseId, request: Request) -> Any:
         async def act() -> Any:
             return {"id": lease_id, "ttl": member.keepalive(lease_id)}
 
         return await leader_only(request, act)
 
     @app.get("/api/v1/leases/{lease_id}")
-    async def time_to_live(lease_id: int, request: Request) -> Any:
+    async def time_to_live(lease_id: LeaseId, request: Request) -> Any:
         async def act() -> Any:
             if not member.is_leader:
                 raise NotLeaderError(member.leader)
@@ -408,17 +395,17 @@ def create_app(member: Member) -> FastAPI:
         request: Request,
         prefix: str | None = None,
         key: str | None = None,
-        start_revision: int | None = Query(None, ge=1),
+        start_revision: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> Any:
         if (prefix is None) == (key is None):
             raise ApiError(400, "invalid_request", "give exactly one of prefix= or key=")
-        watch_filter = (
-            WatchFilter.prefix(prefix.encode())
-            if prefix is not None
-            else WatchFilter(key=(key or "").encode())
-        )
         start = start_revision or member.kv.revision + 1
         try:
+            watch_filter = (
+                WatchFilter.prefix(prefix.encode())
+                if prefix is not None
+                else WatchFilter(key=(key or "").encode())
+            )
             watcher = member.hub.subscribe(member.kv, watch_filter, start)
         except KvError as error:
             raise _kv_error(error) from error
@@ -521,7 +508,10 @@ def create_app(member: Member) -> FastAPI:
     async def promote(name: str, request: Request) -> Any:
         async def act() -> Any:
             assert member.node is not None
-            peer = member.peer_of(name)
+            try:
+                peer = member.peer_of(name)
+            except KeyError as error:
+                raise ApiError(404, "member_not_found", f"{name} is not a member") from error
             index = member.propose_member_change(ConfChangeOp.ADD_VOTER, name, peer)
             return {"index": index, "name": name}
 

@@ -24,8 +24,10 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,7 @@ class Member:
         self._reads_in_flight: dict[bytes, list[asyncio.Future[None]]] = {}
         self._reads_confirmed: list[tuple[int, list[asyncio.Future[None]]]] = []
         self._read_seq = 0
+        self._boot = secrets.token_bytes(8)
         self._revoking: set[int] = set()
         self._peers: dict[str, tuple[str, int]] = {}
         self._auto_promote: set[str] = set()  # learners that joined to become voters
@@ -173,6 +176,12 @@ class Member:
             on_unreachable=self._on_unreachable,
         )
         await self.transport.start()
+        if snapshot.data:
+            known = dict(self._peers)
+            self._refresh_peers(snapshot.conf)
+            for name, addr in known.items():  # the initial cluster fills any gap
+                self._peers.setdefault(name, addr)
+            self.transport.set_peers(dict(self._peers))
         self._task = asyncio.create_task(self._run(), name=f"member-{self.name}")
         if len(snapshot.conf.voters) == 1 and self.name in snapshot.conf.voters:
             self.node.campaign()  # a cluster of one needs no election timeout
@@ -241,6 +250,8 @@ class Member:
         """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError."""
         if not self.is_leader:
             raise NotLeaderError(self.leader)
+        if not self.kv.leases.is_primary:
+            raise Unavailable("a new leader is taking over the leases; retry")
         return self.kv.leases.keepalive(lease_id, time.monotonic())
 
     def peer_of(self, name: str) -> tuple[str, int]:
@@ -348,8 +359,14 @@ class Member:
         node = self.node
         assert node is not None
         waiters, self._read_waiters = self._read_waiters, []
+        # Forget rounds whose readers all gave up (timed out): they may never be answered.
+        self._reads_in_flight = {
+            c: ws for c, ws in self._reads_in_flight.items() if any(not f.done() for f in ws)
+        }
         self._read_seq += 1
-        context = b"%d" % self._read_seq
+        # The boot nonce keeps a response to a read sent before a restart from releasing
+        # a read made after it.
+        context = self._boot + b"%d" % self._read_seq
         try:
             node.read_index(context)
         except ProposalRejected as error:
@@ -372,7 +389,9 @@ class Member:
             self.metrics.snapshots_installed.inc()
             self.kv = restore_kv(rd.snapshot.data) if rd.snapshot.data else KeyValueStore()
             self.hub.reset(self.kv.revision)
-            self._on_conf(rd.snapshot.conf)
+            for index in [i for i in self._waiting if i <= rd.snapshot.index]:
+                self._settle(index, -1, None)  # outcome unknown to us: the client retries
+            self._refresh_peers(rd.snapshot.conf)
         now = time.monotonic()
         for entry in rd.committed_entries:
             if entry.change is not None:
@@ -397,8 +416,11 @@ class Member:
 
     def _apply(self, index: int, term: int, data: bytes, now: float) -> None:
         result: Result | Exception
+        command = decode_command(data)
+        if isinstance(command, Compact):
+            self.hub.publish(self.kv)  # deliver the events this compaction drops first
         try:
-            result = self.kv.apply(decode_command(data), now)
+            result = self.kv.apply(command, now)
         except KvError as error:
             result = error
         self._settle(index, term, result)
@@ -407,7 +429,11 @@ class Member:
         waiter = self._waiting.pop(index, None)
         if waiter is None or waiter.future.done():
             return
-        if waiter.term != term:
+        if term == -1:
+            waiter.future.set_exception(
+                Unavailable("a snapshot replaced the log; the write's outcome is unknown")
+            )
+        elif waiter.term != term:
             waiter.future.set_exception(
                 Unavailable("leadership changed before the write committed; retry")
             )
@@ -429,6 +455,17 @@ class Member:
                 still.append((index, waiters))
         self._reads_confirmed = still
 
+    def _refresh_peers(self, conf: ConfState) -> None:
+        """Peer addresses for every member of `conf`, from the member records in the store
+        (after a snapshot or a restart the conf-change entries that named them are gone)."""
+        peers = {}
+        for name in sorted(conf.members - {self.name}):
+            with contextlib.suppress(KeyError):
+                peers[name] = self.peer_of(name)
+        self._peers = peers
+        if self.transport is not None:
+            self.transport.set_peers(dict(peers))
+
     def _on_conf(self, conf: ConfState, change: Any = None) -> None:
         if self.transport is None or change is None:
             return
@@ -448,6 +485,12 @@ class Member:
     def _on_role_change(self) -> None:
         assert self.node is not None
         now = time.monotonic()
+        # Reads asked of the previous leader may never be answered: let clients retry.
+        for waiters in self._reads_in_flight.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(Unavailable("leadership changed; retry the read"))
+        self._reads_in_flight.clear()
         if self.node.role is Role.LEADER:
             extend = self.config.election_ticks * self.config.tick_seconds
             self.kv.leases.promote(now, extend)
@@ -474,7 +517,8 @@ class Member:
             if lease_id in self._revoking:
                 continue
             self._revoking.add(lease_id)
-            self._queue_internal(LeaseRevoke(id=lease_id))
+            future = self._queue_internal(LeaseRevoke(id=lease_id))
+            future.add_done_callback(self._revoke_settled(lease_id))
         self._promote_caught_up_learners()
         if now - self._last_checkpoint >= CHECKPOINT_EVERY_SECONDS:
             self._last_checkpoint = now
@@ -499,10 +543,19 @@ class Member:
                 log.info("promoting caught-up learner %s", name)
             return  # one change at a time
 
-    def _queue_internal(self, command: Command) -> None:
+    def _revoke_settled(self, lease_id: int) -> Callable[[asyncio.Future[Result]], None]:
+        def settled(future: asyncio.Future[Result]) -> None:
+            # A revoke refused (say, mid-transfer) must be tried again on a later tick.
+            if future.cancelled() or future.exception() is not None:
+                self._revoking.discard(lease_id)
+
+        return settled
+
+    def _queue_internal(self, command: Command) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_ignore_outcome)
         self._proposals.append((encode_command(command), future))
+        return future
 
     async def _take_snapshot(self) -> None:
         node = self.node

@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 
 from .api import create_app
+from .fastpath import ApiFront
 from .member import Member, MemberConfig
 from .wal import StorageError
 
@@ -30,7 +31,7 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
     app = create_app(member)
     server = uvicorn.Server(
         uvicorn.Config(
-            app,
+            ApiFront(app, member),
             host=config.client_host,
             port=config.client_port,
             log_level="warning",

@@ -27,6 +27,7 @@ class Watcher:
         self.wakeup = asyncio.Event()
         self.closed: str | None = None  # why the hub cut it off
         self.last_revision = 0
+        self.start_revision = 1  # events before it were not asked for
 
     def push(self, event: Event) -> bool:
         if len(self.events) >= self.buffer:
@@ -67,9 +68,11 @@ class WatchHub:
         """Register a watcher and queue the history it asked for (raises `Compacted`)."""
         prefix = _as_prefix(watch_filter)
         watcher = Watcher(watch_filter, prefix, self._buffer)
-        # Synchronous with apply (one event loop): no event can slip between the replay
-        # and the registration.
+        # Flush what others have not seen yet, then replay history for this one: nothing
+        # can slip between the replay and the registration, nor arrive twice.
+        self.publish(store)
         history = events_since(store, max(1, start_revision), watch_filter)
+        watcher.start_revision = max(1, start_revision)
         watcher.last_revision = max(0, start_revision - 1)
         for event in history:
             watcher.events.append(event)
@@ -82,7 +85,6 @@ class WatchHub:
                 self._by_prefix[prefix] = set()
                 self._lengths = sorted({len(p) for p in self._by_prefix})
             self._by_prefix[prefix].add(watcher)
-        self._published = max(self._published, store.revision)
         return watcher
 
     def unsubscribe(self, watcher: Watcher) -> None:
@@ -118,12 +120,18 @@ class WatchHub:
                 self._deliver(watcher, event)
 
     def _deliver(self, watcher: Watcher, event: Event) -> None:
+        if event.revision < watcher.start_revision:
+            return  # a watch from a future revision, on a member still catching up
         if not watcher.push(event):
             self.cut_off += 1
             self.unsubscribe(watcher)
+            # Never end a stream inside a revision: drop the revision's part already
+            # buffered, so "resume from last seen + 1" loses nothing.
+            while watcher.events and watcher.events[-1].revision == event.revision:
+                watcher.events.pop()
             watcher.close(
                 f"slow watcher: more than {watcher.buffer} events unread; "
-                f"resume from revision {watcher.last_revision + 1}"
+                f"resume from revision {event.revision}"
             )
 
     def reset(self, revision: int) -> None:

@@ -182,6 +182,24 @@ BAD_REQUESTS = [
     ),
     ("POST", "/api/v1/cluster/transfer", b'{"to": "nobody"}', 409, "rejected"),
     ("POST", "/api/v1/compact", b'{"revision": 999999}', 400, "future_revision"),
+    ("GET", "/api/v1/watch?key=", b"", 400, "invalid_request"),
+    (
+        "PUT",
+        "/api/v1/kv/k",
+        b'{"value": "v", "lease": 1180591620717411303424}',
+        400,
+        "invalid_request",
+    ),
+    ("POST", "/api/v1/compact", b'{"revision": 1180591620717411303424}', 400, "invalid_request"),
+    ("DELETE", "/api/v1/leases/1180591620717411303424", b"", 400, "invalid_request"),
+    ("POST", "/api/v1/cluster/members/nope/promote", b"", 404, "member_not_found"),
+    (
+        "POST",
+        "/api/v1/cluster/members",
+        b'{"name": "x", "peer_addr": "h:99999"}',
+        400,
+        "invalid_request",
+    ),
 ]
 
 

@@ -71,6 +71,31 @@ def test_slow_watcher_is_cut_off_with_where_to_resume() -> None:
         _put(store, f"s/{i}".encode())
     hub.publish(store)
     assert slow.closed is not None and "slow watcher" in slow.closed
-    assert f"resume from revision {first}" in slow.closed
+    # It still gets the five it buffered, then is told where the gap starts.
+    assert [e.revision for e in slow.drain()] == list(range(first, first + 5))
+    assert f"resume from revision {first + 5}" in slow.closed
     assert fast.closed is None and len(fast.drain()) == 3
     assert hub.count == 1 and hub.cut_off == 1
+
+
+def test_cut_off_never_splits_a_revision() -> None:
+    """A txn's events share a revision; a watcher cut off inside it is told to resume at
+    that revision and has none of it buffered, so "last seen + 1" loses nothing."""
+    from shoal.kv import Txn
+
+    store, hub = KeyValueStore(), WatchHub(buffer=3)
+    watcher = hub.subscribe(store, WatchFilter.prefix(b"b/"), store.revision + 1)
+    store.apply(Txn(success=tuple(Put(key=f"b/{i}".encode(), value=b"v") for i in range(5))), 0.0)
+    hub.publish(store)
+    assert watcher.closed is not None
+    assert f"resume from revision {store.revision}" in watcher.closed
+    assert watcher.drain() == []
+
+
+def test_watch_from_a_future_revision_skips_earlier_events() -> None:
+    store, hub = KeyValueStore(), WatchHub()
+    watcher = hub.subscribe(store, WatchFilter.prefix(b"f/"), store.revision + 3)
+    for i in range(4):
+        _put(store, f"f/{i}".encode())
+    hub.publish(store)
+    assert [e.revision for e in watcher.drain()] == [store.revision - 1, store.revision]
