@@ -10,6 +10,7 @@ watches are served by whichever member was asked. Every error is JSON
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
@@ -97,6 +98,13 @@ def event_json(event: Event) -> dict[str, Any]:
         "kv": kv_json(event.kv),
         "prev_kv": kv_json(event.prev_kv) if event.prev_kv else None,
     }
+
+
+@functools.lru_cache(maxsize=8192)
+def sse_event(event: Event) -> bytes:
+    """One event as an SSE frame, encoded once however many watchers receive it."""
+    data = json.dumps(event_json(event), separators=(",", ":"))
+    return f"id: {event.revision}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -421,13 +429,9 @@ def create_app(member: Member) -> FastAPI:
                         except TimeoutError:
                             yield b": keep-alive\n\n"
                             continue
-                    chunk = []
-                    for event in watcher.drain():
-                        data = json.dumps(event_json(event), separators=(",", ":"))
-                        kind = event.type.value.lower()
-                        chunk.append(f"id: {event.revision}\nevent: {kind}\ndata: {data}\n\n")
+                    chunk = b"".join(sse_event(event) for event in watcher.drain())
                     if chunk:
-                        yield "".join(chunk).encode()
+                        yield chunk
                     if watcher.closed is not None and not watcher.events:
                         reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
                         yield f"event: error\ndata: {reason}\n\n".encode()
