@@ -19,7 +19,7 @@ from importlib.metadata import version
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -171,6 +171,66 @@ def _txn_json(result: TxnResult) -> dict[str, Any]:
     return {"succeeded": result.succeeded, "revision": result.revision, "responses": responses}
 
 
+class Routing:
+    """Where a request runs: here if this member can serve it, else on the leader.
+
+    Shared by every router of the API (KV here; registry and config in their modules).
+    """
+
+    def __init__(self, member: Member, client: httpx.AsyncClient) -> None:
+        self.member = member
+        self.client = client
+
+    async def leader_only(self, request: Request, act: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `act` here if leader, else forward the whole request to the leader."""
+        try:
+            return await act()
+        except NotLeaderError as error:
+            return await self.forward(request, error.leader)
+        except Unavailable as error:
+            raise ApiError(503, "unavailable", str(error)) from error
+        except KvError as error:
+            raise _kv_error(error) from error
+        except ProposalRejected as error:
+            raise ApiError(409, "rejected", str(error)) from error
+
+    async def forward(self, request: Request, leader: str | None) -> Response:
+        if request.headers.get(FORWARDED):
+            raise ApiError(503, "no_leader", "forwarded to a member that is not the leader")
+        url = self.member.member_url(leader) if leader else None
+        if url is None:
+            raise ApiError(503, "no_leader", "no leader known yet; retry shortly")
+        body = await request.body()
+        try:
+            upstream = await self.client.request(
+                request.method,
+                url + request.url.path,
+                params=request.query_params,
+                content=body,
+                headers={"content-type": "application/json", FORWARDED: self.member.name},
+            )
+        except httpx.HTTPError as error:
+            raise ApiError(503, "unavailable", f"leader {leader} unreachable: {error}") from error
+        return Response(
+            upstream.content,
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type"),
+        )
+
+    async def barrier(self, consistency: Consistency) -> None:
+        """Wait until a linearizable read may be served here (no-op for `stale`)."""
+        if consistency == "linearizable":
+            try:
+                await self.member.read_barrier()
+            except Unavailable as error:
+                raise ApiError(503, "unavailable", str(error)) from error
+
+
+RouterFactory = Callable[[Member, Routing], APIRouter]
+# Feature routers (registry, config, ...) add themselves here; create_app includes each.
+ROUTERS: list[RouterFactory] = []
+
+
 def create_app(member: Member) -> FastAPI:
     app = FastAPI(
         title="shoal control plane",
@@ -193,48 +253,8 @@ def create_app(member: Member) -> FastAPI:
             problems.append(f"{where or 'body'}: {item.get('msg')}")
         return _error(400, "invalid_request", "; ".join(problems), details=problems)
 
-    async def leader_only(request: Request, act: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `act` here if leader, else forward the whole request to the leader."""
-        try:
-            return await act()
-        except NotLeaderError as error:
-            return await forward(request, error.leader)
-        except Unavailable as error:
-            raise ApiError(503, "unavailable", str(error)) from error
-        except KvError as error:
-            raise _kv_error(error) from error
-        except ProposalRejected as error:
-            raise ApiError(409, "rejected", str(error)) from error
-
-    async def forward(request: Request, leader: str | None) -> Response:
-        if request.headers.get(FORWARDED):
-            raise ApiError(503, "no_leader", "forwarded to a member that is not the leader")
-        url = member.member_url(leader) if leader else None
-        if url is None:
-            raise ApiError(503, "no_leader", "no leader known yet; retry shortly")
-        body = await request.body()
-        try:
-            upstream = await client.request(
-                request.method,
-                url + request.url.path,
-                params=request.query_params,
-                content=body,
-                headers={"content-type": "application/json", FORWARDED: member.name},
-            )
-        except httpx.HTTPError as error:
-            raise ApiError(503, "unavailable", f"leader {leader} unreachable: {error}") from error
-        return Response(
-            upstream.content,
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type"),
-        )
-
-    async def barrier(consistency: Consistency) -> None:
-        if consistency == "linearizable":
-            try:
-                await member.read_barrier()
-            except Unavailable as error:
-                raise ApiError(503, "unavailable", str(error)) from error
+    routing = Routing(member, client)
+    leader_only, barrier = routing.leader_only, routing.barrier
 
     # -- kv -------------------------------------------------------------------------
 
@@ -553,5 +573,7 @@ def create_app(member: Member) -> FastAPI:
     async def metrics() -> Response:
         return Response(member.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    for build in ROUTERS:
+        app.include_router(build(member, routing))
     app.state.http = client  # closed by the server on shutdown
     return app
