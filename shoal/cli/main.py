@@ -15,7 +15,7 @@ import typer
 
 from shoal import __version__
 
-from . import cluster, kv, lease
+from . import cluster, job, kv, lease
 from .server import server
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app = typer.Typer(
 app.add_typer(kv.app, name="kv")
 app.add_typer(lease.app, name="lease")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(job.app, name="job")
 app.command("server")(server)
 
 

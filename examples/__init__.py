@@ -1,0 +1,1 @@
+"""Runnable applications built on shoal."""

@@ -1,0 +1,1 @@
+"""Compute jobs: ``shoal job run examples.compute.sum:job`` and friends."""

@@ -1,0 +1,59 @@
+"""shoal.compute: distributed jobs -- decompose, partition, schedule, run, aggregate.
+
+A ``Job`` is a map function over partitions with an optional associative combiner; it
+runs on an executor (``local``, worker processes on this machine, is the default) driven
+by the pure scheduler in ``shoal.compute.scheduler``::
+
+    from shoal.compute import Job, ranges
+    job = Job("sum", lambda r: sum(range(*r)), ranges(0, 10**6, 4), combine=operator.add)
+    job.run().result
+
+Modules: ``partition`` (ranges, chunks, by_key, Partitioner), ``sources`` (files),
+``job`` (Job, reports, the Executor protocol), ``scheduler`` (pure decisions) and
+``messages`` (its events and instructions),
+``aggregate`` (tree and streaming combination), ``local`` (the local executor),
+``dask_executor`` (the same jobs on dask.distributed; needs the ``compute`` extra and is
+imported only when asked for, as ``executor="dask"``), ``errors`` (the exception tree).
+"""
+
+from __future__ import annotations
+
+from .aggregate import RunMerger, tree_reduce
+from .errors import ComputeError, ExecutorError, JobError, JobFailed
+from .job import (
+    AttemptReport,
+    Executor,
+    Job,
+    JobReport,
+    JobResult,
+    Progress,
+    TaskReport,
+    known_executors,
+)
+from .local import LocalExecutor
+from .partition import Partitioner, by_key, chunks, key_partition, ranges
+from .sources import files
+
+__all__ = [
+    "AttemptReport",
+    "ComputeError",
+    "Executor",
+    "ExecutorError",
+    "Job",
+    "JobError",
+    "JobFailed",
+    "JobReport",
+    "JobResult",
+    "LocalExecutor",
+    "Partitioner",
+    "Progress",
+    "RunMerger",
+    "TaskReport",
+    "by_key",
+    "chunks",
+    "files",
+    "key_partition",
+    "known_executors",
+    "ranges",
+    "tree_reduce",
+]

@@ -1,0 +1,52 @@
+"""Task functions for the executor tests (importable, so workers can load them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def fail_always(x: int) -> int:
+    raise ValueError(f"bad partition {x}")
+
+
+def first_time(marker: Path) -> bool:
+    """True exactly once per marker path, across processes (O_EXCL creation)."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def slow_once(arg: tuple[int, str, int]) -> int:
+    """Partition ``slow`` hangs on its first attempt only; every other run takes 20 ms."""
+    index, folder, slow = arg
+    if index == slow and first_time(Path(folder) / "slow"):
+        time.sleep(60)
+    time.sleep(0.02)
+    return index
+
+
+def crash_once(arg: tuple[int, str]) -> int:
+    """Partition 3 kills its own worker process the first time it runs."""
+    index, folder = arg
+    time.sleep(0.01)
+    if index == 3 and first_time(Path(folder) / "crash"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return index * 2
+
+
+def bad_combine(a: int, b: int) -> int:
+    raise RuntimeError("combine is broken")

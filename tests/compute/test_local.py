@@ -1,0 +1,203 @@
+"""The local executor end to end: real worker processes, real failures, bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import operator
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples.compute import sum as sum_example
+from examples.compute import wordcount
+from shoal.compute import (
+    ExecutorError,
+    Job,
+    JobError,
+    JobFailed,
+    LocalExecutor,
+    known_executors,
+    ranges,
+)
+
+from . import tasks
+
+
+@pytest.fixture(autouse=True)
+def no_workers_left_behind() -> Iterator[None]:
+    yield
+    assert multiprocessing.active_children() == []
+
+
+def test_sum_matches_a_plain_computation() -> None:
+    outcome = sum_example.small_job.run(workers=2)
+    assert outcome.result == sum(range(sum_example.SMALL_N))
+    report = outcome.report
+    assert report.state == "done" and len(report.tasks) == 4
+    assert all(t.attempts == 1 and t.duration is not None for t in report.tasks)
+    assert set(report.workers) <= {"local-1", "local-2"}
+    assert report.to_dict()["tasks"][0]["task_id"] == report.tasks[0].task_id
+
+
+def test_wordcount_matches_a_plain_computation(tmp_path: Path) -> None:
+    wordcount.write_sample(tmp_path, files_count=6, words_per_file=300)
+    outcome = wordcount.make_job(str(tmp_path)).run(workers=2)
+    plain: Counter[str] = Counter()
+    for path in sorted(tmp_path.glob("*.txt")):
+        plain.update(wordcount.count_words(str(path)))
+    assert outcome.result == plain
+
+
+def test_many_short_tasks_and_order_without_combine() -> None:
+    outcome = Job("squares", tasks.square, range(2000)).run(workers=2)
+    assert outcome.result == [x * x for x in range(2000)]
+
+
+def test_run_async() -> None:
+    job = Job("sum", sum_example.partial_sum, ranges(0, 1000, 3), combine=operator.add)
+    outcome = asyncio.run(job.run_async(workers=1))
+    assert outcome.result == sum(range(1000))
+
+
+def test_killing_a_worker_mid_job_still_gives_the_right_answer() -> None:
+    killed: list[int] = []
+    with LocalExecutor(2) as executor:
+
+        def kill_one(job_id: str, done: int, total: int) -> None:
+            if done >= 4 and not killed:
+                pid = next(iter(executor.worker_pids().values()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        job = Job("naps", tasks.nap, [0.02] * 24, combine=operator.add)
+        outcome = executor.run(job, progress=kill_one)
+        assert pid_is_gone(killed[0])
+        assert killed[0] not in executor.worker_pids().values()
+        assert len(executor.worker_pids()) == 2  # replaced
+    assert outcome.result == pytest.approx(0.02 * 24)
+    outcomes = [a.outcome for t in outcome.report.tasks for a in t.history]
+    assert "lost" in outcomes
+
+
+def pid_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_task_that_kills_its_own_worker_is_rerun(tmp_path: Path) -> None:
+    job = Job("crashy", tasks.crash_once, [(i, str(tmp_path)) for i in range(8)])
+    outcome = job.run(workers=2)
+    assert outcome.result == [i * 2 for i in range(8)]
+    assert outcome.report.tasks[3].attempts == 2
+
+
+def test_a_raising_task_is_retried_then_the_job_fails_with_its_traceback() -> None:
+    job = Job("bad", tasks.fail_always, [7], retries=2, backoff=0.01)
+    with pytest.raises(JobFailed) as caught:
+        job.run(workers=2)
+    error = caught.value
+    assert error.attempts == 3 and error.task_id.endswith("/0")
+    assert "Traceback (most recent call last)" in error.traceback
+    assert "in fail_always" in error.traceback
+    assert "ValueError: bad partition 7" in error.traceback
+    assert "ValueError: bad partition 7" in str(error)
+
+
+def test_timeout_kills_the_task_and_counts_as_a_failure() -> None:
+    job = Job("hang", tasks.nap, [30.0], retries=1, backoff=0.01, timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(JobFailed, match=r"timed out after 0\.2s"):
+        job.run(workers=1)
+    assert time.monotonic() - started < 10
+
+
+def test_a_combine_that_raises_fails_the_job() -> None:
+    job = Job("c", tasks.square, range(4), combine=tasks.bad_combine)
+    with pytest.raises(JobFailed, match="combine is broken"):
+        job.run(workers=2)
+
+
+def test_a_straggler_is_overtaken_by_its_speculative_copy(tmp_path: Path) -> None:
+    parts = [(i, str(tmp_path), 5) for i in range(12)]
+    started = time.monotonic()
+    outcome = Job("stragglers", tasks.slow_once, parts).run(workers=2)
+    assert outcome.result == list(range(12))
+    assert time.monotonic() - started < 20  # the hung original (60 s) was not waited for
+    slow = outcome.report.tasks[5]
+    assert slow.won_by_speculative and slow.speculative_copies == 1
+    assert [a.outcome for a in slow.history] == ["cancelled", "finished"]
+    assert outcome.report.speculative_copies == 1
+
+
+def test_high_priority_submitted_later_finishes_first() -> None:
+    finished: dict[str, float] = {}
+
+    def note(job_id: str, done: int, total: int) -> None:
+        if done == total:
+            finished.setdefault(job_id, time.monotonic())
+
+    with LocalExecutor(2) as executor:
+        low = executor.submit(Job("low", tasks.nap, [0.03] * 24, combine=operator.add))
+        high = executor.submit(
+            Job("high", tasks.nap, [0.03] * 4, combine=operator.add, priority=10)
+        )
+        results = executor.wait([low, high], progress=note)
+    assert finished[high] < finished[low]
+    assert results[0].result == pytest.approx(0.03 * 24)  # the low job still completes
+    assert results[1].result == pytest.approx(0.03 * 4)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def test_unpicklable_function_is_refused_up_front() -> None:
+    lock = threading.Lock()
+
+    def holds_a_lock(x: int) -> object:
+        return lock
+
+    with pytest.raises(JobError, match=r"map_fn 'test_unpicklable.*holds_a_lock'.*lock"):
+        Job("locked", holds_a_lock, [1])
+    with pytest.raises(JobError, match="combine"):
+        Job("locked", tasks.square, [1], combine=lambda a, b: lock)
+
+
+def test_bad_partitions_and_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="parts must be > 0, got -2"):
+        Job("neg", tasks.square, ranges(0, 10, -2))
+    with pytest.raises(JobError, match="no partitions"):
+        Job("empty", tasks.square, [])
+    with pytest.raises(JobError, match="retries must be >= 0"):
+        Job("r", tasks.square, [1], retries=-1)
+    with pytest.raises(JobError, match="not a string"):
+        Job("s", tasks.square, "abc")
+    with pytest.raises(JobError, match="workers must be a positive int"):
+        Job("w", tasks.square, [1]).run(workers=0)
+
+
+def test_unknown_executor_lists_the_known_ones() -> None:
+    job = Job("j", tasks.square, [1])
+    with pytest.raises(JobError, match="unknown executor 'spark'; known executors: dask, local"):
+        job.run("spark")
+    with pytest.raises(JobError, match="'ray' is not available yet; known executors: dask, local"):
+        job.run("ray")
+    assert known_executors() == ("dask", "local")
+
+
+def test_resources_no_worker_offers_are_refused() -> None:
+    job = Job("gpu", tasks.square, [1], resources={"cpu": 1, "gpu": 1})
+    with pytest.raises(ExecutorError, match="which no worker offers"):
+        job.run(workers=1)
+    with LocalExecutor(2, resources=[{"cpu": 1}, {"cpu": 1, "gpu": 1}]) as executor:
+        outcome = executor.run(job)
+    assert outcome.report.tasks[0].worker_id == "local-2"
