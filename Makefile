@@ -35,6 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.raft_core
 	$(PY) -m bench.control_plane
+	$(PY) -m bench.compute
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5
