@@ -15,7 +15,7 @@ import typer
 
 from shoal import __version__
 
-from . import cluster, job, kv, lease
+from . import cluster, config, job, kv, lease, registry
 from .server import server
 
 app = typer.Typer(
@@ -29,6 +29,9 @@ app.add_typer(kv.app, name="kv")
 app.add_typer(lease.app, name="lease")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(job.app, name="job")
+app.add_typer(config.app, name="config")
+app.command("services")(registry.services)
+app.add_typer(registry.app, name="service")
 app.command("server")(server)
 
 

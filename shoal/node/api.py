@@ -19,7 +19,7 @@ from importlib.metadata import version
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -224,11 +224,6 @@ class Routing:
                 await self.member.read_barrier()
             except Unavailable as error:
                 raise ApiError(503, "unavailable", str(error)) from error
-
-
-RouterFactory = Callable[[Member, Routing], APIRouter]
-# Feature routers (registry, config, ...) add themselves here; create_app includes each.
-ROUTERS: list[RouterFactory] = []
 
 
 def create_app(member: Member) -> FastAPI:
@@ -573,7 +568,6 @@ def create_app(member: Member) -> FastAPI:
     async def metrics() -> Response:
         return Response(member.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    for build in ROUTERS:
-        app.include_router(build(member, routing))
+    app.state.routing = routing  # feature routers (app.py) share it
     app.state.http = client  # closed by the server on shutdown
     return app

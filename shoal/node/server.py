@@ -18,7 +18,7 @@ import sys
 import httpx
 import uvicorn
 
-from .api import create_app
+from .app import build_app
 from .fastpath import ApiFront
 from .member import Member, MemberConfig
 from .wal import StorageError
@@ -29,7 +29,7 @@ log = logging.getLogger("shoal.server")
 async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) -> None:
     member = Member(config)
     await member.start()
-    app = create_app(member)
+    app = build_app(member)
     server = uvicorn.Server(
         uvicorn.Config(
             ApiFront(app, member),

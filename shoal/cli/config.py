@@ -1,0 +1,337 @@
+"""`shoal config put|get|history|diff|rollback|watch|list|beta`: the config center.
+
+Talks to `/api/v1/config/...` with httpx directly, trying each endpoint in turn until one
+answers; an API error becomes a red line on stderr and exit status 1. A publish that
+loses a race (409) is retried, since the server re-plans it from the new state.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from shoal.client.sse import SseDecoder, SseMessage
+from shoal.config import ConfigError, ItemId, parse_pairs
+
+from .common import DEFAULT_ENDPOINTS, Endpoints, Json, endpoints_of, fail, out, print_json
+
+app = typer.Typer(
+    help="Publish, read, roll back and gray-release configuration.", no_args_is_help=True
+)
+beta_app = typer.Typer(help="Gray release: content for matching instances only.")
+app.add_typer(beta_app, name="beta", no_args_is_help=True)
+
+BASE = "/api/v1/config"
+CONFLICT_RETRIES = 5
+_SUFFIXES = {
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".toml": "toml",
+    ".properties": "properties",
+}
+
+Item = Annotated[str, typer.Argument(help="NAMESPACE/NAME, e.g. prod/articles.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="json|yaml|toml|properties|text (default: from the suffix)."),
+]
+Message = Annotated[str | None, typer.Option("--message", "-m", help="Why this change.")]
+Labels = Annotated[
+    list[str] | None, typer.Option("--label", "-l", help="An instance label k=v (repeatable).")
+]
+
+
+def _item(text: str) -> ItemId:
+    try:
+        return ItemId.parse(text)
+    except ConfigError as error:
+        raise typer.BadParameter(error.message, param_hint="NAMESPACE/NAME") from None
+
+
+def _labels(pairs: list[str] | None) -> dict[str, str]:
+    try:
+        labels = parse_pairs(pairs or [])
+    except ConfigError as error:
+        raise typer.BadParameter(error.message, param_hint="--label") from None
+    return {f"labels.{k}": v for k, v in labels.items()}
+
+
+def _read(file: str) -> str:
+    try:
+        return sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise fail(f"cannot read {file}: {error}") from None
+
+
+def _format_of(file: str, given: str | None) -> str:
+    return given or _SUFFIXES.get(Path(file).suffix.lower(), "text")
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _call(endpoints: str, method: str, path: str, **kwargs: Any) -> Any:
+    """The JSON answer of the first endpoint that answers; errors exit with status 1."""
+    last: Exception | None = None
+    for attempt in range(CONFLICT_RETRIES):
+        for url in endpoints_of(endpoints):
+            try:
+                r = httpx.request(method, url + path, timeout=10, **kwargs)
+            except httpx.HTTPError as error:
+                last = error
+                continue
+            if r.status_code == 409 and attempt + 1 < CONFLICT_RETRIES:
+                break  # lost a race: try again from the new state
+            if r.status_code >= 400:
+                try:
+                    message = r.json()["message"]
+                except (ValueError, KeyError, TypeError):
+                    message = f"HTTP {r.status_code}: {r.text[:200]}"
+                raise fail(message)
+            return r.json()
+        else:
+            raise fail(f"no endpoint answered: {last}")
+    raise fail("the item kept changing; try again")
+
+
+def _when(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _done(as_json: bool, result: dict[str, Any], text: str) -> None:
+    if as_json:
+        print_json(result)
+    else:
+        out.print(text)
+
+
+@app.command("put")
+def put(
+    item: Item,
+    file: Annotated[str, typer.Argument(help="The content; - reads stdin.")],
+    fmt: FormatOpt = None,
+    message: Message = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Publish FILE as the next version of NAMESPACE/NAME (validated first)."""
+    target = _item(item)
+    body = {
+        "content": _read(file),
+        "format": _format_of(file, fmt),
+        "author": _author(),
+        "message": message,
+    }
+    result = _call(endpoints, "PUT", f"{BASE}/{target}", json=body)
+    _done(as_json, result, f"published {target} version {result['version']}")
+
+
+@app.command("get")
+def get(
+    item: Item,
+    version: Annotated[int | None, typer.Option(min=1, help="A past version.")] = None,
+    label: Labels = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Print the content an instance with these labels gets (or VERSION's)."""
+    target = _item(item)
+    if version is not None:
+        result = _call(endpoints, "GET", f"{BASE}/{target}/versions/{version}")
+    else:
+        result = _call(endpoints, "GET", f"{BASE}/{target}", params=_labels(label))
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(result["content"], nl=not result["content"].endswith("\n"))
+
+
+@app.command("list")
+def list_items(
+    namespace: Annotated[str | None, typer.Argument(help="Only this namespace.")] = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """List config items with their current version."""
+    params = {"namespace": namespace} if namespace else {}
+    result = _call(endpoints, "GET", BASE, params=params)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("item", "version", "format", "updated", "beta")
+    for i in result["items"]:
+        table.add_row(
+            escape(f"{i['namespace']}/{i['name']}"),
+            str(i["version"]),
+            i["format"],
+            _when(i["updated"]),
+            "yes" if i["beta"] else "",
+        )
+    out.print(table)
+
+
+@app.command("history")
+def history(item: Item, endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
+    """Every version of NAMESPACE/NAME, newest first."""
+    target = _item(item)
+    result = _call(endpoints, "GET", f"{BASE}/{target}/history")
+    if as_json:
+        print_json(result)
+        return
+    table = Table("version", "time", "author", "kind", "format", "sha256", "message")
+    for v in result["versions"]:
+        kind = f"rollback of {v['source']}" if v["kind"] == "rollback" else v["kind"]
+        table.add_row(
+            str(v["number"]),
+            _when(v["time"]),
+            escape(v["author"]),
+            kind,
+            v["format"],
+            v["sha256"][:12],
+            escape(v["message"]),
+        )
+    out.print(table)
+    if result.get("beta"):
+        beta = result["beta"]
+        selector = ",".join(f"{k}={v}" for k, v in beta["selector"].items())
+        out.print(f"beta running for {escape(selector)} (by {escape(beta['author'])})")
+
+
+@app.command("diff")
+def diff(
+    item: Item,
+    a: Annotated[int, typer.Argument(min=1, help="From this version.")],
+    b: Annotated[int, typer.Argument(min=1, help="To this version.")],
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """A unified diff between versions A and B."""
+    target = _item(item)
+    result = _call(endpoints, "GET", f"{BASE}/{target}/diff", params={"from": a, "to": b})
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(result["diff"], nl=False)
+
+
+@app.command("rollback")
+def rollback(
+    item: Item,
+    version: Annotated[int, typer.Argument(min=1, help="The version whose content returns.")],
+    message: Message = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Publish VERSION's content again, as a new version."""
+    target = _item(item)
+    body = {"version": version, "author": _author(), "message": message}
+    result = _call(endpoints, "POST", f"{BASE}/{target}/rollback", json=body)
+    _done(as_json, result, f"rolled {target} back to {version} as version {result['version']}")
+
+
+def _stream(endpoints: str, path: str, params: dict[str, str]) -> Iterator[SseMessage]:
+    errors = []
+    for url in endpoints_of(endpoints):
+        try:
+            with httpx.stream("GET", url + path, params=params, timeout=None) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise fail(r.json().get("message", r.text))
+                decoder = SseDecoder()
+                for chunk in r.iter_bytes():
+                    for item in decoder.feed(chunk):
+                        if isinstance(item, SseMessage):
+                            yield item
+                return
+        except httpx.HTTPError as error:
+            errors.append(f"{url}: {error}")
+    raise fail("no endpoint answered: " + "; ".join(errors))
+
+
+@app.command("watch")
+def watch(
+    item: Item,
+    label: Labels = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Print the content an instance with these labels gets, now and on every change."""
+    target = _item(item)
+    for message in _stream(endpoints, f"{BASE}/{target}/watch", _labels(label)):
+        data = json.loads(message.data)
+        if message.event == "error":
+            raise fail(data.get("message", "watch closed"))
+        if as_json:
+            print_json({"event": message.event, **data})
+        elif message.event == "config":
+            beta = " (beta)" if data["beta"] else ""
+            out.print(f"[bold]# {target} version {data['version']}{beta}[/bold]", markup=True)
+            typer.echo(data["content"], nl=not data["content"].endswith("\n"))
+        elif message.event == "deleted":
+            out.print(f"# {target} deleted")
+
+
+@beta_app.command("put")
+def beta_put(
+    item: Item,
+    file: Annotated[str, typer.Argument(help="The beta content; - reads stdin.")],
+    selector: Annotated[
+        list[str], typer.Option("--selector", "-s", help="A label k=v instances must have.")
+    ],
+    fmt: FormatOpt = None,
+    message: Message = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Deliver FILE only to instances whose labels match every --selector."""
+    target = _item(item)
+    try:
+        chosen = parse_pairs(selector, "selector")
+    except ConfigError as error:
+        raise typer.BadParameter(error.message, param_hint="--selector") from None
+    body = {
+        "content": _read(file),
+        "format": fmt or (_SUFFIXES.get(Path(file).suffix.lower()) if file != "-" else None),
+        "selector": chosen,
+        "author": _author(),
+        "message": message,
+    }
+    result = _call(endpoints, "PUT", f"{BASE}/{target}/beta", json=body)
+    _done(as_json, result, f"beta of {target} running for {chosen}")
+
+
+@beta_app.command("promote")
+def beta_promote(
+    item: Item,
+    message: Message = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Make the beta the next version for everyone."""
+    target = _item(item)
+    body = {"author": _author(), "message": message}
+    result = _call(endpoints, "POST", f"{BASE}/{target}/beta/promote", json=body)
+    _done(as_json, result, f"promoted the beta of {target} to version {result['version']}")
+
+
+@beta_app.command("drop")
+def beta_drop(item: Item, endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
+    """End the beta; every instance gets the current version again."""
+    target = _item(item)
+    result = _call(endpoints, "DELETE", f"{BASE}/{target}/beta")
+    _done(as_json, result, f"dropped the beta of {target}")
