@@ -63,6 +63,7 @@ from .api_models import (
     TxnOpBody,
 )
 from .member import MEMBERS_PREFIX, Member, NotLeaderError, Unavailable
+from .watchhub import Watcher
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 LeaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -169,6 +170,45 @@ def _txn_json(result: TxnResult) -> dict[str, Any]:
                 {"get": {"kvs": [kv_json(kv) for kv in response.kvs], "more": response.more}}
             )
     return {"succeeded": result.succeeded, "revision": result.revision, "responses": responses}
+
+
+def watch_stream(
+    member: Member,
+    watcher: Watcher,
+    render: Callable[[list[Event]], bytes],
+    preamble: bytes,
+) -> StreamingResponse:
+    """Serve a subscribed watcher as Server-Sent Events until it closes or the client goes.
+
+    `render` turns each drained batch of events into SSE frames (KV events, instances,
+    config content...). Comments keep idle connections alive through proxies; a watcher
+    the hub cut off ends with an `error` event saying where to resume.
+    """
+    member.metrics.watchers.inc()
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield preamble
+            while True:
+                if not watcher.events and watcher.closed is None:
+                    try:
+                        await asyncio.wait_for(watcher.wakeup.wait(), 15.0)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                events = watcher.drain()
+                chunk = render(events) if events else b""
+                if chunk:
+                    yield chunk
+                if watcher.closed is not None and not watcher.events:
+                    reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
+                    yield f"event: error\ndata: {reason}\n\n".encode()
+                    return
+        finally:
+            member.hub.unsubscribe(watcher)
+            member.metrics.watchers.dec()
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
 
 
 class Routing:
@@ -432,30 +472,12 @@ def create_app(member: Member) -> FastAPI:
             watcher = member.hub.subscribe(member.kv, watch_filter, start)
         except KvError as error:
             raise _kv_error(error) from error
-        member.metrics.watchers.inc()
-
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                yield f": watching from revision {start}\n\n".encode()
-                while True:
-                    if not watcher.events and watcher.closed is None:
-                        try:
-                            await asyncio.wait_for(watcher.wakeup.wait(), 15.0)
-                        except TimeoutError:
-                            yield b": keep-alive\n\n"
-                            continue
-                    chunk = b"".join(sse_event(event) for event in watcher.drain())
-                    if chunk:
-                        yield chunk
-                    if watcher.closed is not None and not watcher.events:
-                        reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
-                        yield f"event: error\ndata: {reason}\n\n".encode()
-                        return
-            finally:
-                member.hub.unsubscribe(watcher)
-                member.metrics.watchers.dec()
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return watch_stream(
+            member,
+            watcher,
+            lambda events: b"".join(sse_event(event) for event in events),
+            f": watching from revision {start}\n\n".encode(),
+        )
 
     # -- cluster ----------------------------------------------------------------------
 

@@ -15,14 +15,12 @@ therefore reaches exactly the subscribers its selector matches.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import (
@@ -54,6 +52,7 @@ from ..kv import (
     CompareOp,
     CompareTarget,
     Delete,
+    Event,
     KvError,
     Put,
     TxnResult,
@@ -61,7 +60,7 @@ from ..kv import (
     prefix_end,
 )
 from ..kv import Txn as TxnCommand
-from .api import ApiError, Consistency, Routing, _kv_error
+from .api import ApiError, Consistency, Routing, _kv_error, watch_stream
 from .api_models import MAX_ID
 from .member import Member, NotLeaderError
 
@@ -441,7 +440,6 @@ def router(member: Member, routing: Routing) -> APIRouter:
             raise config_error(error) from error
         except KvError as error:
             raise _kv_error(error) from error
-        member.metrics.watchers.inc()
 
         def resolve_at(revision: int) -> Effective | None:
             try:
@@ -449,40 +447,24 @@ def router(member: Member, routing: Routing) -> APIRouter:
             except KvError:  # compacted under us: the present is what matters
                 return store.resolve(item, labels)
 
-        async def stream() -> AsyncIterator[bytes]:
-            last = baseline
-            try:
-                yield f": watching {item} from revision {start}\n\n".encode()
-                if start_revision is None and last is not None:
-                    yield _frame("config", start - 1, last.to_json())
-                while True:
-                    if not watcher.events and watcher.closed is None:
-                        try:
-                            await asyncio.wait_for(watcher.wakeup.wait(), 15.0)
-                        except TimeoutError:
-                            yield b": keep-alive\n\n"
-                            continue
-                    events = watcher.drain()
-                    if events:
-                        revision = events[-1].revision
-                        now = resolve_at(revision)
-                        if now is None and last is not None:
-                            yield _frame(
-                                "deleted", revision, {"namespace": namespace, "name": name}
-                            )
-                        elif now is not None and (last is None or now.identity != last.identity):
-                            yield _frame(
-                                "config", revision, {**now.to_json(), "revision": revision}
-                            )
-                        last = now
-                    if watcher.closed is not None and not watcher.events:
-                        reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
-                        yield f"event: error\ndata: {reason}\n\n".encode()
-                        return
-            finally:
-                member.hub.unsubscribe(watcher)
-                member.metrics.watchers.dec()
+        last = baseline
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        def render(events: list[Event]) -> bytes:
+            # One resolution per batch: a subscriber sees the content its labels get now.
+            nonlocal last
+            revision = events[-1].revision
+            now = resolve_at(revision)
+            frame = b""
+            if now is None and last is not None:
+                frame = _frame("deleted", revision, {"namespace": namespace, "name": name})
+            elif now is not None and (last is None or now.identity != last.identity):
+                frame = _frame("config", revision, {**now.to_json(), "revision": revision})
+            last = now
+            return frame
+
+        preamble = f": watching {item} from revision {start}\n\n".encode()
+        if start_revision is None and baseline is not None:
+            preamble += _frame("config", start - 1, baseline.to_json())
+        return watch_stream(member, watcher, render, preamble)
 
     return api

@@ -28,11 +28,11 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..kv import (
@@ -65,7 +65,7 @@ from ..registry import (
     settings_key,
     summarize,
 )
-from .api import ApiError, Routing, _kv_error
+from .api import ApiError, Routing, _kv_error, watch_stream
 from .api_models import MAX_ID
 from .health import HealthChecker
 from .member import Member, NotLeaderError, Unavailable
@@ -311,30 +311,12 @@ def router(member: Member, routing: Routing) -> APIRouter:
             watcher = member.hub.subscribe(member.kv, WatchFilter.prefix(prefix), start)
         except KvError as error:
             raise _kv_error(error) from error
-        member.metrics.watchers.inc()
-
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                yield f": watching {service} from revision {start}\n\n".encode()
-                while True:
-                    if not watcher.events and watcher.closed is None:
-                        try:
-                            await asyncio.wait_for(watcher.wakeup.wait(), 15.0)
-                        except TimeoutError:
-                            yield b": keep-alive\n\n"
-                            continue
-                    chunk = b"".join(_watch_frame(event) for event in watcher.drain())
-                    if chunk:
-                        yield chunk
-                    if watcher.closed is not None and not watcher.events:
-                        reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
-                        yield f"event: error\ndata: {reason}\n\n".encode()
-                        return
-            finally:
-                member.hub.unsubscribe(watcher)
-                member.metrics.watchers.dec()
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return watch_stream(
+            member,
+            watcher,
+            lambda events: b"".join(_watch_frame(event) for event in events),
+            f": watching {service} from revision {start}\n\n".encode(),
+        )
 
     # -- the keep-alive stream --------------------------------------------------------
 
