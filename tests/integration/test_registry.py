@@ -435,3 +435,50 @@ def test_cli_register_show_services_watch_deregister(
     assert b"DELETE w1" in watcher.stdout.readline()
     missing = runner.invoke(app, ["service", "deregister", "web", "w1", *ep])
     assert missing.exit_code == 1 and "no instance" in missing.output
+
+
+def test_leader_failover_marks_no_healthy_instance_critical_and_expires_no_lease(
+    tmp_path: Path, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """DESIGN decision 3 and 7: the new leader starts from the stored statuses and gives
+    every lease its full TTL plus an election timeout, so a failover is invisible to
+    healthy instances."""
+    port, _service = start_http_service(children)
+    with local_cluster(tmp_path, 3) as cluster:
+        leader = cluster.leader()
+        check = {"type": "http", "path": "/healthz", "interval": "250ms", "timeout": "200ms"}
+        register(leader, "web", "w1", address="127.0.0.1", port=port, check=check)
+        register(
+            leader, "web", "t1", address="127.0.0.1", port=1, check={"type": "ttl", "ttl": "2s"}
+        )
+        wait_for(
+            lambda: instances(leader, "web", healthy="true")["total"] == 2,
+            what="both instances healthy",
+        )
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(0.3):
+                for member in cluster.live():
+                    try:
+                        url = "/api/v1/services/web/instances/t1/heartbeat"
+                        if member.request("PUT", url, timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        continue
+
+        beating = threading.Thread(target=heartbeat, daemon=True)
+        beating.start()
+        try:
+            leader.kill()
+            new = cluster.leader()
+            assert new is not leader
+            # Checked continuously for longer than the TTL and several check intervals.
+            until = time.monotonic() + 3.0
+            while time.monotonic() < until:
+                found = instances(new, "web")
+                statuses = {i["id"]: i["health"]["status"] for i in found["instances"]}
+                assert statuses == {"w1": "passing", "t1": "passing"}, statuses
+        finally:
+            stop.set()
+            beating.join()
