@@ -88,6 +88,10 @@ class LeaseTable:
             for lease in sorted(self._leases.values(), key=lambda lease: lease.id)
         ]
 
+    def checkpointed(self, lease_id: int) -> bool:
+        """Whether a remaining TTL was recorded through the log for this lease."""
+        return self._get(lease_id).checkpoint is not None
+
     def time_to_live(self, lease_id: int, now: float) -> LeaseTimeToLive:
         lease = self._get(lease_id)
         if lease.expiry is not None:

@@ -37,6 +37,7 @@ from ..kv import (
     Compact,
     KeyValueStore,
     KvError,
+    LeaseCheckpoint,
     LeaseRevoke,
     Put,
     Result,
@@ -252,7 +253,14 @@ class Member:
             raise NotLeaderError(self.leader)
         if not self.kv.leases.is_primary:
             raise Unavailable("a new leader is taking over the leases; retry")
-        return self.kv.leases.keepalive(lease_id, time.monotonic())
+        stale = self.kv.leases.checkpointed(lease_id)
+        ttl = self.kv.leases.keepalive(lease_id, time.monotonic())
+        if stale:
+            # Followers still hold the old remaining TTL; without this a failover right
+            # after a renewal would give the lease only what was left before it (etcd too).
+            self._queue_internal(LeaseCheckpoint(id=lease_id, remaining_seconds=float(ttl)))
+            self._wake.set()
+        return ttl
 
     def peer_of(self, name: str) -> tuple[str, int]:
         if name in self._peers:

@@ -151,3 +151,12 @@ def test_time_to_live_on_a_follower_and_unknown_lease() -> None:
     )
     with pytest.raises(LeaseNotFound, match="lease 2 not found"):
         store.leases.time_to_live(2, 0.0)
+
+
+def test_checkpointed_says_whether_followers_hold_a_remaining_ttl() -> None:
+    store = store_with_lease(1, ttl=60)
+    assert store.leases.checkpointed(1) is False
+    store.apply(LeaseCheckpoint(id=1, remaining_seconds=20.0), 1.0)
+    assert store.leases.checkpointed(1) is True  # the member refreshes it on keep-alive
+    store.apply(LeaseCheckpoint(id=1, remaining_seconds=60.0), 2.0)
+    assert store.leases.time_to_live(1, 3.0).remaining == 60.0
