@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 
 # Only the directories that exist, so lint works while parts are still missing.
 LINT_DIRS   := $(wildcard shoal tests bench examples)
-FORMAT_DIRS := $(wildcard shoal tests bench)
+FORMAT_DIRS := $(wildcard shoal tests bench examples)
 
 .PHONY: all venv demo test lint bench soak clean
 
@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m shoal.raft.sim.demo
+	$(PY) -m examples.control_plane_tour
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
