@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "join": None,
     "tick_ms": 50,
     "election_ticks": 10,
-    "snapshot_entries": 10_000,
+    "snapshot_entries": 100_000,
 }
 
 
@@ -115,7 +115,7 @@ class ServerSettings:
     join: str | None
     tick_ms: int
     election_ticks: int
-    snapshot_entries: int = 10_000
+    snapshot_entries: int = 100_000
 
 
 def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerSettings:
@@ -285,7 +285,7 @@ def server(
     ] = None,
     snapshot_entries: Annotated[
         int | None,
-        typer.Option(help="Applied entries between snapshots (log compaction). [default: 10000]"),
+        typer.Option(help="Applied entries between snapshots (log compaction). [default: 100000]"),
     ] = None,
 ) -> None:
     """Run a control-plane member (a cluster of one unless told otherwise)."""

@@ -93,7 +93,7 @@ class MemberConfig:
     join: bool = False
     tick_seconds: float = 0.05
     election_ticks: int = 10
-    snapshot_entries: int = 10_000
+    snapshot_entries: int = 100_000
     # History kept for watches and reads at old revisions; older revisions are compacted
     # automatically (a watcher further behind gets `compacted` and re-lists).
     keep_revisions: int = 100_000
