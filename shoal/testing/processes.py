@@ -93,7 +93,7 @@ class ServerProcess:
         log.close()
         return self
 
-    def wait_healthy(self, timeout: float = 15.0) -> None:
+    def wait_healthy(self, timeout: float = 30.0) -> None:
         def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
@@ -101,7 +101,7 @@ class ServerProcess:
 
         wait_for(healthy, timeout, what=f"{self.name} /healthz")
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
+    def wait_ready(self, timeout: float = 30.0) -> None:
         self.wait_healthy(timeout)
         wait_for(
             lambda: httpx.get(self.url + "/readyz", timeout=1).status_code == 200,
@@ -177,7 +177,7 @@ class LocalCluster:
     def live(self) -> list[ServerProcess]:
         return [p for p in self.members.values() if p.alive]
 
-    def leader(self, timeout: float = 15.0) -> ServerProcess:
+    def leader(self, timeout: float = 30.0) -> ServerProcess:
         """The member every live member agrees leads (and that says so itself)."""
 
         def agreed() -> ServerProcess | None:

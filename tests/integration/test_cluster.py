@@ -56,7 +56,7 @@ class Writer:
         self._stop.set()
         self._thread.join(10)
 
-    def wait_for_acks(self, count: int, timeout: float = 20) -> None:
+    def wait_for_acks(self, count: int, timeout: float = 60) -> None:
         wait_for(lambda: len(self.acked) >= count, timeout, what=f"{count} acked writes")
 
 
@@ -78,7 +78,7 @@ def assert_everyone_has(cluster: LocalCluster, acked: dict[str, int], prefix: st
     for member in cluster.live():
         wait_for(
             lambda m=member: set(acked) <= set(keys_on(m, prefix)),
-            timeout=20,
+            timeout=60,  # a deadline, not a wait: generous for a loaded CI machine
             what=f"{member.name} to hold every acknowledged write",
         )
 
