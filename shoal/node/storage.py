@@ -90,7 +90,8 @@ class MemberStorage:
             self._snaps.save(rd.snapshot)
             wal.mark_snapshot(rd.snapshot.index, rd.snapshot.term)
         wal.append(rd.entries, rd.hard_state)
-        wal.sync()
+        if rd.must_sync:
+            wal.sync()  # a commit-index-only change rides along with the next sync
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot this member took of its own state (or the bootstrap one at

@@ -9,7 +9,8 @@ The driver owns the I/O and runs this loop (etcd-io/raft's Ready/Advance, in Pyt
       write finishes: thesis 10.2.1);
    b. make durable `rd.snapshot`, then `rd.entries` (replacing any stored entries from
       `rd.entries[0].index` on), then `rd.hard_state` -- entries before hard state, so a
-      durable commit index never points past the durable log;
+      durable commit index never points past the durable log; when `rd.must_sync` is
+      False only the commit index changed and the write needs no fsync;
    c. send `rd.persisted_messages` (votes and acknowledgements promise durable state);
    d. install `rd.snapshot` into the state machine, then apply `rd.committed_entries` in
       order (skip entries with no data and no change: a new leader's no-op);
@@ -57,6 +58,9 @@ class Ready:
     persisted_messages: tuple[Message, ...]
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
+    # False when only the commit index changed: it may be written without an fsync, since
+    # a lost commit index is learned again from the leader (etcd's MustSync).
+    must_sync: bool = True
 
     @property
     def must_persist(self) -> bool:
@@ -182,6 +186,7 @@ class RawNode:
         else:
             now = [m for m in msgs if isinstance(m, _SEND_BEFORE_PERSIST)]
             later = [m for m in msgs if not isinstance(m, _SEND_BEFORE_PERSIST)]
+        rd_entries = r.log.unstable()
         committed = r.log.next_to_apply()
         if committed:
             r.log.mark_handed_out(committed[-1].index)
@@ -189,11 +194,12 @@ class RawNode:
             soft_state=soft if soft != self._soft else None,
             hard_state=hard if hard != self._hard else None,
             snapshot=r.log.pending_snapshot,
-            entries=r.log.unstable(),
+            entries=rd_entries,
             messages=tuple(now),
             persisted_messages=tuple(later),
             committed_entries=committed,
             read_states=tuple(r.read_states),
+            must_sync=vote_changed or bool(rd_entries) or r.log.pending_snapshot is not None,
         )
         r.read_states = []
         self._soft = soft

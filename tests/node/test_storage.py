@@ -171,6 +171,21 @@ def test_a_ready_with_nothing_to_persist_costs_no_fsync(tmp_path: Path) -> None:
     storage.close()
 
 
+def test_a_commit_index_only_change_is_written_without_an_fsync(tmp_path: Path) -> None:
+    """Like etcd's MustSync: the commit index can be re-learned, so it rides along with the
+    next fsync instead of costing one of its own; close() still makes it durable."""
+    storage, node, _ = start(tmp_path)
+    elect(node, storage)
+    before = storage.syncs
+    hard = HardState(term=node.term, vote=node.id, commit=node.status().commit)
+    storage.persist(Ready(None, hard, None, (), (), (), (), (), must_sync=False))
+    assert storage.syncs == before
+    storage.close()
+    storage, _, restored = start(tmp_path)
+    assert restored.hard_state == hard
+    storage.close()
+
+
 def test_a_snapshot_the_member_takes_compacts_the_wal(tmp_path: Path) -> None:
     storage, node, _ = start(tmp_path, segment_bytes=1024)
     elect(node, storage)
