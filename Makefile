@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.raft_core
 	$(PY) -m bench.control_plane
+	$(PY) -m bench.registry_config
 	$(PY) -m bench.compute
 
 soak: $(STAMP)

@@ -59,6 +59,7 @@ from .member import Member, NotLeaderError, Unavailable
 log = logging.getLogger("shoal.health")
 
 SCAN_SECONDS = 0.05
+FULL_SCAN_SECONDS = 1.0  # deregister_after is judged at this grain when nothing changes
 
 
 @dataclass(slots=True)
@@ -78,6 +79,11 @@ class HealthChecker:
         self.member = member
         self._tracked: dict[bytes, _Tracked] = {}
         self._deleting: set[bytes] = set()
+        # Decoded records by key, with the mod_revision they were decoded at: a pass over
+        # ten thousand unchanged instances must not parse ten thousand JSON documents.
+        self._decoded: dict[bytes, tuple[int, Instance | None]] = {}
+        self._scanned_revision = -1
+        self._last_full_scan = 0.0
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -111,19 +117,55 @@ class HealthChecker:
                 log.exception("health scan failed")
 
     def scan(self, now: float, wall: float) -> None:
-        """One pass: forget what is gone, start due probes, deregister the long-critical."""
+        """One pass: forget what is gone, start due probes, deregister the long-critical.
+
+        The registry is re-read only when the store changed or once a second (for
+        `deregister_after`); in between, only the tracked checks are looked at.
+        """
         member = self.member
         if not member.is_leader:
             self._tracked.clear()
+            self._scanned_revision = -1
             return
+        changed = member.kv.revision != self._scanned_revision
+        if changed or now - self._last_full_scan >= FULL_SCAN_SECONDS:
+            self._full_scan(now, wall)
+        else:
+            for key, tracked in self._tracked.items():
+                self._maybe_probe(key, tracked, now)
+
+    def _decode(self, kv: KeyValue) -> Instance | None:
+        cached = self._decoded.get(kv.key)
+        if cached is not None and cached[0] == kv.mod_revision:
+            return cached[1]
+        instance: Instance | None
+        try:
+            instance = Instance.decode(kv.value)
+        except RegistryError:
+            instance = None
+        self._decoded[kv.key] = (kv.mod_revision, instance)
+        return instance
+
+    def _maybe_probe(self, key: bytes, tracked: _Tracked, now: float) -> None:
+        if not tracked.probing and now >= tracked.next_due:
+            tracked.probing = True
+            tracked.next_due = now + tracked.check.interval
+            task = asyncio.create_task(self._probe(key, tracked))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    def _full_scan(self, now: float, wall: float) -> None:
+        member = self.member
+        self._scanned_revision = member.kv.revision
+        self._last_full_scan = now
         seen: set[bytes] = set()
         start = SERVICES_PREFIX.encode()
-        for kv in member.kv.range(start, prefix_end(start)).kvs:
+        kvs = member.kv.range(start, prefix_end(start)).kvs
+        for kv in kvs:
             if parse_instance_key(kv.key.decode("utf-8", "replace")) is None:
                 continue
-            try:
-                instance = Instance.decode(kv.value)
-            except RegistryError:
+            instance = self._decode(kv)
+            if instance is None:
                 continue
             if instance.deregister_due(wall) and kv.key not in self._deleting:
                 self._deregister(kv)
@@ -138,14 +180,12 @@ class HealthChecker:
                 self._tracked[kv.key] = tracked
             else:
                 tracked.instance, tracked.kv = instance, kv
-            if not tracked.probing and now >= tracked.next_due:
-                tracked.probing = True
-                tracked.next_due = now + check.interval
-                task = asyncio.create_task(self._probe(kv.key, tracked))
-                self._probes.add(task)
-                task.add_done_callback(self._probes.discard)
+            self._maybe_probe(kv.key, tracked, now)
         for key in set(self._tracked) - seen:
             del self._tracked[key]
+        if len(self._decoded) > len(kvs):
+            present = {kv.key for kv in kvs}
+            self._decoded = {k: v for k, v in self._decoded.items() if k in present}
 
     async def _probe(self, key: bytes, tracked: _Tracked) -> None:
         try:

@@ -1,0 +1,587 @@
+"""shoal's service registry and config center, with etcd as the reference, in one invocation.
+
+Servers are real processes on loopback (ports from the kernel), fsync on, default settings;
+the processes, wrk runner, CPU pinning and raw-asyncio watch client are the ones of
+bench/control_plane.py (imported, not copied). Load comes from `wrk` with the Lua scripts
+in bench/lua/; the rest is small clients in this process (and child processes for the
+failure-detection sources).
+
+* registration: wrk PUT /api/v1/services/bench/instances/<new id> {address, port, tags},
+  64 connections, 1 and 3 members (on the leader); etcd: a put of the same JSON under a
+  prefix. The stored count must be at least the 2xx count, or the benchmark fails;
+* discovery: wrk GET /api/v1/services/disc/instances?healthy=true with 100 instances,
+  linearizable and stale (the endpoint's `consistency` parameter); etcd: a range over a
+  prefix holding the same 100 JSON values (serializable for stale);
+* failure detection on one member, per source: a keep-alive stream holder SIGKILLed ->
+  the delete event on a service watch; a TTL 1s instance that stops heartbeating -> the
+  delete event (the delay past the TTL, counted from when the last heartbeat was sent);
+  an HTTP check (interval 250ms, timeout 200ms, fall 2) whose service is SIGKILLed -> the
+  `critical` event;
+* config fan-out: N SSE watchers on /api/v1/config/bench/app/watch, 20 publishes 100 ms
+  apart, the delay from just before each publish to its arrival at each watcher; etcd:
+  the same number of watchers on one key, 20 puts to it;
+* heartbeat load: 10,000 instances with a 3s TTL check, then wrk (-c16, unpaced, cycling
+  the ids) heartbeats them for 10 s; achieved heartbeats/s, 404s (an instance that
+  expired) and the leader's CPU time from /proc/PID/stat -> CPU% per 10k heartbeats/s.
+
+On a 2-core machine the servers are pinned to CPU 0 and the load generators to CPU 1.
+The machine is shared and noisy: read the ratios, not the absolute numbers.
+
+    .venv/bin/python -m bench.registry_config            # the full run (~3-4 min)
+    .venv/bin/python -m bench.registry_config --quick    # a smoke run (< 90 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.control_plane import (
+    Etcd,
+    Member,
+    Results,
+    Settings,
+    Shoal,
+    System,
+    WatchConnection,
+    WrkResult,
+    _b64,
+    _percentile,
+    _prefix_end,
+    _raise_nofile,
+    _taskset,
+    _terminate,
+    collect_logs,
+    ensure_tools,
+    log,
+    pick_cpus,
+    run_wrk,
+    running,
+)
+from shoal.testing.processes import free_port, wait_for
+
+INSTANCE = {"address": "10.0.0.1", "port": 8080, "tags": ["bench", "v1"]}
+DISCOVERY_INSTANCES = 100
+FANOUT_PUBLISHES = 20
+FANOUT_SPACING_S = 0.1
+HEARTBEAT_TTL = "3s"
+GOAL_DETECTION_S = 1.0
+
+HTTP_SERVICE = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("content-length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+KEEPALIVE_HOLDER = """
+import sys, httpx
+with httpx.stream("GET", sys.argv[1], timeout=None, follow_redirects=True) as r:
+    assert r.status_code == 200, r.read()
+    for line in r.iter_lines():
+        if line.startswith("event: keepalive"):
+            print("ready", flush=True)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    settings: Settings
+    trials: int
+    heartbeat_instances: int
+    heartbeat_s: int
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ok(r: httpx.Response) -> dict[str, Any]:
+    if r.status_code != 200:
+        raise RuntimeError(f"{r.request.method} {r.request.url}: {r.status_code} {r.text[:300]}")
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _add_wrk(results: Results, metric: str, system: str, r: WrkResult) -> None:
+    results.add(f"{metric} req/s", system, f"{r.rps:,.0f}{r.flag}", r.rps)
+    results.add(f"{metric} p99 ms", system, f"{r.p99_ms:.2f}", r.p99_ms)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def _summary(values_ms: list[float]) -> str:
+    return (
+        f"p50 {_percentile(values_ms, 0.5):.0f} / p99 {_percentile(values_ms, 0.99):.0f} / "
+        f"max {max(values_ms):.0f}"
+    )
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def bench_registration(system: System, size: int, results: Results) -> None:
+    leader = system.leader()
+    run = uuid.uuid4().hex[:6]
+    if isinstance(system, Shoal):
+        ids = f"r{size}m-{run}-"
+        r = run_wrk(system.settings, leader.url, "shoal_register.lua", ["bench", ids], 64)
+        stored = system.count_prefix(leader, f"/registry/services/bench/instances/{ids}")
+    else:
+        prefix = f"/registry/bench/r{size}m-{run}-"
+        r = run_wrk(system.settings, leader.url, "etcd_put_instance.lua", [prefix], 64)
+        stored = system.count_prefix(leader, prefix)
+    log(
+        f"  {system.name} {size}m registrations c=64 -> {leader.name}: {r.rps:,.0f}/s "
+        f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms, {r.ok} 2xx, {stored} stored{r.flag}"
+    )
+    if stored < r.ok:
+        raise AssertionError(f"{system.name}: {r.ok} registrations acknowledged, {stored} stored")
+    _add_wrk(results, f"register {size}m c=64", system.name, r)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def bench_discovery(system: System, size: int, results: Results) -> None:
+    leader = system.leader()
+    run = uuid.uuid4().hex[:6]
+    value = json.dumps(INSTANCE)
+    with httpx.Client(timeout=5) as client:
+        for i in range(DISCOVERY_INSTANCES):
+            if isinstance(system, Shoal):
+                path = f"/api/v1/services/disc-{run}/instances/i{i}"
+                _ok(client.put(leader.url + path, json=INSTANCE))
+            else:
+                body = {"key": _b64(f"/disc/{run}/i{i}"), "value": _b64(value)}
+                _ok(client.post(leader.url + "/v3/kv/put", json=body))
+    system.wait_converged()
+    for consistency in ("linearizable", "stale"):
+        if isinstance(system, Shoal):
+            path = f"/api/v1/services/disc-{run}/instances?healthy=true&consistency={consistency}"
+            check = _ok(httpx.get(leader.url + path, timeout=5))
+            if len(check["instances"]) != DISCOVERY_INSTANCES:
+                raise AssertionError(f"discovery returned {len(check['instances'])} instances")
+            r = run_wrk(system.settings, leader.url, "shoal_discover.lua", [path], 64)
+        else:
+            prefix = f"/disc/{run}/"
+            args = [_b64(prefix), _prefix_end(prefix), consistency]
+            r = run_wrk(system.settings, leader.url, "etcd_range_prefix.lua", args, 64)
+        log(
+            f"  {system.name} {size}m discovery {consistency} c=64 -> {leader.name}: "
+            f"{r.rps:,.0f}/s p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms{r.flag}"
+        )
+        _add_wrk(results, f"discover {consistency} {size}m c=64", system.name, r)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+class ServiceWatch:
+    """A service's SSE watch read in a thread; (arrival time, event) per data line."""
+
+    def __init__(self, url: str, service: str) -> None:
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.connected = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(f"{url}/api/v1/services/{service}/watch",), daemon=True
+        )
+        self._thread.start()
+        if not self.connected.wait(10):
+            raise TimeoutError(f"watch of {service} did not connect")
+
+    def _run(self, url: str) -> None:
+        try:
+            with httpx.stream("GET", url, timeout=None) as r:
+                for line in r.iter_lines():
+                    if line.startswith(": watching"):
+                        self.connected.set()
+                    elif line.startswith("data: "):
+                        self.events.append((time.perf_counter(), json.loads(line[6:])))
+        except httpx.HTTPError:
+            pass  # the server is killed at the end
+
+    def first(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> float:
+        def found() -> float | None:
+            return next((t for t, e in list(self.events) if predicate(e)), None)
+
+        return wait_for(found, timeout, interval=0.002, what="a watch event")
+
+
+def _child(args: list[str], cpus: str | None, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*_taskset(cpus), sys.executable, *args], **kwargs)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _gone(iid: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["type"] == "delete" and e.get("id") == iid
+
+
+def trial_keepalive(m: Member, watch: ServiceWatch, i: int, cpus: str | None) -> float:
+    lease = _ok(httpx.post(m.url + "/api/v1/leases", json={"ttl": 30}, timeout=5))["id"]
+    iid = f"ka{i}"
+    body = {**INSTANCE, "lease": lease}
+    _ok(httpx.put(f"{m.url}/api/v1/services/det-ka/instances/{iid}", json=body, timeout=5))
+    url = f"{m.url}/api/v1/leases/{lease}/keepalive-stream"
+    holder = _child(["-c", KEEPALIVE_HOLDER, url], cpus, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the keep-alive holder did not start")
+        killed = time.perf_counter()
+        os.kill(holder.pid, signal.SIGKILL)
+        return watch.first(_gone(iid)) - killed
+    finally:
+        _kill(holder)
+
+
+def trial_ttl(m: Member, watch: ServiceWatch, i: int) -> float:
+    """Seconds past the 1 s TTL, from when the last heartbeat was sent to the delete."""
+    iid = f"ttl{i}"
+    base = f"{m.url}/api/v1/services/det-ttl/instances/{iid}"
+    body = {**INSTANCE, "check": {"type": "ttl", "ttl": "1s"}}
+    _ok(httpx.put(base, json=body, timeout=5))
+    last = 0.0
+    with httpx.Client(timeout=2) as client:
+        for _ in range(3):
+            last = time.perf_counter()
+            _ok(client.put(base + "/heartbeat"))
+            time.sleep(0.3)
+    return watch.first(_gone(iid)) - last - 1.0
+
+
+def trial_http(m: Member, watch: ServiceWatch, i: int, cpus: str | None) -> float:
+    port = free_port()
+    service = _child(["-c", HTTP_SERVICE, str(port)], cpus)
+    try:
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+            10,
+            what="the http service",
+        )
+        iid = f"http{i}"
+        check = {"type": "http", "path": "/healthz", "interval": "250ms", "timeout": "200ms"}
+        body = {"address": "127.0.0.1", "port": port, "check": {**check, "fall": 2, "rise": 1}}
+        _ok(httpx.put(f"{m.url}/api/v1/services/det-http/instances/{iid}", json=body, timeout=5))
+
+        def status(e: dict[str, Any], want: str) -> bool:
+            inst = e.get("instance") or {}
+            return bool(
+                e["type"] == "put"
+                and e.get("id") == iid
+                and inst.get("health", {}).get("status") == want
+            )
+
+        watch.first(lambda e: status(e, "passing"))
+        time.sleep(0.3)
+        killed = time.perf_counter()
+        os.kill(service.pid, signal.SIGKILL)
+        told = watch.first(lambda e: status(e, "critical")) - killed
+        httpx.delete(f"{m.url}/api/v1/services/det-http/instances/{iid}", timeout=5)
+        return told
+    finally:
+        _kill(service)
+
+
+def bench_detection(system: System, plan: Plan, results: Results) -> list[tuple[str, float]]:
+    m = system.leader()
+    cpus = plan.settings.loadgen_cpus
+    watches = {name: ServiceWatch(m.url, f"det-{name}") for name in ("ka", "ttl", "http")}
+    sources: list[tuple[str, str, Callable[[int], float]]] = [
+        ("keep-alive stream SIGKILL -> gone", "ka",
+         lambda i: trial_keepalive(m, watches["ka"], i, cpus)),
+        ("TTL 1s silent -> gone, past TTL", "ttl",
+         lambda i: trial_ttl(m, watches["ttl"], i)),
+        ("HTTP check 250ms x2 -> critical", "http",
+         lambda i: trial_http(m, watches["http"], i, cpus)),
+    ]  # fmt: skip
+    worst: list[tuple[str, float]] = []
+    for label, _, trial in sources:
+        delays = [trial(i) * 1000 for i in range(plan.trials)]
+        log(f"  shoal detection {label}: {', '.join(f'{d:.0f}' for d in delays)} ms")
+        metric = f"detect {label} ms (n={plan.trials})"
+        results.add(metric, "shoal", _summary(delays), None)
+        worst.append((label, max(delays)))
+    return worst
+
+
+# --------------------------------------------------------------------------- config fan-out
+
+
+async def _fanout(system: System, m: Member, watchers: int) -> tuple[list[float], int]:
+    run = uuid.uuid4().hex[:6]
+    texts = [f"pub-{run}-{i:04d}." for i in range(FANOUT_PUBLISHES)]
+    host = m.url.removeprefix("http://")
+    port = int(m.url.rsplit(":", 1)[1])
+    if isinstance(system, Shoal):
+        item = f"/api/v1/config/bench/app-{run}"
+        _ok(httpx.put(m.url + item, json={"content": "initial", "format": "text"}, timeout=5))
+        request = (
+            f"GET {item}/watch HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        markers = [t.encode() for t in texts]
+        ready = b": watching"
+    else:
+        key = f"/config/bench/app-{run}"
+        body = json.dumps({"create_request": {"key": _b64(key)}}).encode()
+        request = (
+            f"POST /v3/watch HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        markers = [f'"value":"{_b64(t)}"'.encode() for t in texts]
+        ready = b'"created":true'
+    loop = asyncio.get_running_loop()
+    conns: list[WatchConnection] = []
+
+    async def connect() -> None:
+        conn = WatchConnection(request, ready, markers)
+        await loop.create_connection(lambda: conn, "127.0.0.1", port)
+        conns.append(conn)
+
+    try:
+        for i in range(0, watchers, 50):
+            await asyncio.gather(*(connect() for _ in range(min(50, watchers - i))))
+        deadline = time.monotonic() + 60
+        while not all(c.ready for c in conns):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sum(not c.ready for c in conns)} watchers never started")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        sent: list[float] = []
+        async with httpx.AsyncClient(timeout=5) as client:
+            for text in texts:
+                t0 = time.perf_counter()
+                sent.append(t0)
+                if isinstance(system, Shoal):
+                    r = await client.put(m.url + item, json={"content": text, "format": "text"})
+                else:
+                    r = await client.post(
+                        m.url + "/v3/kv/put", json={"key": _b64(key), "value": _b64(text)}
+                    )
+                _ok(r)
+                await asyncio.sleep(max(0.0, t0 + FANOUT_SPACING_S - time.perf_counter()))
+        deadline = time.monotonic() + 10
+        while any(c.next < len(texts) and not c.closed for c in conns):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        delays = [(t - sent[i]) * 1000 for c in conns for i, t in enumerate(c.times)]
+        return delays, watchers * len(texts) - len(delays)
+    finally:
+        for c in conns:
+            if c.transport is not None:
+                c.transport.close()
+        await asyncio.sleep(0.1)
+
+
+def bench_fanout(system: System, results: Results) -> None:
+    n = system.settings.watchers
+    delays, missing = asyncio.run(_fanout(system, system.leader(), n))
+    if not delays:
+        raise AssertionError(f"{system.name}: no notification arrived")
+    p50, p99 = _percentile(delays, 0.5), _percentile(delays, 0.99)
+    flag = f" [!{missing} missing]" if missing else ""
+    log(
+        f"  {system.name} config fan-out 1m, {n} watchers x {FANOUT_PUBLISHES} publishes: "
+        f"p50 {p50:.1f} ms p99 {p99:.1f} ms max {max(delays):.1f} ms{flag}"
+    )
+    results.add(f"config fan-out {n} watchers p50 ms", system.name, f"{p50:.1f}{flag}", p50)
+    results.add(f"config fan-out {n} watchers p99 ms", system.name, f"{p99:.1f}{flag}", p99)
+
+
+# --------------------------------------------------------------------------- heartbeats
+
+
+def _total(url: str, service: str) -> int:
+    r = httpx.get(f"{url}/api/v1/services/{service}/instances?consistency=stale", timeout=30)
+    total: int = _ok(r)["total"]
+    return total
+
+
+def bench_heartbeats(system: System, plan: Plan, results: Results) -> None:
+    m = system.leader()
+    assert m.pid is not None
+    service = f"hb-{uuid.uuid4().hex[:6]}"
+    n = plan.heartbeat_instances
+    # ~600 TTL registrations/s measured on the 2-core box: one pass over the ids, rounded up
+    reg_settings = dataclasses.replace(plan.settings, duration_s=max(3, -(-n // 600)))
+    args = [service, "h", str(n), HEARTBEAT_TTL]
+    reg = run_wrk(reg_settings, m.url, "shoal_register_ttl.lua", args, 64)
+    live_before = _total(m.url, service)
+    log(
+        f"  shoal registered {n:,} TTL {HEARTBEAT_TTL} instances (wrk c=64): "
+        f"{reg.rps:,.0f}/s over {reg.duration_s:.1f} s, {reg.ok} 2xx; "
+        f"{live_before:,} live when heartbeats start{reg.flag}"
+    )
+    hz = os.sysconf("SC_CLK_TCK")
+    settings = dataclasses.replace(plan.settings, duration_s=plan.heartbeat_s)
+    cpu0, t0 = _cpu_ticks(m.pid), time.perf_counter()
+    r = run_wrk(settings, m.url, "shoal_heartbeat.lua", [service, "h", str(n)], 16)
+    cpu1, t1 = _cpu_ticks(m.pid), time.perf_counter()
+    live_after = _total(m.url, service)
+    cpu_pct = (cpu1 - cpu0) / hz / (t1 - t0) * 100
+    ok_rate = r.ok / r.duration_s if r.duration_s else 0.0  # 404s (expired) are cheaper
+    per_10k = cpu_pct / (ok_rate / 10_000) if ok_rate else float("nan")
+    log(
+        f"  shoal heartbeats c=16 over {n:,} ids for {plan.heartbeat_s} s: {ok_rate:,.0f} 2xx/s "
+        f"p99 {r.p99_ms:.2f} ms, {r.status_errors} non-2xx, leader CPU {cpu_pct:.0f}% "
+        f"-> {per_10k:.0f}% per 10k/s; {live_after:,} of {n:,} still registered{r.flag}"
+    )
+    results.add(f"TTL registrations/s ({n:,} ids, c=64)", "shoal", f"{reg.rps:,.0f}", reg.rps)
+    results.add(f"heartbeats 2xx/s ({n:,} ids, c=16)", "shoal", f"{ok_rate:,.0f}{r.flag}", ok_rate)
+    results.add("heartbeat leader CPU %", "shoal", f"{cpu_pct:.0f}", cpu_pct)
+    results.add("heartbeat CPU % per 10k/s", "shoal", f"{per_10k:.0f}", per_10k)
+    results.add(
+        "heartbeat instances live before/after", "shoal", f"{live_before:,}/{live_after:,}", None
+    )
+    if live_after < n:
+        results.notes.append(
+            f"heartbeat load: {n - live_after:,} of {n:,} TTL instances expired "
+            f"({r.status_errors} heartbeats answered non-2xx)"
+        )
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _ratio(results: Results, metric: str) -> str:
+    s, e = results.value(metric, "shoal"), results.value(metric, "etcd")
+    return f"{s / e:.2f}x" if s is not None and e else ""
+
+
+def print_table(results: Results) -> None:
+    rows = [("metric", "shoal", "etcd", "shoal/etcd")]
+    for metric in results.order:
+        cells = results.rows[metric]
+        rows.append(
+            (
+                metric,
+                cells.get("shoal", ("-", None))[0],
+                cells.get("etcd", ("-", None))[0],
+                _ratio(results, metric),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print()
+    for i, row in enumerate(rows):
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+    print("(ratio = shoal/etcd: above 1 is better for req/s, below 1 is better for ms;")
+    print(" etcd has no registry: its rows are a put / prefix range / watch of the same JSON)")
+
+
+def _run_all(plan: Plan, root: Path, results: Results) -> list[tuple[str, float]]:
+    settings = plan.settings
+    worst: list[tuple[str, float]] = []
+    systems: list[Callable[[], System]] = [
+        lambda: Shoal(root, settings),
+        lambda: Etcd(root, settings),
+    ]
+    for make in systems:
+        with running(make(), 1) as system:
+            bench_discovery(system, 1, results)
+            bench_registration(system, 1, results)
+            bench_fanout(system, results)
+            if isinstance(system, Shoal):
+                worst = bench_detection(system, plan, results)
+                bench_heartbeats(system, plan, results)
+    for make in systems:
+        with running(make(), 3) as system:
+            bench_discovery(system, 3, results)
+            bench_registration(system, 3, results)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (< 90 s)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "shoal-bench-registry-logs",
+        help="where the servers' logs are kept (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # unwind: finally blocks kill every PID
+    ensure_tools()
+    _raise_nofile()
+    server_cpus, loadgen_cpus = pick_cpus(not args.no_pin)
+    if loadgen_cpus is not None:
+        os.sched_setaffinity(0, {int(loadgen_cpus)})
+    plan = Plan(
+        settings=Settings(
+            duration_s=2 if args.quick else 4,
+            failover_trials=0,
+            watchers=200 if args.quick else 1000,
+            server_cpus=server_cpus,
+            loadgen_cpus=loadgen_cpus,
+        ),
+        trials=3 if args.quick else 10,
+        heartbeat_instances=2_000 if args.quick else 10_000,
+        heartbeat_s=3 if args.quick else 10,
+    )
+    log(
+        f"shoal registry/config vs etcd; wrk -t1, {plan.settings.duration_s} s per run; "
+        f"servers on CPUs {server_cpus or 'any'}, load generators on {loadgen_cpus or 'any'}"
+    )
+    started = time.monotonic()
+    results = Results()
+    worst: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-rc-") as tmp:
+        try:
+            worst = _run_all(plan, Path(tmp), results)
+        finally:
+            collect_logs(Path(tmp), args.logs, results)
+    print_table(results)
+    print()
+    print(
+        "anchors: Eureka takes minutes and Nacos 15-30 s (default settings) to drop a "
+        "silently dead instance; Nacos 2.x ~26.8k registrations/s on 3 x 8-core nodes"
+    )
+    for label, max_ms in worst:
+        verdict = "PASS" if max_ms < GOAL_DETECTION_S * 1000 else "MISS"
+        print(
+            f"goal: detection < {GOAL_DETECTION_S * 1000:.0f} ms, {label}: "
+            f"max {max_ms:.0f} ms {verdict}"
+        )
+    for note in results.notes:
+        print("note: " + note)
+    print(f"server logs: {args.logs}")
+    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
