@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,6 @@ import pytest
 from shoal.testing import ServerProcess, wait_for
 
 BASE = "/api/v1/config"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess("n1", tmp_path / "n1" / "data").start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.kill()
 
 
 def publish(s: ServerProcess, item: str, content: str, fmt: str = "yaml", **body: Any) -> int:

@@ -45,16 +45,6 @@ with httpx.stream("GET", url, timeout=None, follow_redirects=True) as r:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess("n1", tmp_path / "n1" / "data").start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.kill()
-
-
-@pytest.fixture
 def children() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs

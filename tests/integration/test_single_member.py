@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,6 @@ import httpx
 import pytest
 
 from shoal.testing import ServerProcess, wait_for
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess("n1", tmp_path / "n1" / "data").start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.kill()
 
 
 def put(s: ServerProcess, key: str, value: str, **body: Any) -> dict[str, Any]:
