@@ -772,10 +772,14 @@ def _ratio(metric: str, results: Results) -> str:
     return f"{shoal / etcd:.2f}x"
 
 
-def print_table(results: Results) -> None:
+def print_table(
+    results: Results,
+    groups: tuple[str, ...] = ("write 1m", "write 3m", "read", "failover", "fan-out"),
+    footnote: str = "",
+) -> None:
+    """The side-by-side table, metrics ordered by `groups` (name prefixes)."""
     head = ("metric", "shoal", "etcd", "shoal/etcd")
     rows = [head]
-    groups = ("write 1m", "write 3m", "read", "failover", "fan-out")
     ordered = sorted(
         results.order,
         key=lambda m: next((i for i, g in enumerate(groups) if m.startswith(g)), len(groups)),
@@ -797,6 +801,8 @@ def print_table(results: Results) -> None:
         if i == 0:
             print("-+-".join("-" * w for w in widths))
     print("(ratio = shoal/etcd: above 1 is better for req/s, below 1 is better for ms)")
+    if footnote:
+        print(footnote)
 
 
 def goals(results: Results, watchers: int) -> list[str]:

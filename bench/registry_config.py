@@ -52,6 +52,7 @@ from typing import Any
 
 import httpx
 
+from bench import control_plane
 from bench.control_plane import (
     Etcd,
     Member,
@@ -474,31 +475,13 @@ def bench_heartbeats(system: System, plan: Plan, results: Results) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-def _ratio(results: Results, metric: str) -> str:
-    s, e = results.value(metric, "shoal"), results.value(metric, "etcd")
-    return f"{s / e:.2f}x" if s is not None and e else ""
-
-
 def print_table(results: Results) -> None:
-    rows = [("metric", "shoal", "etcd", "shoal/etcd")]
-    for metric in results.order:
-        cells = results.rows[metric]
-        rows.append(
-            (
-                metric,
-                cells.get("shoal", ("-", None))[0],
-                cells.get("etcd", ("-", None))[0],
-                _ratio(results, metric),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    print()
-    for i, row in enumerate(rows):
-        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
-    print("(ratio = shoal/etcd: above 1 is better for req/s, below 1 is better for ms;")
-    print(" etcd has no registry: its rows are a put / prefix range / watch of the same JSON)")
+    control_plane.print_table(
+        results,
+        groups=(),  # keep the order the metrics were measured in
+        footnote="(etcd has no registry: its rows are a put / prefix range / watch of the"
+        " same JSON)",
+    )
 
 
 def _run_all(plan: Plan, root: Path, results: Results) -> list[tuple[str, float]]:
