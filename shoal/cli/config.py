@@ -1,4 +1,4 @@
-"""`shoal config put|get|history|diff|rollback|watch|list|beta`: the config center.
+"""`shoal config put|get|delete|history|diff|rollback|watch|list|beta`: the config center.
 
 Talks to `/api/v1/config/...` with httpx directly, trying each endpoint in turn until one
 answers; an API error becomes a red line on stderr and exit status 1. A publish that
@@ -47,6 +47,14 @@ FormatOpt = Annotated[
     typer.Option("--format", help="json|yaml|toml|properties|text (default: from the suffix)."),
 ]
 Message = Annotated[str | None, typer.Option("--message", "-m", help="Why this change.")]
+ExpectVersion = Annotated[
+    int | None,
+    typer.Option(
+        "--expect-version",
+        min=0,
+        help="Only if this is the current version (0: only if the item is new).",
+    ),
+]
 Labels = Annotated[
     list[str] | None, typer.Option("--label", "-l", help="An instance label k=v (repeatable).")
 ]
@@ -95,7 +103,7 @@ def _call(endpoints: str, method: str, path: str, **kwargs: Any) -> Any:
             except httpx.HTTPError as error:
                 last = error
                 continue
-            if r.status_code == 409 and attempt + 1 < CONFLICT_RETRIES:
+            if _lost_race(r) and attempt + 1 < CONFLICT_RETRIES:
                 break  # lost a race: try again from the new state
             if r.status_code >= 400:
                 try:
@@ -107,6 +115,16 @@ def _call(endpoints: str, method: str, path: str, **kwargs: Any) -> Any:
         else:
             raise fail(f"no endpoint answered: {last}")
     raise fail("the item kept changing; try again")
+
+
+def _lost_race(r: httpx.Response) -> bool:
+    # A version_mismatch is a 409 too, but retrying a compare-and-set cannot help.
+    if r.status_code != 409:
+        return False
+    try:
+        return bool(r.json().get("error") == "conflict")
+    except ValueError:
+        return False
 
 
 def _when(seconds: float) -> str:
@@ -126,6 +144,7 @@ def put(
     file: Annotated[str, typer.Argument(help="The content; - reads stdin.")],
     fmt: FormatOpt = None,
     message: Message = None,
+    expect_version: ExpectVersion = None,
     endpoints: Endpoints = DEFAULT_ENDPOINTS,
     as_json: Json = False,
 ) -> None:
@@ -136,6 +155,7 @@ def put(
         "format": _format_of(file, fmt),
         "author": _author(),
         "message": message,
+        "expect_version": expect_version,
     }
     result = _call(endpoints, "PUT", f"{BASE}/{target}", json=body)
     _done(as_json, result, f"published {target} version {result['version']}")
@@ -242,6 +262,20 @@ def rollback(
     body = {"version": version, "author": _author(), "message": message}
     result = _call(endpoints, "POST", f"{BASE}/{target}/rollback", json=body)
     _done(as_json, result, f"rolled {target} back to {version} as version {result['version']}")
+
+
+@app.command("delete")
+def delete(
+    item: Item,
+    expect_version: ExpectVersion = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Remove NAMESPACE/NAME with its history and beta (watchers are told)."""
+    target = _item(item)
+    params = {} if expect_version is None else {"expect_version": expect_version}
+    result = _call(endpoints, "DELETE", f"{BASE}/{target}", params=params)
+    _done(as_json, result, f"deleted {target}")
 
 
 def _stream(endpoints: str, path: str, params: dict[str, str]) -> Iterator[SseMessage]:

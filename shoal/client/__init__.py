@@ -5,12 +5,14 @@
         cp.put("greeting", "hello")
         print(cp.get("greeting"))
 
-`AsyncControlPlane` has the same methods, awaited. Errors form one tree rooted at
+`AsyncControlPlane` has the same methods, awaited. `ConfigSubscription` follows a config
+item for a service (hot reload); see `shoal.client.config`. Errors form one tree rooted at
 `ShoalError` (see `shoal.client.errors`).
 """
 
 from __future__ import annotations
 
+from .config import ConfigSubscription, ConfigUpdate, watch_config, watch_config_async
 from .errors import (
     BadRequest,
     Compacted,
@@ -30,6 +32,8 @@ __all__ = [
     "ClusterMember",
     "ClusterStatus",
     "Compacted",
+    "ConfigSubscription",
+    "ConfigUpdate",
     "ControlPlane",
     "Event",
     "KeyValue",
@@ -41,4 +45,6 @@ __all__ = [
     "WatchClosed",
     "WatchCompacted",
     "parse_endpoints",
+    "watch_config",
+    "watch_config_async",
 ]

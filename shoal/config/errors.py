@@ -7,6 +7,7 @@
     +-- InvalidSelector         a label selector or label set that is malformed
     +-- NotFound                the item, the version or the beta does not exist
     +-- Conflict                the item changed between read and write (retry)
+        +-- VersionMismatch     a conditional write expected another current version
 
 Foreign parser exceptions (json, yaml, tomllib) are translated into `InvalidContent` in
 `formats.py`, the only module that imports those parsers. No I/O here.
@@ -58,3 +59,13 @@ class NotFound(ConfigError):
 
 class Conflict(ConfigError):
     pass
+
+
+class VersionMismatch(Conflict):
+    """A publish or delete made on condition that the current version is ``expected``
+    (0: the item must not exist yet) found ``current`` instead; nothing was written."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        now = f"is version {current}" if current else "does not exist"
+        super().__init__(f"expected version {expected}, but the item {now}")
+        self.expected, self.current = expected, current

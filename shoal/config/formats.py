@@ -22,6 +22,7 @@ import enum
 import json
 import re
 import tomllib
+from typing import Any
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
@@ -69,6 +70,21 @@ def validate(content: str, fmt: Format | str) -> Format:
         raise ContentTooLarge(size, MAX_CONTENT_BYTES)
     _CHECKS[kind](content)
     return kind
+
+
+def parse_content(content: str, fmt: Format | str) -> Any:
+    """The value ``content`` holds: a JSON/YAML value, a TOML table, a properties dict,
+    or the text itself. Validates first, so bad content raises `InvalidContent`."""
+    kind = validate(content, fmt)
+    if kind is Format.JSON:
+        return json.loads(content)
+    if kind is Format.YAML:
+        return yaml.safe_load(content)
+    if kind is Format.TOML:
+        return tomllib.loads(content)
+    if kind is Format.PROPERTIES:
+        return parse_properties(content)
+    return content
 
 
 def _check_json(content: str) -> None:

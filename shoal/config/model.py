@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ConfigError, InvalidName, NotFound
+from .errors import ConfigError, InvalidName, NotFound, VersionMismatch
 from .formats import content_bytes, validate
 from .selector import check_selector, matches
 
@@ -212,6 +212,7 @@ class Plan:
     guards: tuple[tuple[str, int], ...]
     puts: tuple[tuple[str, bytes], ...] = ()
     deletes: tuple[str, ...] = ()
+    delete_prefixes: tuple[str, ...] = ()  # every key under each of these goes too
     version: int | None = None  # the version this plan creates, if any
 
 
@@ -229,9 +230,16 @@ def plan_publish(
     now: float,
     kind: str = "publish",
     source: int | None = None,
+    expect_version: int | None = None,
 ) -> tuple[Plan, Version]:
-    """A new version with ``content``; validates it first (raises `InvalidContent` etc.)."""
+    """A new version with ``content``; validates it first (raises `InvalidContent` etc.).
+
+    With ``expect_version`` the publish happens only if that is the current version (0:
+    only if the item does not exist yet) -- compare-and-set for tools that read, edit and
+    write back, so a concurrent edit is refused (`VersionMismatch`) instead of lost.
+    """
     checked = validate(content, fmt)
+    _check_expected(stored, expect_version)
     number = (stored.meta.version if stored.meta else 0) + 1
     version = Version(
         number=number,
@@ -332,6 +340,23 @@ def plan_drop(item: ItemId, stored: Stored) -> Plan:
     """End the gray release; everyone gets the current version again."""
     _require_beta(item, stored)
     return Plan(guards=((item.beta_key, stored.beta_revision),), deletes=(item.beta_key,))
+
+
+def plan_delete(item: ItemId, stored: Stored, *, expect_version: int | None = None) -> Plan:
+    """Remove the item with its whole history and any beta; watchers see it deleted."""
+    _require_item(item, stored)
+    _check_expected(stored, expect_version)
+    return Plan(guards=((item.meta_key, stored.meta_revision),), delete_prefixes=(item.prefix,))
+
+
+def _check_expected(stored: Stored, expect_version: int | None) -> None:
+    if expect_version is None:
+        return
+    if expect_version < 0:
+        raise ConfigError(f"expected version must be >= 0, got {expect_version}")
+    current = stored.meta.version if stored.meta else 0
+    if current != expect_version:
+        raise VersionMismatch(expect_version, current)
 
 
 def _require_item(item: ItemId, stored: Stored) -> Meta:

@@ -36,11 +36,13 @@ from ..config import (
     Plan,
     Stored,
     Version,
+    VersionMismatch,
     check_labels,
     effective,
     item_of_meta_key,
     namespace_prefix,
     plan_beta,
+    plan_delete,
     plan_drop,
     plan_promote,
     plan_publish,
@@ -78,6 +80,8 @@ class PublishBody(_Strict):
     format: str = "text"
     author: str | None = None
     message: str | None = None
+    # Compare-and-set: publish only if this is the current version (0: a new item).
+    expect_version: int | None = Field(None, ge=0, le=MAX_ID)
 
 
 class RollbackBody(_Strict):
@@ -114,6 +118,14 @@ def config_error(error: ConfigError) -> ApiError:
         return ApiError(413, "limit_exceeded", error.message, limit=error.limit, size=error.size)
     if isinstance(error, NotFound):
         return ApiError(404, f"{error.what}_not_found", error.message)
+    if isinstance(error, VersionMismatch):
+        return ApiError(
+            409,
+            "version_mismatch",
+            error.message,
+            expected=error.expected,
+            current=error.current,
+        )
     if isinstance(error, Conflict):
         return ApiError(409, "conflict", error.message)
     return ApiError(400, "invalid_request", error.message)
@@ -190,8 +202,12 @@ def _txn(plan: Plan) -> TxnCommand:
         Compare(key=key.encode(), target=CompareTarget.MOD_REVISION, op=CompareOp.EQ, value=rev)
         for key, rev in plan.guards
     )
-    success = tuple(Put(key=k.encode(), value=v) for k, v in plan.puts) + tuple(
-        Delete(key=k.encode()) for k in plan.deletes
+    success = (
+        tuple(Put(key=k.encode(), value=v) for k, v in plan.puts)
+        + tuple(Delete(key=k.encode()) for k in plan.deletes)
+        + tuple(
+            Delete(key=p.encode(), range_end=prefix_end(p.encode())) for p in plan.delete_prefixes
+        )
     )
     return TxnCommand(compares=compares, success=success)
 
@@ -244,8 +260,25 @@ def router(member: Member, routing: Routing) -> APIRouter:
                 author=body.author,
                 message=body.message,
                 now=time.time(),
+                expect_version=body.expect_version,
             )
             return planned, {"version": version.number, "sha256": version.sha256}
+
+        return await write(request, plan)
+
+    @api.delete(BASE + "/{namespace}/{name}")
+    async def delete_item(
+        namespace: str,
+        name: str,
+        request: Request,
+        expect_version: int | None = Query(None, ge=0, le=MAX_ID),
+    ) -> Any:
+        """Remove the item, its history and its beta: `{"deleted": true, "revision"}`."""
+        item = _item(namespace, name)
+
+        def plan() -> tuple[Plan, dict[str, Any]]:
+            planned = plan_delete(item, store.stored(item), expect_version=expect_version)
+            return planned, {"deleted": True}
 
         return await write(request, plan)
 

@@ -88,3 +88,28 @@ def test_properties_error_inside_a_continued_line_points_at_the_physical_line() 
     with pytest.raises(InvalidContent) as caught:
         parse_properties("a = one \\\n   two \\uZZ\n")
     assert (caught.value.line, caught.value.column) == (2, 8)
+
+
+PARSED = [
+    ("json", '{"a": [1, 2]}', {"a": [1, 2]}),
+    ("yaml", "a: 1\nb: [x]\n", {"a": 1, "b": ["x"]}),
+    ("toml", 'a = 1\n[s]\nh = "x"\n', {"a": 1, "s": {"h": "x"}}),
+    ("properties", "a = 1\nb: two\n", {"a": "1", "b": "two"}),
+    ("text", "plain {", "plain {"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "content", "value"), PARSED)
+def test_parse_content_gives_the_value_in_each_format(
+    fmt: str, content: str, value: object
+) -> None:
+    from shoal.config import parse_content
+
+    assert parse_content(content, fmt) == value
+
+
+def test_parse_content_validates_first() -> None:
+    from shoal.config import parse_content
+
+    with pytest.raises(InvalidContent, match="line 1"):
+        parse_content('{"a": }', "json")
