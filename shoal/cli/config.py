@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime
 import getpass
-import json
 import sys
-from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shoal.client.sse import SseDecoder, SseMessage
+from shoal.client import ControlPlane, ShoalError, watch_config
 from shoal.config import ConfigError, ItemId, parse_pairs
 
 from .common import DEFAULT_ENDPOINTS, Endpoints, Json, endpoints_of, fail, out, print_json
@@ -33,6 +32,7 @@ app.add_typer(beta_app, name="beta", no_args_is_help=True)
 
 BASE = "/api/v1/config"
 CONFLICT_RETRIES = 5
+WATCH_RETRY_BUDGET = 60.0  # seconds a watch keeps trying to reconnect
 _SUFFIXES = {
     ".json": "json",
     ".yaml": "yaml",
@@ -278,25 +278,6 @@ def delete(
     _done(as_json, result, f"deleted {target}")
 
 
-def _stream(endpoints: str, path: str, params: dict[str, str]) -> Iterator[SseMessage]:
-    errors = []
-    for url in endpoints_of(endpoints):
-        try:
-            with httpx.stream("GET", url + path, params=params, timeout=None) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    raise fail(r.json().get("message", r.text))
-                decoder = SseDecoder()
-                for chunk in r.iter_bytes():
-                    for item in decoder.feed(chunk):
-                        if isinstance(item, SseMessage):
-                            yield item
-                return
-        except httpx.HTTPError as error:
-            errors.append(f"{url}: {error}")
-    raise fail("no endpoint answered: " + "; ".join(errors))
-
-
 @app.command("watch")
 def watch(
     item: Item,
@@ -304,20 +285,27 @@ def watch(
     endpoints: Endpoints = DEFAULT_ENDPOINTS,
     as_json: Json = False,
 ) -> None:
-    """Print the content an instance with these labels gets, now and on every change."""
+    """Print the content an instance with these labels gets, now and on every change.
+
+    Follows the item across leader changes and reconnects (resuming by revision).
+    """
     target = _item(item)
-    for message in _stream(endpoints, f"{BASE}/{target}/watch", _labels(label)):
-        data = json.loads(message.data)
-        if message.event == "error":
-            raise fail(data.get("message", "watch closed"))
-        if as_json:
-            print_json({"event": message.event, **data})
-        elif message.event == "config":
-            beta = " (beta)" if data["beta"] else ""
-            out.print(f"[bold]# {target} version {data['version']}{beta}[/bold]", markup=True)
-            typer.echo(data["content"], nl=not data["content"].endswith("\n"))
-        elif message.event == "deleted":
-            out.print(f"# {target} deleted")
+    labels = {k.removeprefix("labels."): v for k, v in _labels(label).items()}
+    cp = ControlPlane(endpoints_of(endpoints), retry_budget=WATCH_RETRY_BUDGET)
+    try:
+        for update in watch_config(cp, str(target), labels):
+            if as_json:
+                print_json({"event": "deleted" if update.deleted else "config", **asdict(update)})
+            elif update.deleted:
+                out.print(f"# {target} deleted")
+            else:
+                beta = " (beta)" if update.beta else ""
+                out.print(f"[bold]# {target} version {update.version}{beta}[/bold]", markup=True)
+                typer.echo(update.content, nl=not update.content.endswith("\n"))
+    except ShoalError as error:
+        raise fail(error.message) from None
+    finally:
+        cp.close()
 
 
 @beta_app.command("put")

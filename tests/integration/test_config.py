@@ -371,3 +371,26 @@ def test_cli_delete_and_expect_version(server: ServerProcess, tmp_path: Path) ->
     gone = runner.invoke(app, ["delete", "prod/c", "--endpoints", server.url])
     assert gone.exit_code == 0 and "deleted prod/c" in gone.output, gone.output
     assert server.request("GET", f"{BASE}/prod/c").status_code == 404
+
+
+def test_cli_watch_prints_each_version_as_json(server: ServerProcess) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "shoal.cli.main", "config", "watch", "prod/w", "--json"]
+    proc = subprocess.Popen([*cmd, "--endpoints", server.url], stdout=subprocess.PIPE, text=True)
+    try:
+        publish(server, "prod/w", "a: 1\n")
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "config" and first["version"] == 1, first
+        publish(server, "prod/w", "a: 2\n")
+        second = json.loads(proc.stdout.readline())
+        assert second["version"] == 2 and second["content"] == "a: 2\n", second
+        server.request("DELETE", f"{BASE}/prod/w")
+        assert json.loads(proc.stdout.readline())["event"] == "deleted"
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
