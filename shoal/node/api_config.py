@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +69,12 @@ from .member import Member, NotLeaderError
 
 BASE = "/api/v1/config"
 WRITE_ATTEMPTS = 4  # re-plans after a lost compare before answering 409
+RECORD_CACHE_SIZE = 1024  # decoded meta/beta/version records
+FRAME_CACHE_SIZE = 64  # rendered watch frames (one per item, revision and content)
+
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
 LABEL_PARAM = "labels."
 
 
@@ -152,29 +159,54 @@ def labels_of(request: Request) -> dict[str, str]:
 
 
 class ConfigStore:
-    """Reads of config records from a member's KV store, now or at a past revision."""
+    """Reads of config records from a member's KV store, now or at a past revision.
+
+    Decoded records and rendered watch frames are memoised: a record never changes under
+    one mod_revision, and a publish watched by a thousand subscribers would otherwise
+    decode (and re-encode) the same content a thousand times on the event loop.
+    """
 
     def __init__(self, member: Member) -> None:
         self.member = member
+        self._records: _Lru[tuple[str, int], Any] = _Lru(RECORD_CACHE_SIZE)
+        self._frames: _Lru[tuple[str, int, tuple[int, bool, str]], bytes] = _Lru(FRAME_CACHE_SIZE)
 
-    def _get(self, key: str, revision: int | None) -> tuple[bytes, int] | None:
+    def _get(
+        self, key: str, revision: int | None, decode: Callable[[bytes], R]
+    ) -> tuple[R, int] | None:
         kv = self.member.kv.get(key.encode(), revision)
-        return (kv.value, kv.mod_revision) if kv is not None else None
+        if kv is None:
+            return None
+        cache_key = (key, kv.mod_revision)
+        record = self._records.get(cache_key)
+        if record is None:
+            record = self._records.put(cache_key, decode(kv.value))
+        return record, kv.mod_revision
 
     def stored(self, item: ItemId, revision: int | None = None) -> Stored:
-        meta, beta = self._get(item.meta_key, revision), self._get(item.beta_key, revision)
+        meta = self._get(item.meta_key, revision, Meta.from_bytes)
+        beta = self._get(item.beta_key, revision, Beta.from_bytes)
         return Stored(
-            meta=Meta.from_bytes(meta[0]) if meta else None,
+            meta=meta[0] if meta else None,
             meta_revision=meta[1] if meta else 0,
-            beta=Beta.from_bytes(beta[0]) if beta else None,
+            beta=beta[0] if beta else None,
             beta_revision=beta[1] if beta else 0,
         )
 
     def version(self, item: ItemId, number: int, revision: int | None = None) -> Version:
-        found = self._get(item.version_key(number), revision)
+        found = self._get(item.version_key(number), revision, Version.from_bytes)
         if found is None:
             raise NotFound("version", f"config item {item} has no version {number}")
-        return Version.from_bytes(found[0])
+        return found[0]
+
+    def frame(self, revision: int, now: Effective) -> bytes:
+        """The watch frame delivering ``now`` at ``revision``, encoded once for everyone."""
+        cache_key = (str(now.item), revision, now.identity)
+        frame = self._frames.get(cache_key)
+        if frame is None:
+            data = {**now.to_json(), "revision": revision}
+            frame = self._frames.put(cache_key, _frame("config", revision, data))
+        return frame
 
     def current(self, item: ItemId, revision: int | None = None) -> tuple[Stored, Version]:
         stored = self.stored(item, revision)
@@ -195,6 +227,25 @@ class ConfigStore:
         start = item.versions_prefix.encode()
         found = self.member.kv.range(start, prefix_end(start))
         return [Version.from_bytes(kv.value) for kv in found.kvs]
+
+
+class _Lru(Generic[K, V]):
+    """A small least-recently-used map (no locking: used from the event loop only)."""
+
+    def __init__(self, size: int) -> None:
+        self._size, self._items = size, OrderedDict[K, V]()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> V:
+        self._items[key] = value
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
 
 
 def _txn(plan: Plan) -> TxnCommand:
@@ -491,7 +542,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
             if now is None and last is not None:
                 frame = _frame("deleted", revision, {"namespace": namespace, "name": name})
             elif now is not None and (last is None or now.identity != last.identity):
-                frame = _frame("config", revision, {**now.to_json(), "revision": revision})
+                frame = store.frame(revision, now)
             last = now
             return frame
 
