@@ -34,7 +34,7 @@ from typing import Any
 from ..config import ItemId, parse_content
 from .errors import ShoalError, Unavailable, WatchClosed, WatchCompacted
 from .http import AsyncControlPlane, ControlPlane, _translated
-from .protocol import API, Request, watch_open_error
+from .protocol import API, Attempts, Request, watch_open_error
 from .sse import SseComment, SseDecoder, SseMessage
 
 __all__ = [
@@ -181,14 +181,7 @@ def _watch(cp: ControlPlane, cursor: ConfigCursor) -> Iterator[ConfigUpdate]:
                             yield update
             raise Unavailable(f"the config watch from {url} ended")
         except ShoalError as error:
-            if isinstance(error, WatchCompacted):
-                cursor.restart()
-            if not _recoverable(error):
-                raise
-            delay = attempts.after_failure(_as_unavailable(error), time.monotonic())
-            if delay is None:
-                raise
-            time.sleep(delay)
+            time.sleep(_retry_delay(cursor, attempts, error))
 
 
 async def watch_config_async(
@@ -218,21 +211,22 @@ async def watch_config_async(
                                 yield update
             raise Unavailable(f"the config watch from {url} ended")
         except ShoalError as error:
-            if isinstance(error, WatchCompacted):
-                cursor.restart()
-            if not _recoverable(error):
-                raise
-            delay = attempts.after_failure(_as_unavailable(error), time.monotonic())
-            if delay is None:
-                raise
-            await asyncio.sleep(delay)
+            await asyncio.sleep(_retry_delay(cursor, attempts, error))
 
 
-def _as_unavailable(error: ShoalError) -> ShoalError:
+def _retry_delay(cursor: ConfigCursor, attempts: Attempts, error: ShoalError) -> float:
+    """How long to wait before reopening the watch after ``error``; re-raises it when the
+    server refused the watch or the retry budget is spent."""
+    if isinstance(error, WatchCompacted):
+        cursor.restart()
+    if not _recoverable(error):
+        raise error
     # Attempts only moves on after errors it deems retryable; a recoverable stream end is.
-    if isinstance(error, Unavailable):
-        return error
-    return Unavailable(error.message)
+    retryable = error if isinstance(error, Unavailable) else Unavailable(error.message)
+    delay = attempts.after_failure(retryable, time.monotonic())
+    if delay is None:
+        raise error
+    return delay
 
 
 class ConfigSubscription:
