@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from .api import create_app
 from .api_config import router as config_router
+from .api_health import router as health_router
 from .api_registry import router as registry_router
 from .member import Member
 
@@ -15,4 +16,5 @@ def build_app(member: Member) -> FastAPI:
     routing = app.state.routing
     app.include_router(registry_router(member, routing))
     app.include_router(config_router(member, routing))
+    app.include_router(health_router(member))
     return app

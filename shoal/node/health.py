@@ -1,28 +1,48 @@
-"""Active health checks (HTTP and TCP), run by the leader, written to the store on change.
+"""Active health checks (HTTP and TCP), each run by exactly one live member; status
+changes are written to the store.
 
-Theory of operation. One asyncio task per member wakes every `SCAN_SECONDS`. While this
-member leads, it reads the registered instances from its store and, for each one with an
-http/tcp check, starts a probe when the check's interval has passed since the last one
-began (at most one probe per instance in flight). A probe is a GET of
-`http://address:port{path}` (2xx/3xx passes) or a TCP connect, bounded by the check's
-timeout. Each result goes through the pure rise/fall function `shoal.registry.observe`;
-when the resulting status differs from the stored one, the checker writes the updated
-instance -- a status change is a write, so every watcher learns of it at once. The write
-is a txn guarded on the record's mod_revision, so a re-registration or deregistration
-racing with a probe always wins; the next scan picks up the new record.
+Who checks what. The leader keeps the roster of live voters in the store at
+`CHECKERS_KEY` (member.py: a voter is live while the leader hears from it, Raft's
+CheckQuorum activity, debounced over two election timeouts). Every member -- leader or
+follower -- runs this checker over the instances it owns: the roster member that wins
+rendezvous hashing of the instance key (`shoal.registry.check_owner`). Every member
+computes the same owner from the same roster without talking to the others; when a member
+dies, the leader drops it from the roster and only that member's checks move, spread over
+the survivors. With no roster (a cluster of one, or before a new cluster's leader has
+written one) the leader owns every check.
 
-The same scan deletes instances that have been critical for longer than their
+Theory of operation. One asyncio task per member wakes every `SCAN_SECONDS`. It reads the
+roster and the registered instances from its own applied store (a follower's may lag a
+little) and, for each owned instance with an http/tcp check, starts a probe when the
+check's interval has passed since the last one began (at most one probe per instance in
+flight). A probe is a GET of `http://address:port{path}` (2xx/3xx passes) or a TCP
+connect, bounded by the check's timeout. Each result goes through the pure rise/fall
+function `shoal.registry.observe`; when the resulting status differs from the stored one,
+the checker writes the updated instance -- a status change is a write, so every watcher
+learns of it at once. The write is a txn guarded on the record's mod_revision: the leader
+proposes it, a follower posts it to the leader's `/api/v1/txn`. So a stale view (a
+lagging follower, an owner the roster has just dropped, a re-registration racing with a
+probe) can at worst write what it really observed onto the record it saw; anything newer
+makes the guard refuse the write, the next scan picks up the new record and the next
+probe tries again.
+
+The same scan deletes the owned instances that have been critical for longer than their
 `deregister_after` (also guarded on mod_revision).
 
-A new leader starts every check from the stored status with empty counters, so a
-failover marks nothing critical until `fall` of its own probes fail.
+A member that gains a check -- at start, on a roster change, on takeover from a dead
+member -- starts it from the stored status with empty counters, so a takeover (or a leader
+failover) marks nothing critical until `fall` of its own probes fail; one that loses a
+check forgets it. A dead member's checks run nowhere until the leader drops it from the
+roster: about two election timeouts (~1.5 s measured on loopback), plus the election when
+the leader itself died. `GET /api/v1/health/checks` (api_health.py) shows what a member
+checks.
 
-Left for the next increment: checks are owned by the leader alone. DESIGN.md decision 7
-and issue 4 want each check owned by exactly one live member, spread by consistent
-hashing over the members and taken over when one dies; the scan-and-probe loop below is
-the unit that would run per member over its share of the instances. The scan also reads
-the whole registry prefix every tick, which is fine for thousands of instances, not for
-hundreds of thousands (it should follow a watch instead).
+The registry is re-read only when the store changed or once a second; decoded records and
+ownership are cached by key. Left for the next increment: that re-read walks the whole
+registry prefix, which is fine for thousands of instances, not for hundreds of thousands
+(it should follow a watch instead); and during a takeover two members may both probe an
+instance for a moment (the old owner until it sees the new roster) -- harmless, since
+the writes are guarded, but not free.
 """
 
 from __future__ import annotations
@@ -31,7 +51,9 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -41,8 +63,10 @@ from ..kv import (
     CompareTarget,
     Delete,
     KeyValue,
+    KvError,
     Put,
     Txn,
+    TxnResult,
     prefix_end,
 )
 from ..registry import (
@@ -51,10 +75,13 @@ from ..registry import (
     CheckState,
     Instance,
     RegistryError,
+    check_owner,
     observe,
     parse_instance_key,
+    parse_roster,
 )
-from .member import Member, NotLeaderError, Unavailable
+from .api import FORWARDED
+from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
 
 log = logging.getLogger("shoal.health")
 
@@ -62,22 +89,38 @@ SCAN_SECONDS = 0.05
 FULL_SCAN_SECONDS = 1.0  # deregister_after is judged at this grain when nothing changes
 
 
+_CHECKERS: weakref.WeakKeyDictionary[Member, HealthChecker] = weakref.WeakKeyDictionary()
+
+
 @dataclass(slots=True)
 class _Tracked:
-    """What the checker holds for one instance while this member leads."""
+    """What the checker holds for one instance while this member owns its check."""
 
     instance: Instance
     kv: KeyValue
     check: CheckSpec
     state: CheckState
     next_due: float
+    owned_since: float  # wall clock, for operators
     probing: bool = False
+    probes: int = 0
+    last_ok: bool | None = None
+    last_reason: str = ""
+    last_at: float = 0.0  # wall clock of the last result
 
 
 class HealthChecker:
+    """The active checks one member runs. One per member: `HealthChecker.of(member)`."""
+
     def __init__(self, member: Member) -> None:
         self.member = member
+        _CHECKERS[member] = self
         self._tracked: dict[bytes, _Tracked] = {}
+        # The roster the tracked set was chosen under (None: no roster, the leader checks
+        # all), with the roster record's mod_revision, and ownership decided under it.
+        self._roster: tuple[str, ...] | None = None
+        self._roster_revision = 0
+        self._owned: dict[bytes, bool] = {}
         self._deleting: set[bytes] = set()
         # Decoded records by key, with the mod_revision they were decoded at: a pass over
         # ten thousand unchanged instances must not parse ten thousand JSON documents.
@@ -87,6 +130,46 @@ class HealthChecker:
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+
+    @classmethod
+    def of(cls, member: Member) -> HealthChecker:
+        """The member's checker (created, not started, if it has none yet)."""
+        checker = _CHECKERS.get(member)
+        return checker if checker is not None else cls(member)
+
+    @property
+    def roster(self) -> tuple[str, ...] | None:
+        """The members that run checks, as this member last read them (None: no roster)."""
+        return self._roster
+
+    def tracked(self) -> list[dict[str, Any]]:
+        """The checks this member owns now, for the API: one JSON object each."""
+        out = []
+        for key, t in sorted(self._tracked.items()):
+            instance, check = t.instance, t.check
+            target = f"{_host(instance.address)}:{instance.port}"
+            out.append(
+                {
+                    "key": key.decode("utf-8", "replace"),
+                    "service": instance.service,
+                    "id": instance.id,
+                    "type": check.type,
+                    "target": f"http://{target}{check.path}" if check.type == "http" else target,
+                    "interval": check.interval,
+                    "stored_status": instance.health.status.value,
+                    "status": t.state.status.value,
+                    "successes": t.state.successes,
+                    "failures": t.state.failures,
+                    "probes": t.probes,
+                    "owned_since": t.owned_since,
+                    "last": (
+                        None
+                        if t.last_ok is None
+                        else {"ok": t.last_ok, "reason": t.last_reason, "at": t.last_at}
+                    ),
+                }
+            )
+        return out
 
     def start(self) -> None:
         """Start the loop if there is a running event loop and it is not running yet."""
@@ -117,14 +200,19 @@ class HealthChecker:
                 log.exception("health scan failed")
 
     def scan(self, now: float, wall: float) -> None:
-        """One pass: forget what is gone, start due probes, deregister the long-critical.
+        """One pass: forget what is gone or no longer ours, start due probes, deregister
+        the long-critical.
 
         The registry is re-read only when the store changed or once a second (for
         `deregister_after`); in between, only the tracked checks are looked at.
         """
         member = self.member
-        if not member.is_leader:
-            self._tracked.clear()
+        self._read_roster()
+        checking = member.name in self._roster if self._roster is not None else member.is_leader
+        if not checking:
+            if self._tracked:
+                self._tracked.clear()
+                member.metrics.checks_owned.set(0)
             self._scanned_revision = -1
             return
         changed = member.kv.revision != self._scanned_revision
@@ -133,6 +221,30 @@ class HealthChecker:
         else:
             for key, tracked in self._tracked.items():
                 self._maybe_probe(key, tracked, now)
+
+    def _read_roster(self) -> None:
+        record = self.member.kv.get(CHECKERS_KEY)
+        revision = record.mod_revision if record is not None else 0
+        if revision == self._roster_revision:
+            return
+        roster = parse_roster(record.value) if record is not None else None
+        if roster is None and record is not None:
+            log.warning("ignoring an unreadable health-check roster: %r", record.value[:200])
+        self._roster_revision = revision
+        if roster != self._roster:
+            self._roster = roster
+            self._owned.clear()
+            self._scanned_revision = -1  # re-decide every check at once
+
+    def _owns(self, key: bytes) -> bool:
+        """Whether this member runs `key`'s check (only asked while it runs checks)."""
+        if self._roster is None:
+            return True  # no roster: the leader checks everything (scan checked we lead)
+        owned = self._owned.get(key)
+        if owned is None:
+            owned = check_owner(key, self._roster) == self.member.name
+            self._owned[key] = owned
+        return owned
 
     def _decode(self, kv: KeyValue) -> Instance | None:
         cached = self._decoded.get(kv.key)
@@ -167,25 +279,29 @@ class HealthChecker:
             instance = self._decode(kv)
             if instance is None:
                 continue
-            if instance.deregister_due(wall) and kv.key not in self._deleting:
-                self._deregister(kv)
+            if instance.deregister_due(wall):
+                if kv.key not in self._deleting and self._owns(kv.key):
+                    self._deregister(kv)
                 continue
             check = instance.check
-            if check is None or not check.is_active:
+            if check is None or not check.is_active or not self._owns(kv.key):
                 continue
             seen.add(kv.key)
             tracked = self._tracked.get(kv.key)
             if tracked is None or tracked.check != check:
-                tracked = _Tracked(instance, kv, check, CheckState(instance.health.status), now)
+                state = CheckState(instance.health.status)  # counters start empty
+                tracked = _Tracked(instance, kv, check, state, now, wall)
                 self._tracked[kv.key] = tracked
             else:
                 tracked.instance, tracked.kv = instance, kv
             self._maybe_probe(kv.key, tracked, now)
         for key in set(self._tracked) - seen:
             del self._tracked[key]
-        if len(self._decoded) > len(kvs):
+        member.metrics.checks_owned.set(len(self._tracked))
+        if len(self._decoded) > len(kvs) or len(self._owned) > len(kvs):
             present = {kv.key for kv in kvs}
             self._decoded = {k: v for k, v in self._decoded.items() if k in present}
+            self._owned = {k: v for k, v in self._owned.items() if k in present}
 
     async def _probe(self, key: bytes, tracked: _Tracked) -> None:
         try:
@@ -193,9 +309,10 @@ class HealthChecker:
             tracked.state = observe(
                 tracked.state, ok, rise=tracked.check.rise, fall=tracked.check.fall
             )
-            stored = self._tracked.get(key)
-            if stored is not tracked or not self.member.is_leader:
-                return  # the instance changed or went while we probed
+            tracked.probes += 1
+            tracked.last_ok, tracked.last_reason, tracked.last_at = ok, reason, time.time()
+            if self._tracked.get(key) is not tracked:
+                return  # the instance changed or went, or is no longer ours
             if tracked.state.status is not tracked.instance.health.status:
                 await self._write_status(tracked, reason)
         finally:
@@ -238,12 +355,45 @@ class HealthChecker:
             ),
             success=(Put(key=kv.key, value=updated.encode(), lease=kv.lease),),
         )  # fmt: skip
-        with contextlib.suppress(NotLeaderError, Unavailable):
-            await self.member.propose(command)
+        if await self._submit(command):
             log.info(
                 "%s/%s is %s: %s",
                 updated.service, updated.id, updated.health.status.value, reason,
             )  # fmt: skip
+
+    async def _submit(self, command: Txn) -> bool:
+        """Apply a guarded txn through the leader; whether it committed and succeeded.
+
+        The leader proposes it; a follower posts it to the leader's `/api/v1/txn` (marked
+        forwarded, so a member that is no longer leader refuses rather than forwards it
+        again). Any failure is only logged: the next probe or scan tries again.
+        """
+        member = self.member
+        if member.is_leader:
+            try:
+                result = await member.propose(command)
+            except (NotLeaderError, Unavailable, KvError) as error:
+                log.debug("health write refused: %s", error)
+                return False
+            return isinstance(result, TxnResult) and result.succeeded
+        leader = member.leader
+        url = member.member_url(leader) if leader else None
+        if url is None or self._http is None:
+            return False
+        try:
+            response = await self._http.post(
+                f"{url}/api/v1/txn",
+                json=_txn_body(command),
+                headers={FORWARDED: member.name},
+                timeout=member.config.request_timeout + 1,
+            )
+            succeeded = response.status_code == 200 and response.json()["succeeded"] is True
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            log.debug("health write through leader %s failed: %s", leader, error)
+            return False
+        if not succeeded and response.status_code != 200:
+            log.debug("health write refused by %s: %s", leader, response.text[:200])
+        return succeeded
 
     def _deregister(self, kv: KeyValue) -> None:
         self._deleting.add(kv.key)
@@ -260,14 +410,44 @@ class HealthChecker:
 
         async def delete() -> None:
             try:
-                with contextlib.suppress(NotLeaderError, Unavailable):
-                    await self.member.propose(command)
+                await self._submit(command)
             finally:
                 self._deleting.discard(kv.key)
 
         task = asyncio.create_task(delete())
         self._probes.add(task)
         task.add_done_callback(self._probes.discard)
+
+
+def _txn_body(command: Txn) -> dict[str, Any]:
+    """`command` as the JSON of `POST /api/v1/txn` (only what the checker sends: compares
+    on mod_revision, puts and deletes of single keys)."""
+
+    def op(item: object) -> dict[str, Any]:
+        if isinstance(item, Put):
+            put: dict[str, Any] = {"key": item.key.decode(), "value": item.value.decode()}
+            if item.lease:
+                put["lease"] = item.lease
+            return {"put": put}
+        assert isinstance(item, Delete) and item.range_end is None
+        return {"delete": {"key": item.key.decode()}}
+
+    compares = []
+    for compare in command.compares:
+        assert compare.target is CompareTarget.MOD_REVISION and compare.op is CompareOp.EQ
+        compares.append(
+            {
+                "key": compare.key.decode(),
+                "target": "mod_revision",
+                "op": "=",
+                "value": compare.value,
+            }
+        )
+    return {
+        "compare": compares,
+        "success": [op(item) for item in command.success],
+        "failure": [op(item) for item in command.failure],
+    }
 
 
 def _host(address: str) -> str:

@@ -13,6 +13,11 @@ Everything else talks to that task through queues and futures:
   TTL plus an election timeout; expiry is checked on ticks, revoked through the log only
   while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is spread.
 - Watchers are fed by the `WatchHub` after every apply.
+- The leader keeps the roster of live voters at `CHECKERS_KEY` (who runs active health
+  checks, see health.py): a voter is live while the leader has heard from it within
+  `2 x election timeout` (Raft's CheckQuorum `recent_active`, sampled before each tick).
+  A new leader first waits that long, so it never drops a member it simply has not
+  heard from yet; the key is written only when the set changes, and only by the leader.
 
 It never blocks the event loop on disk: `MemberStorage.persist` runs in a thread.
 """
@@ -55,6 +60,7 @@ from ..raft import (
     Role,
     Snapshot,
 )
+from ..registry import encode_roster
 from .kvcodec import decode_command, encode_command
 from .metrics import MemberMetrics
 from .storage import MemberStorage
@@ -64,6 +70,7 @@ from .watchhub import WatchHub
 log = logging.getLogger("shoal.node")
 
 MEMBERS_PREFIX = b"/_shoal/members/"
+CHECKERS_KEY = b"/_shoal/checkers"  # JSON list of the live voters that run health checks
 MAX_REVOKES_PER_TICK = 64
 CHECKPOINT_EVERY_SECONDS = 60.0  # also how often history is compacted
 CHECKPOINT_MIN_TTL = 120
@@ -136,6 +143,9 @@ class Member:
         self._stopping = False
         self._last_checkpoint = time.monotonic()
         self._applied_since_snapshot = 0
+        self._heard: dict[str, float] = {}  # leader only: when each voter last answered
+        self._leader_ticks = 0
+        self._roster_pending = False
         self.ready_event = asyncio.Event()  # set once a leader is known and applied
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -314,6 +324,7 @@ class Member:
             self._wake.clear()
             if loop.time() >= next_tick:
                 next_tick = loop.time() + self.config.tick_seconds
+                self._note_heard()
                 self.node.tick()
                 self._leader_duties()
             try:
@@ -503,6 +514,9 @@ class Member:
             extend = self.config.election_ticks * self.config.tick_seconds
             self.kv.leases.promote(now, extend)
             self._revoking.clear()
+            self._heard = dict.fromkeys(self.node.conf.voters, now)
+            self._leader_ticks = 0
+            self._roster_pending = False
             record = json.dumps(
                 {
                     "client_url": self.config.client_url,
@@ -528,6 +542,7 @@ class Member:
             future = self._queue_internal(LeaseRevoke(id=lease_id))
             future.add_done_callback(self._revoke_settled(lease_id))
         self._promote_caught_up_learners()
+        self._publish_checkers(now)
         if now - self._last_checkpoint >= CHECKPOINT_EVERY_SECONDS:
             self._last_checkpoint = now
             keep = self.config.keep_revisions
@@ -535,6 +550,42 @@ class Member:
                 self._queue_internal(Compact(revision=self.kv.revision - keep))
             for checkpoint in self.kv.leases.checkpoints(now, CHECKPOINT_MIN_TTL):
                 self._queue_internal(checkpoint)
+
+    def _note_heard(self) -> None:
+        """Record which voters answered this CheckQuorum round; called before a tick,
+        which may start the next round and forget."""
+        node = self.node
+        if node is None or node.role is not Role.LEADER:
+            return
+        self._leader_ticks += 1
+        # A new leader's progress says every peer is active until its first round ends.
+        if self._leader_ticks > self.config.election_ticks + 1:
+            now = time.monotonic()
+            for name in node.recently_active():
+                self._heard[name] = now
+
+    def _publish_checkers(self, now: float) -> None:
+        """Write the roster of live voters when it changed (see the module docstring)."""
+        node = self.node
+        assert node is not None
+        if self._roster_pending or self._leader_ticks <= 2 * self.config.election_ticks:
+            return
+        grace = 2 * self.config.election_ticks * self.config.tick_seconds
+        voters = node.conf.voters
+        live = [v for v in voters if v == self.name or now - self._heard.setdefault(v, now) < grace]
+        stored = self.kv.get(CHECKERS_KEY)
+        if stored is None and voters == {self.name}:
+            return  # a cluster of one needs no roster: without one, the leader checks all
+        value = encode_roster(live)
+        if stored is not None and stored.value == value:
+            return
+        self._roster_pending = True
+        future = self._queue_internal(Put(key=CHECKERS_KEY, value=value))
+        future.add_done_callback(self._roster_settled)
+        log.info("health-check roster: %s", ", ".join(sorted(live)))
+
+    def _roster_settled(self, _: asyncio.Future[Result]) -> None:
+        self._roster_pending = False
 
     def _promote_caught_up_learners(self) -> None:
         node = self.node

@@ -27,6 +27,11 @@ class MemberMetrics:
             "shoal_http_requests", "HTTP API requests", ["route", "status"], registry=r
         )
         self.watchers = Gauge("shoal_watchers", "Open watch streams", registry=r)
+        self.checks_owned = Gauge(
+            "shoal_health_checks_owned",
+            "Active HTTP/TCP health checks this member runs (it owns them by rendezvous hashing)",
+            registry=r,
+        )
         self.snapshots_installed = Counter(
             "shoal_snapshots_installed",
             "Snapshots received from a leader and installed",

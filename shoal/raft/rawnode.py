@@ -263,6 +263,15 @@ class RawNode:
             },
         )
 
+    def recently_active(self) -> frozenset[str]:
+        """On a leader, the members it has heard from since its last CheckQuorum round
+        (every election timeout), itself included; empty on any other member. Read-only:
+        the driver derives its view of which members are alive from it."""
+        r = self._raft
+        if r.role is not Role.LEADER:
+            return frozenset()
+        return frozenset({r.id, *(p for p, pr in r.progress.items() if pr.recent_active)})
+
     def log_entries(self) -> tuple[Entry, ...]:
         """Every entry held in memory (after the last snapshot); for checks and tools."""
         log = self._raft.log

@@ -2,7 +2,8 @@
 
 What an instance is (`Instance`, validated on construction), where it lives in the store
 (`keys`), how its health is judged (`CheckSpec`, the rise/fall function `observe`), and
-what discovery returns (`InstanceFilter`, `discover` with the protect threshold).
+what discovery returns (`InstanceFilter`, `discover` with the protect threshold), and
+which control-plane member runs an instance's active check (`check_owner`).
 
 Mostly pure: no I/O, no clock, no global randomness -- times are arguments. Imports
 nothing from shoal outside this package. The node runs the checks and writes the store.
@@ -36,6 +37,7 @@ from .keys import (
     service_prefix,
     settings_key,
 )
+from .ownership import check_owner, encode_roster, parse_roster
 from .status import Health, HealthStatus, parse_status
 
 __all__ = [
@@ -51,7 +53,9 @@ __all__ = [
     "ServiceSettings",
     "ServiceSummary",
     "check_name",
+    "check_owner",
     "discover",
+    "encode_roster",
     "format_duration",
     "instance_key",
     "instances_prefix",
@@ -60,6 +64,7 @@ __all__ = [
     "parse_duration",
     "parse_filter",
     "parse_instance_key",
+    "parse_roster",
     "parse_status",
     "registration",
     "service_prefix",
