@@ -3,6 +3,13 @@
     shoal job run examples.compute.sum:job            # 0 + 1 + ... + (10**8 - 1)
     shoal job run examples.compute.sum:small_job --json
 
+    # on shoal workers: a control plane, two workers (anywhere that reaches it), the job
+    shoal server &
+    shoal worker --server http://127.0.0.1:7700 --slots 2 &
+    shoal worker --server http://127.0.0.1:7700 --slots 2 &
+    shoal job run examples.compute.sum:job --executor shoal --server http://127.0.0.1:7700
+    shoal jobs --endpoints http://127.0.0.1:7700
+
 Each task really adds its numbers up (``sum(range(a, b))``, a tight C loop) rather than
 using the closed form, so the job does real work that scales with the workers.
 """

@@ -1,9 +1,15 @@
-"""`shoal job run MODULE:ATTR`: run a compute job from the command line.
+"""`shoal job run|show|cancel` and `shoal jobs`: compute jobs from the command line.
 
-The job is looked up by import (the current directory is on the import path, so
+`run`: the job is looked up by import (the current directory is on the import path, so
 ``examples.compute.sum:job`` works from the repository). A live progress bar goes to
 stderr; the result goes to stdout -- with ``--json``, exactly one JSON object
-``{"result": ..., "report": {...}}`` and nothing else.
+``{"result": ..., "report": {...}}`` and nothing else. ``--executor shoal --server URL``
+runs it on the ``shoal worker`` processes registered there, and records it in the
+control plane, where `shoal jobs`, `shoal job show ID` and `shoal job cancel ID` find it
+from anywhere; ``--resume ID`` continues a recorded job without rerunning its finished
+tasks.
+
+To mount `shoal jobs` (in main.py): ``app.command("jobs")(job.jobs)``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .common import Json, err, fail, out
+from .common import DEFAULT_ENDPOINTS, Endpoints, Json, control_plane, err, fail, out, print_json
 
 app = typer.Typer(help="Run distributed compute jobs.", no_args_is_help=True)
 
@@ -62,11 +69,31 @@ def _jsonable(value: Any) -> Any:
 def run(
     target: Annotated[str, typer.Argument(metavar="MODULE:ATTR", help="Where the Job lives.")],
     executor: Annotated[
-        str, typer.Option("--executor", "-e", help="Where to run it (local).")
+        str, typer.Option("--executor", "-e", help="Where to run it: local, shoal, dask, ray.")
     ] = "local",
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-w", min=1, help="Worker processes (default: CPUs)."),
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help=(
+                "local/dask: worker processes (default: CPUs); ray: CPUs of a local "
+                "instance; shoal: workers to wait for."
+            ),
+        ),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="SHOAL_ENDPOINTS",
+            help="shoal executor: control-plane URL(s) (env SHOAL_ENDPOINTS).",
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="shoal executor: continue this recorded job id."),
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -74,7 +101,18 @@ def run(
     from shoal.compute import ComputeError
 
     job = load_job(target)
-    options: dict[str, Any] = {} if workers is None else {"workers": workers}
+    options: dict[str, Any] = {}
+    if executor == "shoal":
+        options["server"] = server or DEFAULT_ENDPOINTS
+        if workers is not None:
+            options["min_workers"] = workers
+        if resume is not None:
+            options["resume"] = resume
+    else:
+        if resume is not None:
+            raise fail("--resume needs --executor shoal (only it records jobs)")
+        if workers is not None:
+            options["workers"] = workers
     try:
         if as_json:
             result = job.run(executor, **options)
@@ -112,3 +150,122 @@ def run(
     table.add_row("workers", str(len(report.workers)))
     table.add_row("wall time", f"{report.wall_time:.3f}s")
     err.print(table)
+
+
+# --- records in the control plane ------------------------------------------------------------
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 129600:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def _progress(record: dict[str, Any]) -> str:
+    counts = record.get("counts", {})
+    total = record.get("tasks", 0)
+    return f"{counts.get('done', 0)}/{total}"
+
+
+def jobs(endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
+    """List the jobs recorded in the control plane (newest first)."""
+    from shoal.compute.records import display_state, list_jobs
+
+    with control_plane(endpoints) as plane:
+        found = list_jobs(plane)
+    if as_json:
+        print_json({"jobs": found})
+        return
+    if not found:
+        out.print("no jobs recorded")
+        return
+    now = time.time()
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "NAME", "STATE", "PROGRESS", "AGE"):
+        table.add_column(column)
+    for record in found:
+        table.add_row(
+            escape(str(record.get("id", ""))),
+            escape(str(record.get("name", ""))),
+            display_state(record),
+            _progress(record),
+            _age(now - float(record.get("submitted_at", now))),
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id (see shoal jobs).")],
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
+    """Show one recorded job."""
+    from shoal.compute.records import display_state, read_job
+
+    with control_plane(endpoints) as plane:
+        record = read_job(plane, job_id)
+    if record is None:
+        raise fail(f"no job {job_id!r} is recorded")
+    if as_json:
+        print_json(record)
+        return
+    table = Table(show_header=False, box=None)
+    now = time.time()
+    record = {**record, "state": display_state(record)}
+    for name in ("id", "name", "state", "executor", "priority"):
+        table.add_row(name, escape(str(record.get(name, ""))))
+    table.add_row("progress", _progress(record))
+    counts = record.get("counts", {})
+    table.add_row("tasks", escape(", ".join(f"{k} {v}" for k, v in counts.items())))
+    table.add_row("age", _age(now - float(record.get("submitted_at", now))))
+    if record.get("finished_at"):
+        took = float(record["finished_at"]) - float(record.get("submitted_at", 0))
+        table.add_row("took", f"{took:.3f}s")
+    driver = record.get("driver", {})
+    table.add_row("driver", escape(f"{driver.get('host', '?')} pid {driver.get('pid', '?')}"))
+    table.add_row("workers", escape(", ".join(record.get("workers", [])) or "-"))
+    out.print(table)
+    if record.get("error"):
+        out.print(escape(str(record["error"])))
+
+
+@app.command("cancel")
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id (see shoal jobs).")],
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for the driver to stop it.")
+    ] = 10.0,
+    as_json: Json = False,
+) -> None:
+    """Ask the driver of a running job to cancel it, and wait until it has."""
+    from shoal.compute.records import TERMINAL, read_job, request_cancel
+
+    with control_plane(endpoints) as plane:
+        record = read_job(plane, job_id)
+        if record is None:
+            raise fail(f"no job {job_id!r} is recorded")
+        if record.get("state") in TERMINAL:
+            raise fail(f"job {job_id!r} has already ended: {record.get('state')}")
+        request_cancel(plane, job_id, "shoal job cancel")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            record = read_job(plane, job_id) or record
+            if record.get("state") in TERMINAL or record.get("state") == "interrupted":
+                break
+            time.sleep(0.05)
+    state = record.get("state")
+    if as_json:
+        print_json({"id": job_id, "state": state})
+    elif state == "cancelled":
+        out.print(f"job {escape(job_id)} cancelled")
+    else:
+        out.print(
+            f"cancel of job {escape(job_id)} requested; it is still {state} "
+            "(its driver may be gone: resume it with --resume, or leave it)"
+        )

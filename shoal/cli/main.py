@@ -15,7 +15,7 @@ import typer
 
 from shoal import __version__
 
-from . import cluster, config, job, kv, lease, registry
+from . import cluster, config, job, kv, lease, registry, worker
 from .server import server
 
 app = typer.Typer(
@@ -33,6 +33,8 @@ app.add_typer(config.app, name="config")
 app.command("services")(registry.services)
 app.add_typer(registry.app, name="service")
 app.command("server")(server)
+app.command("worker")(worker.worker)
+app.command("jobs")(job.jobs)
 
 
 def _version(value: bool) -> None:

@@ -13,7 +13,12 @@ Modules: ``partition`` (ranges, chunks, by_key, Partitioner), ``sources`` (files
 ``messages`` (its events and instructions),
 ``aggregate`` (tree and streaming combination), ``local`` (the local executor),
 ``dask_executor`` (the same jobs on dask.distributed; needs the ``compute`` extra and is
-imported only when asked for, as ``executor="dask"``), ``errors`` (the exception tree).
+imported only when asked for, as ``executor="dask"``), ``shoal_executor`` (the same jobs
+on ``shoal worker`` processes found through the registry, ``executor="shoal"``; imported
+only when asked for), ``ray_executor`` (the same jobs on a Ray cluster, ``executor="ray"``;
+needs the ``compute`` extra and is imported only when asked for), ``worker`` (the
+``shoal worker`` process), ``records`` (job records and checkpoints in the control
+plane), ``errors`` (the exception tree).
 """
 
 from __future__ import annotations

@@ -159,8 +159,25 @@ def _dask(**options: Any) -> Executor:
     return DaskExecutor(**options)
 
 
-_EXECUTORS: dict[str, Callable[..., Executor]] = {"local": _local, "dask": _dask}
-_PLANNED = ("shoal", "ray")
+def _shoal(**options: Any) -> Executor:
+    from .shoal_executor import ShoalExecutor
+
+    return ShoalExecutor(**options)
+
+
+def _ray(**options: Any) -> Executor:
+    from .ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+_EXECUTORS: dict[str, Callable[..., Executor]] = {
+    "local": _local,
+    "dask": _dask,
+    "shoal": _shoal,
+    "ray": _ray,
+}
+_PLANNED: tuple[str, ...] = ()
 
 
 def known_executors() -> tuple[str, ...]:

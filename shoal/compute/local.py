@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import signal
 import sys
 import time
 import traceback
@@ -47,11 +46,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ._report import build_report
 from ._serialize import dumps_function
+from ._slots import worker_main
 from .aggregate import RunMerger
 from .errors import ExecutorError, JobError
 from .errors import JobFailed as JobFailedError
-from .job import AttemptReport, Job, JobReport, JobResult, Progress, TaskReport
+from .job import Job, JobReport, JobResult, Progress
 from .scheduler import (
     CancelJob,
     CancelTask,
@@ -74,96 +75,7 @@ from .scheduler import (
 __all__ = ["LocalExecutor"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-_FLUSH_SECONDS = 0.002
 _MAX_STARTUP_DEATHS = 5  # workers in a row that die before returning anything
-
-
-# --- the worker process ---------------------------------------------------------------------
-
-
-class _BrokenFunction:
-    """Stands in for a function the worker could not unpickle: every call fails with why."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __call__(self, partition: Any) -> Any:
-        raise RuntimeError(f"the job's function could not be loaded in the worker:\n{self.text}")
-
-
-def _dumps_results(results: list[tuple[Any, ...]]) -> bytes:
-    try:
-        return pickle.dumps(results, _PROTOCOL)
-    except Exception:
-        safe = []
-        for item in results:
-            try:
-                pickle.dumps(item[4], _PROTOCOL)
-                safe.append(item)
-            except Exception:
-                job_no, index, attempt, _, _, start, end = item
-                text = f"the result of partition {index} cannot be pickled:\n" + (
-                    traceback.format_exc()
-                )
-                safe.append((job_no, index, attempt, False, text, start, end))
-        return pickle.dumps(safe, _PROTOCOL)
-
-
-def _worker_main(conn: Connection, inherited: list[Connection], flush_every: int) -> None:
-    """Run tasks from ``conn`` in order; stream results back.
-
-    Exits on "stop", or quietly when the driver is gone (EOF or a broken pipe) -- a worker
-    never outlives its driver by more than the task it is running.
-    """
-    for other in inherited:
-        other.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    with contextlib.suppress(EOFError, OSError):
-        _serve(conn, flush_every)
-
-
-def _serve(conn: Connection, flush_every: int) -> None:
-    fns: dict[int, Callable[[Any], Any]] = {}
-    queue: deque[tuple[int, int, int, Any]] = deque()
-    out: list[tuple[Any, ...]] = []
-    first_unsent = 0.0
-    recv, send = conn.recv_bytes, conn.send_bytes
-    clock = time.monotonic
-    while True:
-        if not queue:
-            if out:
-                send(_dumps_results(out))
-                out = []
-            message = pickle.loads(recv())
-            kind = message[0]
-            if kind == "run":
-                for job_no, fn_bytes in message[1]:
-                    try:
-                        fns[job_no] = pickle.loads(fn_bytes)
-                    except BaseException:
-                        fns[job_no] = _BrokenFunction(traceback.format_exc())
-                queue.extend(message[2])
-            elif kind == "drop":
-                for job_no in message[1]:
-                    fns.pop(job_no, None)
-            else:  # "stop"
-                return
-            continue
-        job_no, index, attempt, partition = queue.popleft()
-        start = clock()
-        try:
-            value = fns[job_no](partition)
-            ok = True
-        except BaseException:  # the task's failure is data for the driver, whatever it was
-            value = traceback.format_exc()
-            ok = False
-        end = clock()
-        if not out:
-            first_unsent = end
-        out.append((job_no, index, attempt, ok, value, start, end))
-        if not queue or len(out) >= flush_every or end - first_unsent > _FLUSH_SECONDS:
-            send(_dumps_results(out))
-            out = []
 
 
 # --- driver-side state ----------------------------------------------------------------------
@@ -538,7 +450,7 @@ class LocalExecutor:
         parent, child = self._ctx.Pipe(duplex=True)
         inherited = [w.conn for w in self._workers.values()] + [parent]
         process = self._ctx.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(child, inherited if self._ctx.get_start_method() == "fork" else []),
             kwargs={"flush_every": self._flush_every},
             name=f"shoal-{worker_id}",
@@ -604,44 +516,15 @@ class LocalExecutor:
         return run.result
 
     def _job_report(self, run: _Run) -> JobReport:
-        origin = run.submitted_at
-        tasks = []
-        for index, task_id in enumerate(run.task_ids):
-            views = self._scheduler.attempts(task_id)
-            history = tuple(
-                AttemptReport(
-                    attempt=v.attempt,
-                    worker_id=v.worker_id,
-                    speculative=v.speculative,
-                    outcome=v.outcome,
-                    started_at=None if v.started_at is None else v.started_at - origin,
-                    ended_at=None if v.ended_at is None else v.ended_at - origin,
-                    error=v.error,
-                )
-                for v in views
-            )
-            winner = next((v for v in views if v.outcome == "finished"), None)
-            timing = run.timing.get(index)
-            tasks.append(
-                TaskReport(
-                    task_id=task_id,
-                    index=index,
-                    worker_id=winner.worker_id if winner else "",
-                    attempts=len(views),
-                    speculative_copies=sum(1 for v in views if v.speculative),
-                    won_by_speculative=bool(winner and winner.speculative),
-                    started_at=None if timing is None else timing[1] - origin,
-                    duration=None if timing is None else timing[2] - timing[1],
-                    history=history,
-                )
-            )
-        finished = run.finished_at if run.finished_at is not None else time.monotonic()
-        return JobReport(
+        return build_report(
+            self._scheduler,
+            executor=self.name,
             job_id=run.job_id,
             name=run.job.name,
-            executor=self.name,
             state=run.state,
-            wall_time=finished - origin,
-            tasks=tuple(tasks),
-            workers={t.worker_id: self._pids.get(t.worker_id) for t in tasks if t.worker_id},
+            task_ids=run.task_ids,
+            timing=run.timing,
+            submitted_at=run.submitted_at,
+            finished_at=run.finished_at if run.finished_at is not None else time.monotonic(),
+            pids=self._pids,
         )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 
 def square(x: int) -> int:
@@ -50,3 +52,32 @@ def crash_once(arg: tuple[int, str]) -> int:
 
 def bad_combine(a: int, b: int) -> int:
     raise RuntimeError("combine is broken")
+
+
+def nap_and_mark(arg: tuple[int, str, float]) -> int:
+    """Append the partition's index to ``folder/runs`` (counts executions), then nap."""
+    index, folder, seconds = arg
+    with open(Path(folder) / "runs", "a") as marks:
+        marks.write(f"{index}\n")
+    time.sleep(seconds)
+    return index
+
+
+def marked_job() -> Any:
+    """24 partitions of ``nap_and_mark`` (0.15 s each); the folder is $SHOAL_TEST_MARKS."""
+    import operator
+
+    from shoal.compute import Job
+
+    folder = os.environ["SHOAL_TEST_MARKS"]
+    seconds = float(os.environ.get("SHOAL_TEST_NAP", "0.15"))
+    parts = [(i, folder, seconds) for i in range(24)]
+    return Job("marked", nap_and_mark, parts, combine=operator.add, speculative=False)
+
+
+def count_words(text: str) -> Counter[str]:
+    return Counter(text.split())
+
+
+def merge_counts(a: Counter[str], b: Counter[str]) -> Counter[str]:
+    return a + b

@@ -56,7 +56,9 @@ def test_job_run_bad_targets(target: str, message: str, capsys: pytest.CaptureFi
 
 def test_job_run_unknown_executor(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["job", "run", "examples.compute.sum:small_job", "-e", "spark", "--json"]) == 1
-    assert "unknown executor 'spark'; known executors: dask, local" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "unknown executor 'spark'; known executors: dask, local" in error
+    assert "shoal" in error
 
 
 def test_priorities_example_high_finishes_first_and_gpu_stays_on_its_worker() -> None:

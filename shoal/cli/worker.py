@@ -1,0 +1,77 @@
+"""`shoal worker`: start a worker that runs tasks for `--executor shoal` jobs.
+
+It registers itself in the control plane's registry (service ``shoal-workers``) and
+stays there while it runs; see ``shoal.compute.worker``. To mount (in main.py):
+    app.command("worker")(worker.worker)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import DEFAULT_ENDPOINTS, fail
+
+
+def worker(
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server",
+            "--endpoints",
+            envvar="SHOAL_ENDPOINTS",
+            help="Control-plane URL(s), comma-separated (env SHOAL_ENDPOINTS).",
+        ),
+    ] = DEFAULT_ENDPOINTS,
+    slots: Annotated[
+        int, typer.Option("--slots", "-s", min=1, help="Tasks run at once (processes).")
+    ] = 1,
+    resources: Annotated[
+        str,
+        typer.Option(
+            "--resources",
+            "-r",
+            help="What the worker offers, e.g. cpu=2,memory=4e9,gpu=1 (default: cpu=SLOTS).",
+        ),
+    ] = "",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0: any free port.")] = 0,
+    advertise: Annotated[
+        str | None, typer.Option("--advertise", help="Address drivers should connect to.")
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="Instance id in the registry (default host-pid).")
+    ] = None,
+    ttl: Annotated[
+        int, typer.Option("--ttl", min=1, help="Lease TTL (s) if the keep-alive stream stalls.")
+    ] = 10,
+) -> None:
+    """Run a shoal worker until Ctrl-C or SIGTERM."""
+    from shoal.client import parse_endpoints
+    from shoal.compute import ComputeError
+    from shoal.compute.worker import Worker, parse_resources, run_worker
+
+    try:
+        servers = parse_endpoints(server)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--server") from None
+    try:
+        offered = parse_resources(resources) if resources else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--resources") from None
+    try:
+        run_worker(
+            Worker(
+                servers,
+                slots=slots,
+                resources=offered,
+                host=host,
+                port=port,
+                advertise=advertise,
+                worker_id=worker_id,
+                ttl=ttl,
+            )
+        )
+    except (ComputeError, OSError) as error:
+        raise fail(str(error)) from None

@@ -1,0 +1,800 @@
+"""The ``shoal`` executor: jobs on ``shoal worker`` processes found through the registry.
+
+Theory of operation
+-------------------
+The driver (the caller's thread) lists the registry service ``shoal-workers`` (a KV
+prefix) and watches it from the listing's revision, so it never misses a worker joining
+or leaving. It opens one TCP connection per worker; the worker answers ``HELLO`` (its
+slots and resources) and one ``SLOT_UP`` per slot process (see ``_frames`` and
+``worker``). Each worker is one scheduler worker with ``slots`` slots and the resources
+it advertised; the driver places every attempt the scheduler gives a worker on the slot
+process with the shortest queue, and infers starts the way the local executor does (the
+attempt behind the one that just finished on a slot started when that one ended).
+
+Like the local executor, the loop is single-threaded and batches everything it can: one
+``RUN`` frame per slot per loop iteration, a job's cloudpickled function sent once per
+slot process, results streamed back in batches (the worker relays them unread). Worker
+timestamps are mapped onto the driver's clock by the arrival time of their batch.
+
+Failures:
+
+* a worker whose connection drops, or whose registry instance goes away (its keep-alive
+  stream closed: it died), is ``WorkerLost``; the scheduler reschedules its attempts;
+* a slot process that dies under a running attempt (``SLOT_DOWN``) fails that attempt
+  (it may have crashed the process; retries apply) and its queued attempts move to the
+  worker's other slots or to its replacement process;
+* cancelling a running attempt (timeout, lost speculative race, failed job) restarts its
+  slot process (``RESTART``).
+
+Records: with ``record=True`` (the default) every job is recorded in the control plane
+(``records``): its summary while it runs and when it ends, and checkpoints of finished
+tasks, written in batches by a background thread. ``resume=JOB_ID`` makes the next
+submitted job continue that record: tasks already checkpointed (with their result) are
+not run again. A cancel request (``shoal job cancel``) is watched and becomes
+``CancelJob``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import queue
+import re
+import selectors
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.client import ControlPlane, ShoalError
+
+from . import _frames as fr
+from . import records
+from ._report import build_report
+from ._serialize import dumps_data, dumps_function
+from .aggregate import RunMerger
+from .errors import ExecutorError, JobError
+from .errors import JobFailed as JobFailedError
+from .job import Job, JobReport, JobResult, Progress
+from .scheduler import (
+    CancelJob,
+    CancelTask,
+    Event,
+    Instruction,
+    JobDone,
+    JobFailed,
+    JobSubmitted,
+    RunTask,
+    Scheduler,
+    SchedulerConfig,
+    TaskFailed,
+    TaskFinished,
+    TaskStarted,
+    Tick,
+    WorkerJoined,
+    WorkerLost,
+)
+
+__all__ = ["ShoalExecutor"]
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_INSTANCES = f"/registry/services/{fr.SERVICE}/instances/"
+_RECONNECT_FIRST = 0.5  # seconds before reconnecting to a worker; doubles up to _MAX
+_RECONNECT_MAX = 30.0
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_Key = tuple[str, int]
+_LIVE = ("running", "cancelling")
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    index: int
+    gen: int
+    pid: int | None
+    fifo: deque[_Key] = field(default_factory=deque)
+    fns: set[int] = field(default_factory=set)
+    outbox: list[tuple[int, int, int, Any]] = field(default_factory=list)
+    new_fns: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class _Conn:
+    """One connection to one worker (a scheduler worker while it lasts)."""
+
+    instance_id: str
+    sid: str  # its scheduler worker id
+    sock: socket.socket
+    buffer: bytearray = field(default_factory=bytearray)
+    slots: list[_Slot | None] = field(default_factory=list)
+    backlog: deque[_Key] = field(default_factory=deque)  # waiting for a slot process
+    control: list[bytes] = field(default_factory=list)  # frames to send with the next flush
+    joined: bool = False
+    pid: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    job_no: int
+    job_id: str
+    job: Job
+    partitions: list[Any]
+    fn_bytes: bytes
+    task_ids: list[str]
+    merger: RunMerger
+    submitted_at: float
+    submitted_wall: float
+    restored: set[int] = field(default_factory=set)
+    finished_at: float | None = None
+    state: str = "running"  # running | done | failed | cancelled
+    error: JobFailedError | None = None
+    timing: dict[int, tuple[str, float, float]] = field(default_factory=dict)
+    done: int = 0
+    result: JobResult | None = None
+
+
+class ShoalExecutor:
+    """Run jobs on the ``shoal worker`` processes registered at ``server``.
+
+    ``server`` is the control plane's URL (several, comma-separated, for a cluster).
+    The constructor waits up to ``wait_for_workers`` seconds for ``min_workers`` workers
+    to answer, then raises ``ExecutorError`` if too few did. ``batch`` and ``tick`` are
+    the local executor's knobs. ``record`` keeps job records in the control plane;
+    ``resume`` (a job id) makes the first submitted job continue that recorded job.
+    """
+
+    name = "shoal"
+
+    def __init__(
+        self,
+        server: str = "http://127.0.0.1:7700",
+        *,
+        min_workers: int = 1,
+        wait_for_workers: float = 10.0,
+        batch: int = 32,
+        tick: float = 0.02,
+        record: bool = True,
+        resume: str | None = None,
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        if isinstance(min_workers, bool) or not isinstance(min_workers, int) or min_workers < 1:
+            raise JobError(f"min_workers must be a positive int, got {min_workers!r}")
+        if batch < 0 or tick <= 0:
+            raise JobError(f"batch must be >= 0 and tick > 0, got batch={batch}, tick={tick}")
+        try:
+            self._plane = ControlPlane(server, timeout=5.0, retry_budget=2.0)
+        except ValueError as error:
+            raise ExecutorError(f"bad control-plane URL {server!r}: {error}") from None
+        self.server = server
+        self._scheduler = Scheduler(config or SchedulerConfig(prefetch=batch))
+        self._tick = tick
+        self._resume = resume
+        self._closed = False
+        self._conns: dict[str, _Conn] = {}  # by sid
+        self._by_instance: dict[str, _Conn] = {}
+        self._instances: dict[str, tuple[str, int]] = {}  # registered: id -> address
+        self._retry_at: dict[str, float] = {}
+        self._retry_delay: dict[str, float] = {}
+        self._runs: dict[str, _Run] = {}
+        self._by_no: dict[int, _Run] = {}
+        self._task_ref: dict[str, tuple[_Run, int]] = {}
+        self._pids: dict[str, int | None] = {}
+        self._events: deque[Event] = deque()
+        self._busy = False
+        self._touched: set[str] = set()
+        self._dirty: set[str] = set()
+        self._seq = 0
+        self._next_tick = 0.0
+        self._next_record = 0.0
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._watchers: list[ControlPlane] = []
+        self._recorder = records.JobRecorder(self._plane) if record else None
+        try:
+            if resume is not None:
+                if not record:
+                    raise JobError("resume needs record=True: checkpoints live in the records")
+                records.check_resumable(self._plane, resume, server)
+            self._discover()
+            self._await_workers(min_workers, wait_for_workers)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- public API --
+
+    def __enter__(self) -> ShoalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def workers(self) -> dict[str, int | None]:
+        """The connected workers: registry instance id -> worker process pid."""
+        return {c.instance_id: c.pid for c in self._conns.values() if c.joined}
+
+    def slot_pids(self) -> dict[str, list[int]]:
+        """The slot processes serving this driver: registry instance id -> their pids."""
+        return {
+            c.instance_id: [s.pid for s in c.slots if s is not None and s.pid is not None]
+            for c in self._conns.values()
+            if c.joined
+        }
+
+    def submit(self, job: Job) -> str:
+        """Hand ``job`` to the scheduler; its first tasks are sent to workers at once."""
+        self._check_open()
+        partitions = job.resolve()
+        restored: dict[int, Any] = {}
+        resumed = self._resume
+        if resumed is not None:
+            self._resume = None
+            job_id = resumed
+            if job_id in self._runs:
+                raise JobError(f"job {job_id!r} is already running on this executor")
+            restored = records.restore(self._plane, job_id, job.name, len(partitions), self.server)
+        else:
+            job_id = f"{_SAFE.sub('-', job.name)[:80]}-{uuid.uuid4().hex[:10]}"
+        self._seq += 1
+        specs = job.task_specs(job_id, len(partitions))
+        if not self._scheduler.can_ever_place(specs[0]):
+            offered = sorted({str(c.resources) for c in self._conns.values() if c.joined})
+            raise ExecutorError(
+                f"job {job.name!r} needs resources {dict(job.resources)} per task, "
+                f"which no shoal worker offers (workers offer {', '.join(offered) or 'nothing'})"
+            )
+        run = _Run(
+            job_no=self._seq,
+            job_id=job_id,
+            job=job,
+            partitions=partitions,
+            fn_bytes=dumps_function(job.map_fn, f"job {job.name!r}: map_fn"),
+            task_ids=[s.task_id for s in specs],
+            merger=RunMerger(len(partitions), job.combine),
+            submitted_at=time.monotonic(),
+            submitted_wall=time.time(),
+        )
+        self._runs[job_id] = run
+        self._by_no[run.job_no] = run
+        for index, task_id in enumerate(run.task_ids):
+            self._task_ref[task_id] = (run, index)
+        for index, value in sorted(restored.items()):
+            run.merger.add(index, value)
+            run.restored.add(index)
+            run.done += 1
+        if self._recorder is not None:
+            self._recorder.start_job(
+                job_id,
+                {"host": socket.gethostname(), "pid": os.getpid()},
+                first_seq=0 if resumed is None else records.next_chunk(self._plane, job_id),
+            )
+        todo = tuple(s for i, s in enumerate(specs) if i not in run.restored)
+        if todo:
+            self._feed(
+                JobSubmitted(job_id, todo, job.priority, run.submitted_at, f"submit-{job_id}")
+            )
+            self._record(run)
+        else:
+            self._end_run(run, "done")
+        self._flush()
+        return job_id
+
+    def wait(self, job_ids: Sequence[str], *, progress: Progress | None = None) -> list[JobResult]:
+        """Drive the workers until every job in ``job_ids`` has ended; see ``Executor``."""
+        self._check_open()
+        runs = []
+        for job_id in job_ids:
+            if job_id not in self._runs:
+                raise JobError(f"unknown job id {job_id!r}")
+            runs.append(self._runs[job_id])
+        self._drive(lambda: all(r.state not in _LIVE for r in runs), progress)
+        results = []
+        for run in runs:
+            if run.error is not None:
+                raise run.error
+            results.append(self._result(run))
+        return results
+
+    def run(self, job: Job, *, progress: Progress | None = None) -> JobResult:
+        return self.wait([self.submit(job)], progress=progress)[0]
+
+    def close(self) -> None:
+        """Disconnect from every worker (their slot processes for us stop); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for watcher in self._watchers:
+            with contextlib.suppress(Exception):
+                watcher.close()
+        for conn in list(self._conns.values()):
+            with contextlib.suppress(OSError):
+                conn.sock.close()
+        self._conns.clear()
+        if self._recorder is not None:
+            for run in self._runs.values():
+                if run.state in _LIVE:
+                    run.state = "interrupted"
+                    self._record(run)
+            self._recorder.close()
+        self._plane.close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- discovery --
+
+    def _discover(self) -> None:
+        try:
+            pages = list(self._plane.pages(_INSTANCES))
+        except ShoalError as error:
+            raise ExecutorError(
+                f"cannot reach the control plane at {self.server}: {error}"
+            ) from error
+        revision = pages[-1].revision if pages else 0
+        for page in pages:
+            for kv in page.kvs:
+                self._on_instance(kv.key, kv.value)
+        self._watch(_INSTANCES, revision + 1, "instance")
+        if self._recorder is not None:
+            self._watch(records.CANCEL_PREFIX, revision + 1, "cancel")
+
+    def _watch(self, prefix: str, start: int, kind: str) -> None:
+        plane = ControlPlane(self.server, timeout=5.0, retry_budget=30.0)
+        self._watchers.append(plane)
+
+        def follow() -> None:
+            with contextlib.suppress(Exception):  # closed by close(), or gave up
+                for event in plane.watch(prefix=prefix, start_revision=start):
+                    value = event.kv.value if event.type == "put" else None
+                    self._post((kind, (event.kv.key, value)))
+
+        threading.Thread(target=follow, name=f"shoal-watch-{kind}", daemon=True).start()
+
+    def _post(self, item: tuple[str, Any]) -> None:
+        self._inbox.put(item)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _on_instance(self, key: str, value: str | None) -> None:
+        instance_id = key[len(_INSTANCES) :]
+        if not instance_id or "/" in instance_id:
+            return
+        address = None
+        if value is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                data = json.loads(value)
+                if data.get("health", {}).get("status", "passing") != "critical":
+                    address = (str(data["address"]), int(data["port"]))
+        if address is None:
+            self._instances.pop(instance_id, None)
+            self._retry_at.pop(instance_id, None)
+            self._retry_delay.pop(instance_id, None)
+            conn = self._by_instance.get(instance_id)
+            if conn is not None:
+                self._lose(conn, f"worker {instance_id} left the registry")
+            return
+        self._instances[instance_id] = address
+        conn = self._by_instance.get(instance_id)
+        if conn is None:
+            self._connect(instance_id)
+
+    def _connect(self, instance_id: str) -> None:
+        address = self._instances.get(instance_id)
+        if address is None or instance_id in self._by_instance:
+            return
+        try:
+            sock = socket.create_connection(address, timeout=1.0)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            self._retry_later(instance_id)
+            return
+        self._retry_at.pop(instance_id, None)
+        sid = instance_id
+        generation = 1
+        while sid in self._conns or sid in self._pids:
+            generation += 1
+            sid = f"{instance_id}~{generation}"
+        conn = _Conn(instance_id, sid, sock)
+        self._conns[sid] = conn
+        self._by_instance[instance_id] = conn
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _retry_later(self, instance_id: str) -> None:
+        delay = self._retry_delay.get(instance_id, _RECONNECT_FIRST)
+        self._retry_delay[instance_id] = min(delay * 2, _RECONNECT_MAX)
+        self._retry_at[instance_id] = time.monotonic() + delay
+
+    def _await_workers(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._drive(lambda: len(self.workers()) >= count or time.monotonic() >= deadline, None)
+        have = len(self.workers())
+        if have < count:
+            registered = len(self._instances)
+            raise ExecutorError(
+                f"{have} shoal worker(s) answered within {timeout:g}s, need {count} "
+                f"({registered} registered as {fr.SERVICE!r} at {self.server}); "
+                f"start some with: shoal worker --server {self.server}"
+            )
+
+    # -- the loop --
+
+    def _drive(self, done: Callable[[], bool], progress: Progress | None) -> None:
+        clock = time.monotonic
+        select = self._selector.select
+        while True:
+            self._flush()
+            self._report(progress)
+            if done():
+                return
+            now = clock()
+            if now >= self._next_tick:
+                self._next_tick = now + self._tick
+                self._housekeeping(now)
+                self._feed(Tick(now))
+                continue
+            timeout = self._next_tick - now
+            wake = self._scheduler.next_wakeup()
+            if wake is not None:
+                timeout = min(timeout, max(0.0, wake - now))
+            for key, _ in select(timeout):
+                conn = key.data
+                if conn is None:
+                    self._drain_inbox()
+                elif conn.sid in self._conns:
+                    self._receive(conn)
+            if wake is not None and clock() >= wake:
+                self._feed(Tick(clock()))
+
+    def _housekeeping(self, now: float) -> None:
+        for instance_id, at in list(self._retry_at.items()):
+            if now >= at:
+                self._connect(instance_id)
+        if self._recorder is not None and now >= self._next_record and self._dirty:
+            self._next_record = now + 0.2
+            dirty, self._dirty = self._dirty, set()
+            for job_id in dirty:
+                self._record(self._runs[job_id])
+
+    def _drain_inbox(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        while True:
+            try:
+                kind, item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "instance":
+                self._on_instance(*item)
+            elif kind == "cancel" and item[1] is not None:
+                job_id = item[0][len(records.CANCEL_PREFIX) :]
+                run = self._runs.get(job_id)
+                if run is not None and run.state == "running":
+                    run.state = "cancelling"
+                    self._feed(CancelJob(job_id, "cancelled by request (shoal job cancel)"))
+
+    def _receive(self, conn: _Conn) -> None:
+        try:
+            chunk = conn.sock.recv(1 << 20)
+        except OSError as error:
+            self._lose(conn, f"connection to worker {conn.instance_id} failed: {error}")
+            return
+        if not chunk:
+            self._lose(conn, f"worker {conn.instance_id} closed the connection")
+            return
+        buffer = conn.buffer
+        buffer += chunk
+        header = fr.HEADER
+        hsize = header.size
+        offset = 0
+        end = len(buffer)
+        while end - offset >= hsize:
+            size, kind, index, gen = header.unpack_from(buffer, offset)
+            if end - offset - hsize < size:
+                break
+            payload = bytes(buffer[offset + hsize : offset + hsize + size])
+            offset += hsize + size
+            self._on_frame(conn, kind, index, gen, payload)
+            if conn.sid not in self._conns:
+                return
+        del buffer[:offset]
+
+    def _on_frame(self, conn: _Conn, kind: int, index: int, gen: int, payload: bytes) -> None:
+        if kind == fr.RESULTS:
+            slot = conn.slots[index] if index < len(conn.slots) else None
+            if slot is not None and slot.gen == gen:
+                self._on_results(conn, slot, pickle.loads(payload))
+        elif kind == fr.HELLO:
+            info = json.loads(payload)
+            conn.pid = info.get("pid")
+            conn.resources = {str(k): float(v) for k, v in info["resources"].items()}
+            slots = int(info["slots"])
+            conn.slots = [None] * slots
+            conn.joined = True
+            self._retry_delay.pop(conn.instance_id, None)
+            self._pids[conn.sid] = conn.pid
+            self._feed(WorkerJoined(conn.sid, conn.resources, slots, f"join-{conn.sid}"))
+        elif kind == fr.SLOT_UP:
+            if index < len(conn.slots):
+                conn.slots[index] = _Slot(index, gen, json.loads(payload).get("pid"))
+                self._place_backlog(conn)
+        elif kind == fr.SLOT_DOWN:
+            slot = conn.slots[index] if index < len(conn.slots) else None
+            if slot is not None and slot.gen == gen:
+                reason = json.loads(payload).get("reason", "")
+                self._slot_gone(conn, slot, reason, failed=True)
+
+    def _on_results(self, conn: _Conn, slot: _Slot, batch: list[tuple[Any, ...]]) -> None:
+        scheduler = self._scheduler
+        sid = conn.sid
+        fifo = slot.fifo
+        touched = self._touched
+        recorder = self._recorder
+        offset = time.monotonic() - batch[-1][6]  # the worker's clock onto ours
+        checkpoints: list[tuple[str, int, str | None]] = []
+        for job_no, index, attempt, ok, value, start, end in batch:
+            run = self._by_no[job_no]
+            task_id = run.task_ids[index]
+            key = (task_id, attempt)
+            if fifo and fifo[0] == key:
+                fifo.popleft()
+            else:
+                with contextlib.suppress(ValueError):
+                    fifo.remove(key)
+            at = end + offset
+            if ok:
+                if run.state in _LIVE and scheduler.is_live(task_id, attempt):
+                    run.timing[index] = (sid, start + offset, at)
+                    run.done += 1
+                    touched.add(run.job_id)
+                    if recorder is not None:
+                        checkpoints.append((run.job_id, index, records.encode_result(value)))
+                    try:
+                        run.merger.add(index, value)
+                    except Exception:
+                        error = "the combine function raised:\n" + traceback.format_exc()
+                        self._feed(CancelJob(run.job_id, error, f"combine-{task_id}"))
+                self._feed(TaskFinished(task_id, attempt, sid, at))
+            else:
+                self._feed(TaskFailed(task_id, attempt, sid, value, at))
+            if fifo:
+                head_task, head_attempt = fifo[0]
+                self._feed(TaskStarted(head_task, head_attempt, sid, at))
+        if checkpoints and recorder is not None:
+            recorder.finished(checkpoints)
+            self._dirty.update(job_id for job_id, _, _ in checkpoints)
+
+    # -- events and instructions --
+
+    def _feed(self, event: Event) -> None:
+        self._events.append(event)
+        if not self._busy:
+            self._process_events()
+
+    def _process_events(self) -> None:
+        self._busy = True
+        try:
+            events, handle = self._events, self._scheduler.handle
+            while events:
+                for instruction in handle(events.popleft()):
+                    self._execute(instruction)
+        finally:
+            self._busy = False
+
+    def _execute(self, instruction: Instruction) -> None:
+        if type(instruction) is RunTask:
+            conn = self._conns.get(instruction.worker_id)
+            if conn is None:
+                return  # lost; its WorkerLost (queued) reschedules this attempt
+            key = (instruction.task_id, instruction.attempt)
+            slot = self._pick_slot(conn)
+            if slot is None:
+                conn.backlog.append(key)
+            else:
+                self._dispatch(conn, slot, key)
+        elif isinstance(instruction, CancelTask):
+            conn = self._conns.get(instruction.worker_id)
+            if conn is None:
+                return
+            key = (instruction.task_id, instruction.attempt)
+            slot = next(
+                (s for s in conn.slots if s is not None and s.fifo and s.fifo[0] == key), None
+            )
+            if slot is not None:
+                conn.control.append(fr.frame(fr.RESTART, slot.index, slot.gen))
+                self._slot_gone(conn, slot, "restarted to stop a cancelled attempt", failed=False)
+            elif key in conn.backlog:
+                conn.backlog.remove(key)
+        elif isinstance(instruction, JobDone):
+            self._end_run(self._runs[instruction.job_id], "done")
+        elif isinstance(instruction, JobFailed):
+            run = self._runs[instruction.job_id]
+            cancelled = run.state == "cancelling" and not instruction.task_id
+            run.error = JobFailedError(
+                run.job.name, instruction.task_id, instruction.attempts, instruction.error
+            )
+            self._end_run(run, "cancelled" if cancelled else "failed")
+
+    def _pick_slot(self, conn: _Conn) -> _Slot | None:
+        best: _Slot | None = None
+        for slot in conn.slots:
+            if slot is not None and (best is None or len(slot.fifo) < len(best.fifo)):
+                best = slot
+        return best
+
+    def _dispatch(self, conn: _Conn, slot: _Slot, key: _Key) -> None:
+        run, index = self._task_ref[key[0]]
+        if run.job_no not in slot.fns:
+            slot.fns.add(run.job_no)
+            slot.new_fns.append((run.job_no, run.fn_bytes))
+        slot.outbox.append((run.job_no, index, key[1], run.partitions[index]))
+        slot.fifo.append(key)
+        if len(slot.fifo) == 1:
+            self._events.append(TaskStarted(key[0], key[1], conn.sid, time.monotonic()))
+
+    def _place_backlog(self, conn: _Conn) -> None:
+        while conn.backlog:
+            slot = self._pick_slot(conn)
+            if slot is None:
+                return
+            key = conn.backlog.popleft()
+            if self._scheduler.is_live(*key):
+                self._dispatch(conn, slot, key)
+        if not self._busy:
+            self._process_events()
+
+    def _slot_gone(self, conn: _Conn, slot: _Slot, reason: str, *, failed: bool) -> None:
+        """A slot process ended: fail its running attempt (if it died), requeue the rest."""
+        conn.slots[slot.index] = None
+        fifo = list(slot.fifo)
+        if fifo and failed:
+            head = fifo[0]
+            error = f"worker {conn.instance_id}: {reason} while running attempt {head[1]}"
+            self._events.append(TaskFailed(head[0], head[1], conn.sid, error, time.monotonic()))
+        conn.backlog.extend(fifo[1:])
+        self._place_backlog(conn)
+
+    def _lose(self, conn: _Conn, reason: str) -> None:
+        if conn.sid not in self._conns:
+            return
+        del self._conns[conn.sid]
+        if self._by_instance.get(conn.instance_id) is conn:
+            del self._by_instance[conn.instance_id]
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.sock.close()
+        if conn.instance_id in self._instances:
+            self._retry_later(conn.instance_id)
+        if conn.joined:
+            self._events.append(WorkerLost(conn.sid, f"lost-{conn.sid}: {reason}"))
+            if not self._busy:
+                self._process_events()
+
+    def _flush(self) -> None:
+        """Send every slot its new attempts: one write per worker."""
+        for conn in list(self._conns.values()):
+            frames = conn.control
+            for slot in conn.slots:
+                if slot is None or not slot.outbox:
+                    continue
+                message = ("run", slot.new_fns, slot.outbox)
+                try:
+                    data = pickle.dumps(message, _PROTOCOL)
+                except Exception:
+                    data = dumps_data(message)
+                slot.outbox = []
+                slot.new_fns = []
+                frames.append(fr.frame(fr.RUN, slot.index, slot.gen, data))
+            if not frames:
+                continue
+            conn.control = []
+            try:
+                conn.sock.sendall(b"".join(frames))
+            except OSError as error:
+                self._lose(conn, f"sending to worker {conn.instance_id} failed: {error}")
+
+    def _drop(self, run: _Run) -> None:
+        payload = pickle.dumps(("drop", [run.job_no]), _PROTOCOL)
+        for conn in self._conns.values():
+            for slot in conn.slots:
+                if slot is not None and run.job_no in slot.fns and not slot.outbox:
+                    slot.fns.discard(run.job_no)
+                    conn.control.append(fr.frame(fr.RUN, slot.index, slot.gen, payload))
+
+    def _end_run(self, run: _Run, state: str) -> None:
+        run.state = state
+        run.finished_at = time.monotonic()
+        self._touched.add(run.job_id)
+        self._drop(run)
+        if self._recorder is not None:
+            if state == "done":
+                self._recorder.forget_checkpoints(run.job_id)
+            self._record(run)
+            self._dirty.discard(run.job_id)
+
+    def _report(self, progress: Progress | None) -> None:
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, set()
+        if progress is None:
+            return
+        for job_id in sorted(touched):
+            run = self._runs[job_id]
+            progress(job_id, run.done, len(run.task_ids))
+
+    # -- records --
+
+    def _record(self, run: _Run) -> None:
+        if self._recorder is None:
+            return
+        total = len(run.task_ids)
+        running = 0
+        failed = 0
+        if run.state in _LIVE:  # attempts at the head of a slot's queue: O(slots), not O(tasks)
+            job_no, ref = run.job_no, self._task_ref
+            for conn in self._conns.values():
+                for slot in conn.slots:
+                    if slot is not None and slot.fifo and ref[slot.fifo[0][0]][0].job_no == job_no:
+                        running += 1
+        elif run.state != "done":
+            failed = 1 if run.error is not None and run.error.task_id else 0
+        summary: dict[str, Any] = {
+            "id": run.job_id,
+            "name": run.job.name,
+            "state": run.state if run.state != "cancelling" else "running",
+            "executor": self.name,
+            "priority": run.job.priority,
+            "tasks": total,
+            "counts": {
+                "done": run.done,
+                "running": running,
+                "pending": max(0, total - run.done - running - failed),
+                "failed": failed,
+                "restored": len(run.restored),
+            },
+            "submitted_at": run.submitted_wall,
+            "updated_at": time.time(),
+            "finished_at": time.time() if run.finished_at is not None else None,
+            "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+            "workers": sorted({t[0] for t in run.timing.values()}),
+            "error": "" if run.error is None else str(run.error)[-4000:],
+        }
+        self._recorder.summary(run.job_id, summary)
+
+    # -- reports --
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ExecutorError("this executor is closed")
+
+    def _result(self, run: _Run) -> JobResult:
+        if run.result is None:
+            run.result = JobResult(run.merger.result(), self._job_report(run))
+        return run.result
+
+    def _job_report(self, run: _Run) -> JobReport:
+        return build_report(
+            self._scheduler,
+            executor=self.name,
+            job_id=run.job_id,
+            name=run.job.name,
+            state=run.state,
+            task_ids=run.task_ids,
+            timing=run.timing,
+            submitted_at=run.submitted_at,
+            finished_at=run.finished_at if run.finished_at is not None else time.monotonic(),
+            pids=self._pids,
+            restored=run.restored,
+        )

@@ -1,0 +1,374 @@
+"""``shoal worker``: a process that runs tasks for ``ShoalExecutor`` drivers.
+
+Theory of operation
+-------------------
+A worker is an asyncio TCP server (uvloop when installed) that registers itself in the
+control plane's registry as an instance of the service ``shoal-workers`` (instance id =
+worker id; address and port = its TCP server; metadata: ``slots``, ``resources``, ``pid``)
+with a ttl check, and holds that instance's lease open with the keep-alive stream
+(``GET /api/v1/leases/{id}/keepalive-stream``). The control plane revokes the lease the
+moment the stream's connection closes, so a worker that dies -- even by SIGKILL --
+vanishes from discovery within milliseconds, and drivers reschedule its tasks.
+
+Each driver connection gets its own ``slots`` slot processes (``_slots.serve``, the same
+task loop the local executor's workers run), started by a multiprocessing forkserver:
+the children inherit none of the worker's sockets (so a dead worker's connections really
+close) and die with it. The worker only relays bytes: a ``RUN`` frame's payload goes to
+its slot process as is, and every batch of results comes back as a ``RESULTS`` frame;
+nothing is unpickled here. A slot process that dies (a task crashed it, or the driver
+asked for a ``RESTART`` to stop a running attempt) is reported ``SLOT_DOWN`` and replaced
+by the next generation (``SLOT_UP``). When the driver goes away, its slot processes are
+killed: nobody is left to want their results.
+
+It never runs a task itself and never decides anything about scheduling: that is the
+driver's (the pure scheduler in ``scheduler.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import httpx
+
+from . import _frames as fr
+from ._slots import slot_main
+from .errors import ExecutorError
+
+__all__ = ["Worker", "parse_resources", "run_worker"]
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``"cpu=2,memory=4e9,gpu=1"`` -> ``{"cpu": 2.0, "memory": 4e9, "gpu": 1.0}``."""
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, amount = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"expected NAME=AMOUNT, got {item!r}")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ValueError(f"resource {name!r}: {amount!r} is not a number") from None
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"resource {name!r} must be a finite number >= 0, got {amount!r}")
+        out[name] = value
+    return out
+
+
+def default_worker_id() -> str:
+    host = _SAFE_ID.sub("-", socket.gethostname()).strip("-.") or "host"
+    return f"{host}-{os.getpid()}"
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    index: int
+    gen: int
+    process: BaseProcess
+    writer: asyncio.StreamWriter
+    pump: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Session:
+    """One driver connection and the slot processes that serve it."""
+
+    writer: asyncio.StreamWriter
+    slots: list[_Slot | None] = field(default_factory=list)
+    closed: bool = False
+
+
+class Worker:
+    """The worker process's state; ``await serve()`` runs it until ``stop()``."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        *,
+        slots: int = 1,
+        resources: Mapping[str, float] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        advertise: str | None = None,
+        worker_id: str | None = None,
+        ttl: int = 10,
+        flush_every: int = 8,
+    ) -> None:
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ExecutorError(f"slots must be a positive int, got {slots!r}")
+        self.servers = [s.rstrip("/") for s in servers]
+        if not self.servers:
+            raise ExecutorError("a worker needs the URL of the control plane (--server)")
+        self.slots = slots
+        self.resources = dict(resources) if resources else {"cpu": float(slots)}
+        self.host = host
+        self.port = port
+        self.advertise = advertise or (
+            host
+            if host not in ("", "0.0.0.0", "::")
+            else socket.gethostbyname(socket.gethostname())
+        )
+        self.worker_id = worker_id or default_worker_id()
+        self.ttl = ttl
+        self.flush_every = flush_every
+        self._ctx: Any = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(_preload())
+        self._sessions: set[_Session] = set()
+        self._stopping: asyncio.Event | None = None
+        self._lease: int | None = None
+
+    # -- lifecycle --
+
+    async def serve(self, ready: asyncio.Future[int] | None = None) -> None:
+        self._stopping = asyncio.Event()
+        await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
+        server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = int(server.sockets[0].getsockname()[1])
+        registration = asyncio.create_task(self._hold_registration())
+        if ready is not None and not ready.done():
+            ready.set_result(self.port)
+        try:
+            await self._stopping.wait()
+        finally:
+            registration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registration
+            server.close()
+            await self._deregister()
+            for session in list(self._sessions):
+                await self._end_session(session)
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    # -- registration --
+
+    def _instance_body(self) -> dict[str, Any]:
+        return {
+            "address": self.advertise,
+            "port": self.port,
+            "metadata": {
+                "slots": str(self.slots),
+                "resources": json.dumps(self.resources, separators=(",", ":")),
+                "pid": str(os.getpid()),
+            },
+            "check": {"type": "ttl", "ttl": f"{self.ttl}s"},
+        }
+
+    async def _hold_registration(self) -> None:
+        """Register, then hold the keep-alive stream; start over whenever it ends."""
+        path = f"/api/v1/services/{fr.SERVICE}/instances/{self.worker_id}"
+        delay = 0.1
+        announced = False
+        timeout = httpx.Timeout(10.0, read=None)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
+            while True:
+                for base in self.servers:
+                    try:
+                        response = await http.put(base + path, json=self._instance_body())
+                        if response.status_code >= 400:
+                            _log(f"registration refused by {base}: {response.text[:300]}")
+                            continue
+                        lease = int(response.json()["lease"])
+                        self._lease = lease
+                        stream_path = f"/api/v1/leases/{lease}/keepalive-stream"
+                        async with http.stream("GET", base + stream_path) as stream:
+                            if stream.status_code != 200:
+                                continue
+                            if not announced:
+                                _log(
+                                    f"shoal worker {self.worker_id} ({self.slots} slots, "
+                                    f"resources {self.resources}) listening on "
+                                    f"{self.advertise}:{self.port}, registered at {base}"
+                                )
+                                announced = True
+                            delay = 0.1
+                            async for _ in stream.aiter_bytes():
+                                pass
+                    except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
+                        _log(f"control plane {base}: {type(error).__name__}: {error}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _deregister(self) -> None:
+        path = f"/api/v1/services/{fr.SERVICE}/instances/{self.worker_id}"
+        async with httpx.AsyncClient(timeout=2.0, follow_redirects=True) as http:
+            for base in self.servers:
+                with contextlib.suppress(httpx.HTTPError, OSError):
+                    if self._lease is not None:
+                        await http.delete(f"{base}/api/v1/leases/{self._lease}")
+                    await http.delete(base + path)
+                    return
+
+    # -- driver sessions --
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = _Session(writer, [None] * self.slots)
+        self._sessions.add(session)
+        try:
+            for index in range(self.slots):
+                await self._start_slot(session, index, 1)
+            hello = {
+                "worker_id": self.worker_id,
+                "slots": self.slots,
+                "resources": self.resources,
+                "pid": os.getpid(),
+            }
+            writer.write(fr.frame(fr.HELLO, 0, 0, json.dumps(hello).encode()))
+            for slot in session.slots:
+                assert slot is not None
+                writer.write(fr.frame(fr.SLOT_UP, slot.index, slot.gen, _pid_json(slot.process)))
+            await self._read_driver(session, reader)
+        except (OSError, asyncio.IncompleteReadError, ExecutorError):
+            pass
+        finally:
+            await self._end_session(session)
+
+    async def _read_driver(self, session: _Session, reader: asyncio.StreamReader) -> None:
+        header_size = fr.HEADER.size
+        unpack = fr.HEADER.unpack
+        while True:
+            header = await reader.readexactly(header_size)
+            size, kind, index, gen = unpack(header)
+            payload = await reader.readexactly(size) if size else b""
+            if index >= len(session.slots):
+                continue
+            slot = session.slots[index]
+            if slot is None or slot.gen != gen:
+                continue  # meant for a process that is gone
+            if kind == fr.RUN:
+                slot.writer.write(len(payload).to_bytes(4, "big") + payload)
+            elif kind == fr.RESTART:
+                slot.process.kill()  # its pump sees EOF and starts the next generation
+
+    async def _start_slot(self, session: _Session, index: int, gen: int) -> _Slot:
+        parent, child = socket.socketpair()
+        try:
+            process = self._ctx.Process(
+                target=slot_main,
+                args=(child, self.flush_every),
+                name=f"shoal-worker-{self.worker_id}-slot{index}",
+                daemon=True,
+            )
+            await asyncio.to_thread(process.start)
+        except OSError as error:
+            parent.close()
+            raise ExecutorError(f"could not start a slot process: {error}") from error
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_connection(sock=parent)
+        slot = _Slot(index, gen, process, writer)
+        session.slots[index] = slot
+        slot.pump = asyncio.create_task(self._pump(session, slot, reader))
+        return slot
+
+    async def _pump(self, session: _Session, slot: _Slot, reader: asyncio.StreamReader) -> None:
+        """Relay a slot process's result batches to the driver until the process ends."""
+        out = session.writer
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                data = await reader.readexactly(size)
+                out.write(fr.HEADER.pack(size, fr.RESULTS, slot.index, slot.gen) + data)
+                await out.drain()
+        except (asyncio.IncompleteReadError, OSError):
+            pass
+        if session.closed:
+            return
+        await asyncio.to_thread(slot.process.join, 5.0)
+        reason = f"slot process {slot.process.pid} exited with code {slot.process.exitcode}"
+        slot.writer.close()
+        with contextlib.suppress(OSError, ExecutorError):
+            out.write(
+                fr.frame(
+                    fr.SLOT_DOWN, slot.index, slot.gen, json.dumps({"reason": reason}).encode()
+                )
+            )
+            fresh = await self._start_slot(session, slot.index, slot.gen + 1)
+            if session.closed:  # the driver left while it started: nobody needs it
+                fresh.process.kill()
+                fresh.writer.close()
+                return
+            out.write(fr.frame(fr.SLOT_UP, fresh.index, fresh.gen, _pid_json(fresh.process)))
+
+    async def _end_session(self, session: _Session) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self._sessions.discard(session)
+        for slot in session.slots:
+            if slot is None:
+                continue
+            if slot.process.is_alive():
+                slot.process.kill()
+            slot.writer.close()
+            if slot.pump is not None:
+                slot.pump.cancel()
+        for slot in session.slots:
+            if slot is not None:
+                await asyncio.to_thread(slot.process.join, 2.0)
+        session.writer.close()
+
+
+def _preload() -> list[str]:
+    """Modules the forkserver imports once, so a new slot process starts warm.
+
+    A forkserver child re-runs the parent's ``__main__`` module (for ``shoal worker``,
+    ``shoal.cli.main``: typer, rich, every command); preloading it makes that re-run
+    cheap, since everything it imports is already loaded.
+    """
+    names = ["shoal.compute._forkserver_init", "shoal.compute", "cloudpickle"]
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name and name != "__main__":
+        names.insert(1, name)
+    return names
+
+
+def _pid_json(process: BaseProcess) -> bytes:
+    return json.dumps({"pid": process.pid}).encode()
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_worker(worker: Worker) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT (uvloop if installed)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, worker.stop)
+        await worker.serve()
+
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
