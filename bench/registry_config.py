@@ -20,15 +20,21 @@ failure-detection sources).
 * config fan-out: N SSE watchers on /api/v1/config/bench/app/watch, 20 publishes 100 ms
   apart, the delay from just before each publish to its arrival at each watcher; etcd:
   the same number of watchers on one key, 20 puts to it;
-* heartbeat load: 10,000 instances with a 3s TTL check, then wrk (-c16, unpaced, cycling
-  the ids) heartbeats them for 10 s; achieved heartbeats/s, 404s (an instance that
-  expired) and the leader's CPU time from /proc/PID/stat -> CPU% per 10k heartbeats/s.
+* heartbeat load (the issue's question): a fleet of 10,000 instances, each registering
+  with a 3s TTL check and then heartbeating once a second (wrk with shoal_fleet.lua:
+  registrations as fast as taken, due heartbeats first, then heartbeats paced at
+  10,000/s; a leader that cannot answer that many never finishes registering them: how
+  many it did is the fleet it sustains); over a 10 s window of paced heartbeats, the
+  leader's CPU share (from /proc/PID/stat), the 2xx rate it answered, and how many
+  instances expired. Then the registered ids heartbeated unpaced (wrk -c16) for 5 s:
+  the most heartbeats/s the leader answers and its CPU % per 10k heartbeats/s.
 
 On a 2-core machine the servers are pinned to CPU 0 and the load generators to CPU 1.
 The machine is shared and noisy: read the ratios, not the absolute numbers.
 
     .venv/bin/python -m bench.registry_config            # the full run (~3-4 min)
     .venv/bin/python -m bench.registry_config --quick    # a smoke run (< 90 s)
+    .venv/bin/python -m bench.registry_config --only heartbeat --members 1   # one step
 """
 
 from __future__ import annotations
@@ -82,6 +88,11 @@ DISCOVERY_INSTANCES = 100
 FANOUT_PUBLISHES = 20
 FANOUT_SPACING_S = 0.1
 HEARTBEAT_TTL = "3s"
+FLEET_PERIOD_MS = 1000  # each instance heartbeats once a second (the issue's load)
+FLEET_CONNECTIONS = 32
+FLEET_MIN_REGISTRATIONS_PER_S = 300  # sizes the registration budget of the fleet run
+FLEET_SETTLE_S = 2
+HEARTBEAT_MAX_S = 5
 GOAL_DETECTION_S = 1.0
 
 HTTP_SERVICE = """
@@ -423,52 +434,154 @@ def bench_fanout(system: System, results: Results) -> None:
 # --------------------------------------------------------------------------- heartbeats
 
 
-def _total(url: str, service: str) -> int:
-    r = httpx.get(f"{url}/api/v1/services/{service}/instances?consistency=stale", timeout=30)
-    total: int = _ok(r)["total"]
-    return total
+def _services_requests(url: str) -> dict[str, float]:
+    """The member's count of answered /api/v1/services/... requests, by status."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("shoal_http_requests_total{") and '"/api/v1/services"' in line:
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            out[status] = out.get(status, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRun:
+    wrk: WrkResult
+    registered: int
+    register_errors: int
+    beats: int
+    beat_errors: int
+    lag_ms: float
+    registered_after_s: float
+
+
+def _run_fleet(
+    settings: Settings, url: str, args: list[str], connections: int, duration_s: int
+) -> FleetRun:
+    """wrk with shoal_fleet.lua; like `run_wrk`, plus the script's FLEETJSON counters."""
+    cmd = [
+        *_taskset(settings.loadgen_cpus), "wrk",
+        "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "5s",
+        "-s", str(control_plane.LUA_DIR / "shoal_fleet.lua"), url, "--", *args,
+    ]  # fmt: skip
+    env = dict(os.environ, BENCH_LUA_DIR=str(control_plane.LUA_DIR))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration_s + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr}\n{out.stdout}")
+    lines = {
+        ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in out.stdout.splitlines() if " " in ln
+    }
+    if "WRKJSON" not in lines or "FLEETJSON" not in lines:
+        raise RuntimeError(f"no WRKJSON/FLEETJSON in wrk output:\n{out.stdout}\n{out.stderr}")
+    d, f = json.loads(lines["WRKJSON"]), json.loads(lines["FLEETJSON"])
+    wrk = WrkResult(
+        requests=d["requests"],
+        duration_s=d["duration_us"] / 1e6,
+        status_errors=d["status_errors"],
+        socket_errors=d["connect_errors"] + d["read_errors"] + d["write_errors"] + d["timeouts"],
+        p50_ms=d["p50_us"] / 1000,
+        p99_ms=d["p99_us"] / 1000,
+    )
+    return FleetRun(
+        wrk=wrk,
+        registered=f["registered"],
+        register_errors=f["register_errors"],
+        beats=f["beats"],
+        beat_errors=f["beat_errors"],
+        lag_ms=f["lag_ms"],
+        registered_after_s=f["registered_after_ms"] / 1000,
+    )
 
 
 def bench_heartbeats(system: System, plan: Plan, results: Results) -> None:
+    """The issue's question: 10,000 TTL instances each heartbeating once a second -- what
+    share of a CPU does the leader spend on it, and does any instance expire? Then the
+    most heartbeats/s the leader answers (unpaced), to see the headroom."""
     m = system.leader()
     assert m.pid is not None
     service = f"hb-{uuid.uuid4().hex[:6]}"
     n = plan.heartbeat_instances
-    # ~600 TTL registrations/s measured on the 2-core box: one pass over the ids, rounded up
-    reg_settings = dataclasses.replace(plan.settings, duration_s=max(3, -(-n // 600)))
-    args = [service, "h", str(n), HEARTBEAT_TTL]
-    reg = run_wrk(reg_settings, m.url, "shoal_register_ttl.lua", args, 64)
-    live_before = _total(m.url, service)
-    log(
-        f"  shoal registered {n:,} TTL {HEARTBEAT_TTL} instances (wrk c=64): "
-        f"{reg.rps:,.0f}/s over {reg.duration_s:.1f} s, {reg.ok} 2xx; "
-        f"{live_before:,} live when heartbeats start{reg.flag}"
-    )
     hz = os.sysconf("SC_CLK_TCK")
-    settings = dataclasses.replace(plan.settings, duration_s=plan.heartbeat_s)
-    cpu0, t0 = _cpu_ticks(m.pid), time.perf_counter()
-    r = run_wrk(settings, m.url, "shoal_heartbeat.lua", [service, "h", str(n)], 16)
-    cpu1, t1 = _cpu_ticks(m.pid), time.perf_counter()
-    live_after = _total(m.url, service)
-    cpu_pct = (cpu1 - cpu0) / hz / (t1 - t0) * 100
-    ok_rate = r.ok / r.duration_s if r.duration_s else 0.0  # 404s (expired) are cheaper
-    per_10k = cpu_pct / (ok_rate / 10_000) if ok_rate else float("nan")
+    prefix = f"/registry/services/{service}/instances/"
+    # Registrations are sent as fast as they are taken (interleaved with the heartbeats
+    # of those already registered); the measured window starts once the budget for that
+    # is over, so it sees only paced heartbeats.
+    reg_budget = max(5, -(-n // FLEET_MIN_REGISTRATIONS_PER_S))
+    duration = reg_budget + FLEET_SETTLE_S + plan.heartbeat_s + 1
+    args = [service, "h", str(n), HEARTBEAT_TTL, str(FLEET_PERIOD_MS)]
+    fleet: list[FleetRun] = []
+    runner = threading.Thread(
+        target=lambda: fleet.append(
+            _run_fleet(plan.settings, m.url, args, FLEET_CONNECTIONS, duration)
+        ),
+        daemon=True,
+    )
+    started = time.perf_counter()
+    runner.start()
+    time.sleep(max(0.0, started + reg_budget + FLEET_SETTLE_S - time.perf_counter()))
+    live_start = system.count_prefix(m, prefix)
+    cpu0, req0, t0 = _cpu_ticks(m.pid), _services_requests(m.url), time.perf_counter()
+    time.sleep(plan.heartbeat_s)
+    cpu1, req1, t1 = _cpu_ticks(m.pid), _services_requests(m.url), time.perf_counter()
+    runner.join(duration + 90)
+    if not fleet:
+        raise RuntimeError("the fleet wrk run did not finish")
+    f = fleet[0]
+    window = t1 - t0
+    cpu_pct = (cpu1 - cpu0) / hz / window * 100
+    ok_rate = (req1.get("200", 0) - req0.get("200", 0)) / window
+    fleet_per_10k = cpu_pct / (ok_rate / 10_000) if ok_rate else float("nan")
+    bad = sum(v - req0.get(k, 0) for k, v in req1.items() if k != "200")
+    late = f.registered_after_s > reg_budget or f.registered < n
+    live_end = system.count_prefix(m, prefix)
+    expired = f.registered - live_end  # each id is registered once
     log(
-        f"  shoal heartbeats c=16 over {n:,} ids for {plan.heartbeat_s} s: {ok_rate:,.0f} 2xx/s "
-        f"p99 {r.p99_ms:.2f} ms, {r.status_errors} non-2xx, leader CPU {cpu_pct:.0f}% "
-        f"-> {per_10k:.0f}% per 10k/s; {live_after:,} of {n:,} still registered{r.flag}"
+        f"  shoal fleet of {n:,} TTL {HEARTBEAT_TTL} instances x 1 heartbeat/"
+        f"{FLEET_PERIOD_MS} ms (wrk c={FLEET_CONNECTIONS}): {f.registered:,} registered, the "
+        f"last after {f.registered_after_s:.1f} s{' [!late or incomplete]' if late else ''}; "
+        f"over {window:.1f} s: {ok_rate:,.0f} 2xx/s, {bad:.0f} non-2xx, leader CPU "
+        f"{cpu_pct:.0f}% ({fleet_per_10k:.0f}% per 10k/s), pacing lag max {f.lag_ms:.0f} ms; "
+        f"{live_start:,} live at the "
+        f"window's start, {live_end:,} at the end; {f.beat_errors} heartbeats 404 "
+        f"(expired), {f.register_errors} registrations failed{f.wrk.flag}"
     )
-    results.add(f"TTL registrations/s ({n:,} ids, c=64)", "shoal", f"{reg.rps:,.0f}", reg.rps)
-    results.add(f"heartbeats 2xx/s ({n:,} ids, c=16)", "shoal", f"{ok_rate:,.0f}{r.flag}", ok_rate)
-    results.add("heartbeat leader CPU %", "shoal", f"{cpu_pct:.0f}", cpu_pct)
-    results.add("heartbeat CPU % per 10k/s", "shoal", f"{per_10k:.0f}", per_10k)
+    hb_settings = dataclasses.replace(plan.settings, duration_s=HEARTBEAT_MAX_S)
+    cpu2, t2 = _cpu_ticks(m.pid), time.perf_counter()
+    # Over the ids registered (h0.. in order): unregistered ones would only measure 404s.
+    ids = str(max(1, f.registered))
+    r = run_wrk(hb_settings, m.url, "shoal_heartbeat.lua", [service, "h", ids], 16)
+    cpu3, t3 = _cpu_ticks(m.pid), time.perf_counter()
+    max_cpu = (cpu3 - cpu2) / hz / (t3 - t2) * 100
+    max_rate = r.ok / r.duration_s if r.duration_s else 0.0
+    per_10k = max_cpu / (r.rps / 10_000) if r.rps else float("nan")  # 404s included
+    log(
+        f"  shoal heartbeats unpaced c=16 over {ids} ids for {HEARTBEAT_MAX_S} s: "
+        f"{max_rate:,.0f} 2xx/s p99 {r.p99_ms:.2f} ms, leader CPU {max_cpu:.0f}% -> "
+        f"{per_10k:.0f}% per 10k/s{r.flag}"
+    )
+    label = f"{n:,} TTL instances x 1 beat/s"
     results.add(
-        "heartbeat instances live before/after", "shoal", f"{live_before:,}/{live_after:,}", None
+        f"{label}: registered (last after s)",
+        "shoal",
+        f"{f.registered:,} ({f.registered_after_s:.1f})",
+        None,
     )
-    if live_after < n:
+    results.add(f"{label}: 2xx/s", "shoal", f"{ok_rate:,.0f}", ok_rate)
+    results.add(f"{label}: leader CPU %", "shoal", f"{cpu_pct:.0f}", cpu_pct)
+    results.add(f"{label}: leader CPU % per 10k/s", "shoal", f"{fleet_per_10k:.0f}", fleet_per_10k)
+    results.add(f"{label}: expired", "shoal", f"{expired:,}", float(expired))
+    results.add("heartbeats unpaced c=16 2xx/s", "shoal", f"{max_rate:,.0f}{r.flag}", max_rate)
+    results.add("heartbeat CPU % per 10k/s (unpaced)", "shoal", f"{per_10k:.0f}", per_10k)
+    if expired or f.beat_errors or bad:
         results.notes.append(
-            f"heartbeat load: {n - live_after:,} of {n:,} TTL instances expired "
-            f"({r.status_errors} heartbeats answered non-2xx)"
+            f"heartbeat fleet: {expired:,} of {n:,} TTL instances expired "
+            f"({f.beat_errors} heartbeats answered 404, {bad:.0f} non-2xx in the window)"
+        )
+    if late:
+        results.notes.append(
+            f"heartbeat fleet: {f.registered:,} of {n:,} registered, the last after "
+            f"{f.registered_after_s:.1f} s (budget {reg_budget} s): the leader could not "
+            "keep up with the heartbeats of those registered, or the window saw registrations"
         )
 
 
@@ -484,25 +597,42 @@ def print_table(results: Results) -> None:
     )
 
 
-def _run_all(plan: Plan, root: Path, results: Results) -> list[tuple[str, float]]:
+STEPS = ("discover", "register", "fanout", "detect", "heartbeat")
+
+
+def _run_all(
+    plan: Plan, root: Path, results: Results, steps: set[str], sizes: set[int]
+) -> list[tuple[str, float]]:
     settings = plan.settings
     worst: list[tuple[str, float]] = []
     systems: list[Callable[[], System]] = [
         lambda: Shoal(root, settings),
         lambda: Etcd(root, settings),
     ]
-    for make in systems:
-        with running(make(), 1) as system:
-            bench_discovery(system, 1, results)
-            bench_registration(system, 1, results)
-            bench_fanout(system, results)
-            if isinstance(system, Shoal):
-                worst = bench_detection(system, plan, results)
-                bench_heartbeats(system, plan, results)
-    for make in systems:
-        with running(make(), 3) as system:
-            bench_discovery(system, 3, results)
-            bench_registration(system, 3, results)
+    if 1 in sizes:
+        for make in systems:
+            system = make()
+            if isinstance(system, Etcd) and not steps & {"discover", "register", "fanout"}:
+                continue
+            with running(system, 1) as system:
+                if "discover" in steps:
+                    bench_discovery(system, 1, results)
+                if "register" in steps:
+                    bench_registration(system, 1, results)
+                if "fanout" in steps:
+                    bench_fanout(system, results)
+                if isinstance(system, Shoal):
+                    if "detect" in steps:
+                        worst = bench_detection(system, plan, results)
+                    if "heartbeat" in steps:
+                        bench_heartbeats(system, plan, results)
+    if 3 in sizes and steps & {"discover", "register"}:
+        for make in systems:
+            with running(make(), 3) as system:
+                if "discover" in steps:
+                    bench_discovery(system, 3, results)
+                if "register" in steps:
+                    bench_registration(system, 3, results)
     return worst
 
 
@@ -516,7 +646,19 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(tempfile.gettempdir()) / "shoal-bench-registry-logs",
         help="where the servers' logs are kept (default: %(default)s)",
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(STEPS),
+        help="comma-separated steps to run, of: %(default)s",
+    )
+    parser.add_argument(
+        "--members", default="1,3", help="cluster sizes to run (1, 3 or both: %(default)s)"
+    )
     args = parser.parse_args(argv)
+    steps = {step.strip() for step in args.only.split(",") if step.strip()}
+    sizes = {int(size) for size in args.members.split(",") if size.strip()}
+    if not steps <= set(STEPS) or not sizes <= {1, 3}:
+        parser.error(f"--only takes {', '.join(STEPS)}; --members takes 1 and/or 3")
     signal.signal(signal.SIGTERM, _terminate)  # unwind: finally blocks kill every PID
     ensure_tools()
     _raise_nofile()
@@ -544,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     worst: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="shoal-bench-rc-") as tmp:
         try:
-            worst = _run_all(plan, Path(tmp), results)
+            worst = _run_all(plan, Path(tmp), results, steps, sizes)
         finally:
             collect_logs(Path(tmp), args.logs, results)
     print_table(results)

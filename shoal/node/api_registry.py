@@ -9,6 +9,12 @@ commands through the member, the same way the KV API does:
   instance key to it, so the instance vanishes when the lease expires.
 - Reads (`GET services`, `GET instances`) are linearizable by default (`Routing.barrier`)
   and report the store revision they reflect; watch from `revision + 1` to miss nothing.
+  They are answered from the member's `RegistryCache` (registry_cache.py): records are
+  decoded once per change, and a discovery answer is rendered once per change.
+- Heartbeats, registrations and discovery requests that are well formed are answered by
+  the ASGI fast path (fastpath.py) with the functions shared from here
+  (`register_instance`, `register_fields`, `parse_discovery_query`, the cache); the
+  handlers below answer the rest (followers forwarding, every error message).
 - `GET .../watch` is the KV watch (`member.hub`) of one service's instance prefix, with
   events rendered as instances: resumable with `start_revision` (DESIGN.md decision 5).
 - `GET /api/v1/leases/{id}/keepalive-stream` is served by the leader only (others answer
@@ -28,6 +34,7 @@ import contextlib
 import json
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
 
@@ -48,27 +55,26 @@ from ..kv import (
     Put,
     PutResult,
     WatchFilter,
-    prefix_end,
 )
 from ..registry import (
     SERVICES_PREFIX,
     Instance,
+    InstanceFilter,
     RegistryError,
     ServiceSettings,
     check_name,
-    discover,
     instance_key,
     instances_prefix,
     parse_filter,
     parse_instance_key,
     registration,
     settings_key,
-    summarize,
 )
 from .api import ApiError, Routing, _kv_error, watch_stream
 from .api_models import MAX_ID
 from .health import HealthChecker
 from .member import Member, NotLeaderError, Unavailable
+from .registry_cache import RegistryCache, instance_json, settings
 
 LeaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Consistency = Literal["linearizable", "stale"]
@@ -95,6 +101,9 @@ class InstanceBody(BaseModel):
     lease: int | None = Field(default=None, ge=1, le=MAX_ID)  # e.g. a keep-alive stream's
 
 
+_BODY_FIELDS = frozenset(InstanceBody.model_fields)
+
+
 class SettingsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -112,12 +121,10 @@ def _name(value: str, field: str) -> str:
         raise _invalid(error) from error
 
 
-def instance_json(instance: Instance, kv: KeyValue | None = None) -> dict[str, Any]:
-    out = instance.to_json()
-    if kv is not None:
-        out["lease"] = kv.lease or None
-        out["mod_revision"] = kv.mod_revision
-    return out
+def instance_not_found(service: str, instance_id: str) -> ApiError:
+    """The 404 of a heartbeat or deregistration of an instance that is not registered
+    (shared with the fast path: one wording)."""
+    return ApiError(404, "instance_not_found", f"no instance {instance_id} of {service}")
 
 
 def _decode(kv: KeyValue) -> Instance | None:
@@ -128,25 +135,34 @@ def _decode(kv: KeyValue) -> Instance | None:
         return None
 
 
-def _instances(member: Member, prefix: str) -> list[tuple[Instance, KeyValue]]:
-    raw = prefix.encode()
-    found = []
-    for kv in member.kv.range(raw, prefix_end(raw)).kvs:
-        if parse_instance_key(kv.key.decode("utf-8", "replace")) is None:
-            continue
-        instance = _decode(kv)
-        if instance is not None:
-            found.append((instance, kv))
-    return found
+_caches: weakref.WeakKeyDictionary[Member, RegistryCache] = weakref.WeakKeyDictionary()
 
 
-def _settings(member: Member, service: str) -> ServiceSettings:
-    kv = member.kv.get(settings_key(service).encode())
-    if kv is None:
-        return ServiceSettings()
-    with contextlib.suppress(RegistryError, ValueError):
-        return ServiceSettings.from_json(json.loads(kv.value))
-    return ServiceSettings()
+def registry_cache(member: Member) -> RegistryCache:
+    """The member's decoded-registry cache, shared by these handlers and the fast path."""
+    cache = _caches.get(member)
+    if cache is None:
+        cache = _caches[member] = RegistryCache()
+    return cache
+
+
+def parse_discovery_query(
+    params: list[tuple[str, str]],
+) -> tuple[Consistency, InstanceFilter]:
+    """The consistency and filter of a discovery request's query parameters."""
+    consistency: Consistency = "linearizable"
+    rest = []
+    for name, value in params:
+        if name == "consistency":
+            if value not in ("linearizable", "stale"):
+                raise ApiError(400, "invalid_request", "consistency: linearizable or stale")
+            consistency = "stale" if value == "stale" else "linearizable"
+        else:
+            rest.append((name, value))
+    try:
+        return consistency, parse_filter(rest)
+    except RegistryError as error:
+        raise _invalid(error) from error
 
 
 def _watch_frame(event: Event) -> bytes:
@@ -167,6 +183,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
     leader_only, barrier = routing.leader_only, routing.barrier
     checker = HealthChecker(member)
     checker.start()  # create_app runs inside the server's loop; else the first request
+    cache = registry_cache(member)
     revoking: set[asyncio.Task[Any]] = set()
 
     # -- instances --------------------------------------------------------------------
@@ -174,7 +191,8 @@ def router(member: Member, routing: Routing) -> APIRouter:
     @api.put("/api/v1/services/{service}/instances/{instance_id}")
     async def register(service: str, instance_id: str, body: InstanceBody, request: Request) -> Any:
         checker.start()
-        key = instance_key(_name(service, "service"), _name(instance_id, "id"))
+        _name(service, "service")
+        _name(instance_id, "id")
         fields = body.model_dump(exclude_unset=True)
         try:  # validate before anything is proposed: nothing half-applied
             registration(service, instance_id, fields, now=time.time())
@@ -182,21 +200,10 @@ def router(member: Member, routing: Routing) -> APIRouter:
             raise _invalid(error) from error
 
         async def act() -> Any:
-            if not member.is_leader:
-                raise NotLeaderError(member.leader)
-            current = member.kv.get(key.encode())
-            previous = _decode(current) if current else None
-            instance = registration(
-                service, instance_id, fields, now=time.time(), previous=previous
-            )
-            lease = body.lease or 0
-            if not lease and instance.check is not None and instance.check.type == "ttl":
-                lease = await _ttl_lease(member, current, instance.check.lease_ttl)
-            result = await member.propose(
-                Put(key=key.encode(), value=instance.encode(), lease=lease)
-            )
-            assert isinstance(result, PutResult)
-            return {"revision": result.revision, "lease": lease or None, **instance.to_json()}
+            try:
+                return await register_instance(member, service, instance_id, fields)
+            except RegistryError as error:  # validated above; a record read since may not be
+                raise _invalid(error) from error
 
         return await leader_only(request, act)
 
@@ -209,7 +216,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
                 raise NotLeaderError(member.leader)
             kv = member.kv.get(key.encode())
             if kv is None:
-                raise ApiError(404, "instance_not_found", f"no instance {instance_id} of {service}")
+                raise instance_not_found(service, instance_id)
             if not kv.lease:
                 raise ApiError(
                     400,
@@ -228,7 +235,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
             result = await member.propose(Delete(key=key.encode()))
             assert isinstance(result, DeleteResult)
             if not result.deleted:
-                raise ApiError(404, "instance_not_found", f"no instance {instance_id} of {service}")
+                raise instance_not_found(service, instance_id)
             return {"revision": result.revision, "deleted": result.deleted}
 
         return await leader_only(request, act)
@@ -239,7 +246,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
     async def services(consistency: Consistency = "linearizable") -> Any:
         await barrier(consistency)
         revision = member.kv.revision
-        found = summarize(i for i, _ in _instances(member, SERVICES_PREFIX))
+        found = cache.summaries(member.kv, SERVICES_PREFIX)
         return {
             "services": [
                 {"name": s.name, "instances": s.instances, "healthy": s.healthy} for s in found
@@ -249,42 +256,18 @@ def router(member: Member, routing: Routing) -> APIRouter:
 
     @api.get("/api/v1/services/{service}/instances")
     async def instances(service: str, request: Request) -> Any:
+        # The fast path (fastpath.py) answers the well-formed ones with the same body.
         _name(service, "service")
-        params = request.query_params.multi_items()
-        consistency = "linearizable"
-        rest = []
-        for name, value in params:
-            if name == "consistency":
-                if value not in ("linearizable", "stale"):
-                    raise ApiError(400, "invalid_request", "consistency: linearizable or stale")
-                consistency = value
-            else:
-                rest.append((name, value))
-        try:
-            query = parse_filter(rest)
-        except RegistryError as error:
-            raise _invalid(error) from error
-        await barrier("stale" if consistency == "stale" else "linearizable")
-        revision = member.kv.revision
-        found = _instances(member, instances_prefix(service))
-        kvs = {i.id: kv for i, kv in found}
-        threshold = _settings(member, service).protect_threshold
-        result = discover((i for i, _ in found), query, threshold)
-        return {
-            "service": service,
-            "revision": revision,
-            "protected": result.protected,
-            "protect_threshold": threshold,
-            "total": result.total,
-            "healthy": result.healthy,
-            "instances": [instance_json(i, kvs[i.id]) for i in result.instances],
-        }
+        consistency, query = parse_discovery_query(request.query_params.multi_items())
+        await barrier(consistency)
+        body = cache.discovery(member.kv, service, query, member.kv.revision)
+        return Response(body, media_type="application/json")
 
     @api.get("/api/v1/services/{service}/settings")
     async def get_settings(service: str, consistency: Consistency = "linearizable") -> Any:
         _name(service, "service")
         await barrier(consistency)
-        return _settings(member, service).to_json()
+        return settings(member.kv, service).to_json()
 
     @api.put("/api/v1/services/{service}/settings")
     async def put_settings(service: str, body: SettingsBody, request: Request) -> Any:
@@ -356,18 +339,87 @@ def router(member: Member, routing: Routing) -> APIRouter:
     return api
 
 
-async def _ttl_lease(member: Member, current: KeyValue | None, ttl: int) -> int:
+async def register_instance(
+    member: Member, service: str, instance_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Register (or update) an instance on the leader; the JSON answer. `fields` is the
+    body as `InstanceBody.model_dump(exclude_unset=True)` gives it (or `register_fields`).
+
+    Raises NotLeaderError, RegistryError (before anything is proposed), Unavailable and
+    KvError (e.g. the given lease does not exist).
+    """
+    if not member.is_leader:
+        raise NotLeaderError(member.leader)
+    key = instance_key(service, instance_id).encode()
+    current = member.kv.get(key)
+    previous = _decode(current) if current else None
+    instance = registration(service, instance_id, fields, now=time.time(), previous=previous)
+    lease = fields.get("lease") or 0
+    grant = None
+    if not lease and instance.check is not None and instance.check.type == "ttl":
+        lease, grant = _ttl_lease(member, current, instance.check.lease_ttl)
+    put = Put(key=key, value=instance.encode(), lease=lease)
+    if grant is None:
+        result = await member.propose(put)
+    else:
+        # Both in one batch (one fsync, one round): gather starts the proposals in this
+        # order, and the log applies the grant before the put that needs its lease.
+        _, result = await asyncio.gather(member.propose(grant), member.propose(put))
+    assert isinstance(result, PutResult)
+    return {"revision": result.revision, "lease": lease or None, **instance.to_json()}
+
+
+_STATUSES = frozenset({"passing", "warning", "critical"})
+_TEXT_FIELDS = ("address", "zone", "version")
+
+
+def register_fields(body: bytes) -> dict[str, Any] | None:
+    """The registration body as `InstanceBody.model_dump(exclude_unset=True)` would give
+    it, for the plainly well-formed bodies only; None for anything else (wrong types,
+    unknown fields, values pydantic would coerce), which FastAPI then validates and words.
+    `registration` still checks every value."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not data.keys() <= _BODY_FIELDS:
+        return None
+    if type(data.get("port")) is not int or any(
+        type(data.get(name, "")) is not str for name in _TEXT_FIELDS
+    ):
+        return None  # (a missing address reads as "", registration says it is missing)
+    weight = data.get("weight", 1.0)
+    if type(weight) is not float and not (type(weight) is int and abs(weight) < 2**53):
+        return None
+    tags, metadata = data.get("tags", []), data.get("metadata", {})
+    if type(tags) is not list or any(type(tag) is not str for tag in tags):
+        return None
+    if type(metadata) is not dict or any(type(v) is not str for v in metadata.values()):
+        return None
+    check, after = data.get("check"), data.get("deregister_after")
+    if check is not None and type(check) is not dict:
+        return None
+    if after is not None and type(after) not in (str, float):
+        return None
+    status, lease = data.get("status"), data.get("lease")
+    if status is not None and (type(status) is not str or status not in _STATUSES):
+        return None
+    if lease is not None and (type(lease) is not int or not 1 <= lease <= MAX_ID):
+        return None
+    return data
+
+
+def _ttl_lease(member: Member, current: KeyValue | None, ttl: int) -> tuple[int, LeaseGrant | None]:
     """The lease for a ttl check: the instance's own if it still has one with this TTL
-    (a re-registration must not orphan it), else a new one."""
+    (a re-registration must not orphan it), else a new one and the grant to propose."""
     if current is not None and current.lease:
         with contextlib.suppress(LeaseNotFound):
             state = member.kv.leases.time_to_live(current.lease, time.monotonic())
             if state.granted_ttl == ttl:
                 member.keepalive(current.lease)
-                return current.lease
+                return current.lease, None
     lease_id = secrets.randbits(62) + 1
-    await member.propose(LeaseGrant(id=lease_id, ttl_seconds=ttl))
-    return lease_id
+    return lease_id, LeaseGrant(id=lease_id, ttl_seconds=ttl)
 
 
 class KeepAliveStream(Response):
@@ -433,4 +485,14 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-__all__ = ["InstanceBody", "KeepAliveStream", "instance_json", "router"]
+__all__ = [
+    "InstanceBody",
+    "KeepAliveStream",
+    "instance_json",
+    "instance_not_found",
+    "parse_discovery_query",
+    "register_fields",
+    "register_instance",
+    "registry_cache",
+    "router",
+]

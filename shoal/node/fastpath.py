@@ -2,8 +2,11 @@
 
 Why: measured on this machine, FastAPI's per-request machinery (middleware task groups,
 dependency resolution, validation models) cost far more CPU than the Raft work behind a
-write. The two requests that dominate real traffic -- `PUT /api/v1/kv/{key}` on the
-leader and `GET /api/v1/kv/{key}` -- are answered here directly, in plain ASGI.
+write. The requests that dominate real traffic are answered here directly, in plain ASGI:
+`PUT /api/v1/kv/{key}` on the leader and `GET /api/v1/kv/{key}`; for the registry,
+instance heartbeats on the leader (a lease keep-alive: no log write, so FastAPI was all of
+their cost), registrations on the leader, and discovery
+(`GET /api/v1/services/{service}/instances`, answered from `registry_cache`).
 
 Rule: the fast path only ever handles a request it fully understands and that is well
 formed. Anything else (a follower that must forward, an unknown field, a bad type, a
@@ -19,9 +22,18 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..kv import KvError, Put, PutResult
+from ..registry import RegistryError, check_name, instance_key
 from .api import MAX_BODY_BYTES, ApiError, _kv_error, kv_json
 from .api_models import MAX_ID
+from .api_registry import (
+    instance_not_found,
+    parse_discovery_query,
+    register_fields,
+    register_instance,
+    registry_cache,
+)
 from .member import Member, NotLeaderError, Unavailable
+from .registry_cache import json_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,12 +42,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 KV_PATH = "/api/v1/kv/"
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+SERVICES_PATH = "/api/v1/services/"
 _PUT_FIELDS = frozenset({"value", "lease", "prev_kv"})
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -51,6 +67,8 @@ class ApiFront:
     def __init__(self, app: ASGIApp, member: Member) -> None:
         self.app = app
         self.member = member
+        # Counter children by (route, status): `labels()` costs a lock and a tuple per call.
+        self._counted: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,10 +105,19 @@ class ApiFront:
                     return
                 if method == "GET" and await self._get(scope, receive, counting_send):
                     return
+            elif path.startswith(SERVICES_PATH) and await self._registry(
+                scope, receive, counting_send
+            ):
+                return
             await self.app(scope, receive, counting_send)
         finally:
             label = "/".join(path.split("/", 4)[:4]) if path.startswith("/api/") else path
-            self.member.metrics.requests.labels(label, str(status)).inc()
+            counter = self._counted.get((label, status))
+            if counter is None:
+                counter = self.member.metrics.requests.labels(label, str(status))
+                if len(self._counted) < 1024:  # paths outside /api/ are unbounded
+                    self._counted[(label, status)] = counter
+            counter.inc()
 
     async def _put(self, scope: Scope, receive: Receive, send: Send) -> bool:
         body = await _read_body(receive)
@@ -160,6 +187,108 @@ class ApiFront:
             return True
         await _respond(send, 200, _dumps({**kv_json(kv), "revision": member.kv.revision}))
         return True
+
+    # -- the registry -------------------------------------------------------------------
+
+    async def _registry(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Route a /api/v1/services/... request; False: not one of ours, untouched."""
+        parts = scope["path"][len(SERVICES_PATH) :].split("/")
+        if len(parts) < 2 or parts[1] != "instances" or not _names(parts[0], *parts[2:3]):
+            return False
+        method = scope["method"]
+        if len(parts) == 4 and parts[3] == "heartbeat" and method == "PUT":
+            await self._heartbeat(scope, receive, send, parts[0], parts[2])
+            return True
+        if len(parts) == 3 and method == "PUT":
+            await self._register(scope, receive, send, parts[0], parts[2])
+            return True
+        if len(parts) == 2 and method == "GET":
+            return await self._discover(scope, send, parts[0])
+        return False
+
+    async def _register(
+        self, scope: Scope, receive: Receive, send: Send, service: str, instance_id: str
+    ) -> None:
+        body = await _read_body(receive)
+        member = self.member
+        fields = None
+        if member.is_leader and not scope.get("query_string"):
+            fields = register_fields(body)
+        if fields is not None:
+            try:
+                out = await register_instance(member, service, instance_id, fields)
+            except (NotLeaderError, RegistryError):
+                pass  # FastAPI forwards it / words the error (nothing was proposed)
+            except Unavailable as error:
+                await _respond(send, 503, _dumps({"error": "unavailable", "message": str(error)}))
+                return
+            except KvError as error:
+                api_error = _kv_error(error)
+                await _respond(send, api_error.status, _error_body(api_error))
+                return
+            else:
+                await _respond(send, 200, json_bytes(out))
+                return
+        await self.app(scope, _replaying(body, receive), send)
+
+    async def _heartbeat(
+        self, scope: Scope, receive: Receive, send: Send, service: str, instance_id: str
+    ) -> None:
+        # The handler ignores any body; read it so that FastAPI can be handed it again.
+        body = await _read_body(receive)
+        member = self.member
+        if member.is_leader and not scope.get("query_string"):
+            kv = member.kv.get(instance_key(service, instance_id).encode())
+            if kv is None:
+                # Answered here too: after a mass expiry every client gets this at once.
+                await _respond(send, 404, _error_body(instance_not_found(service, instance_id)))
+                return
+            if kv.lease:
+                try:
+                    ttl = member.keepalive(kv.lease)
+                except (NotLeaderError, Unavailable, KvError):
+                    pass  # FastAPI meets the same error and words it
+                else:
+                    # Names hold only [A-Za-z0-9._-]: nothing to escape.
+                    out = b'{"id":"%s","lease":%d,"ttl":%d}' % (
+                        instance_id.encode(),
+                        kv.lease,
+                        ttl,
+                    )
+                    await _respond(send, 200, out)
+                    return
+        # A follower (FastAPI forwards), an instance without a lease, a lost lease...
+        await self.app(scope, _replaying(body, receive), send)
+
+    async def _discover(self, scope: Scope, send: Send, service: str) -> bool:
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        try:
+            consistency, query = parse_discovery_query(
+                parse_qsl(query_string, keep_blank_values=True)
+            )
+        except (ApiError, ValueError):
+            return False  # FastAPI words the error
+        member = self.member
+        if consistency == "linearizable":
+            try:
+                await member.read_barrier()
+            except Unavailable as error:
+                await _respond(send, 503, _dumps({"error": "unavailable", "message": str(error)}))
+                return True
+        body = registry_cache(member).discovery(member.kv, service, query, member.kv.revision)
+        await _respond(send, 200, body)
+        return True
+
+
+def _names(service: str, *instance_id: str) -> bool:
+    """Whether these are a valid service name and instance id (else FastAPI says why)."""
+    try:
+        check_name(service, "service")
+        for value in instance_id:
+            check_name(value, "id")
+    except RegistryError:
+        return False
+    return True
 
 
 def _treat_body_as_json(scope: Scope) -> None:
