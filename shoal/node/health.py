@@ -37,10 +37,12 @@ roster: about two election timeouts (~1.5 s measured on loopback), plus the elec
 the leader itself died. `GET /api/v1/health/checks` (api_health.py) shows what a member
 checks.
 
-The registry is re-read only when the store changed or once a second; decoded records and
-ownership are cached by key. Left for the next increment: that re-read walks the whole
-registry prefix, which is fine for thousands of instances, not for hundreds of thousands
-(it should follow a watch instead); and during a takeover two members may both probe an
+A member follows the registry through a hub watcher on its prefix: each pass applies
+only the records that changed since the last one (decoded once per mod_revision,
+ownership cached per key), and reads the whole prefix again only at start, when the
+roster changes, or when the watcher was cut off (it fell 10,000 events behind, or a
+snapshot replaced the store). Instances with `deregister_after` are judged once a second
+from a small index, without a walk. During a takeover two members may both probe an
 instance for a moment (the old owner until it sees the new roster) -- harmless, since
 the writes are guarded, but not free.
 """
@@ -62,11 +64,14 @@ from ..kv import (
     CompareOp,
     CompareTarget,
     Delete,
+    Event,
+    EventType,
     KeyValue,
     KvError,
     Put,
     Txn,
     TxnResult,
+    WatchFilter,
     prefix_end,
 )
 from ..registry import (
@@ -82,6 +87,7 @@ from ..registry import (
 )
 from .api import FORWARDED
 from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
+from .watchhub import Watcher
 
 log = logging.getLogger("shoal.health")
 
@@ -125,8 +131,13 @@ class HealthChecker:
         # Decoded records by key, with the mod_revision they were decoded at: a pass over
         # ten thousand unchanged instances must not parse ten thousand JSON documents.
         self._decoded: dict[bytes, tuple[int, Instance | None]] = {}
-        self._scanned_revision = -1
-        self._last_full_scan = 0.0
+        # Changes to the registry arrive through a hub watcher; the whole prefix is read
+        # again only when there is none yet, it was cut off, or the roster changed.
+        self._watcher: Watcher | None = None
+        self._rescan = True
+        # Instances with `deregister_after`, judged once a second without a full read.
+        self._expiring: dict[bytes, KeyValue] = {}
+        self._last_expiry_check = 0.0
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -182,6 +193,7 @@ class HealthChecker:
         self._task = loop.create_task(self._run(), name=f"health-{self.member.name}")
 
     async def stop(self) -> None:
+        self._unwatch()
         for task in [self._task, *self._probes]:
             if task is not None:
                 task.cancel()
@@ -200,11 +212,12 @@ class HealthChecker:
                 log.exception("health scan failed")
 
     def scan(self, now: float, wall: float) -> None:
-        """One pass: forget what is gone or no longer ours, start due probes, deregister
-        the long-critical.
+        """One pass: apply the registry's changes since the last pass (forget what is gone
+        or no longer ours, pick up what is new), start due probes, deregister the
+        long-critical.
 
-        The registry is re-read only when the store changed or once a second (for
-        `deregister_after`); in between, only the tracked checks are looked at.
+        Only the changed records are looked at: a store busy with registrations costs a
+        member the events it applies, not a walk over every instance per pass.
         """
         member = self.member
         self._read_roster()
@@ -213,14 +226,27 @@ class HealthChecker:
             if self._tracked:
                 self._tracked.clear()
                 member.metrics.checks_owned.set(0)
-            self._scanned_revision = -1
+            self._unwatch()
             return
-        changed = member.kv.revision != self._scanned_revision
-        if changed or now - self._last_full_scan >= FULL_SCAN_SECONDS:
+        watcher = self._watcher
+        if watcher is None or watcher.closed is not None or self._rescan:
             self._full_scan(now, wall)
         else:
-            for key, tracked in self._tracked.items():
-                self._maybe_probe(key, tracked, now)
+            for event in watcher.drain():
+                self._on_event(event, now, wall)
+            member.metrics.checks_owned.set(len(self._tracked))
+        for key, tracked in self._tracked.items():
+            self._maybe_probe(key, tracked, now)
+        if now - self._last_expiry_check >= FULL_SCAN_SECONDS:
+            self._last_expiry_check = now
+            for kv in list(self._expiring.values()):
+                self._consider(kv, now, wall)
+
+    def _unwatch(self) -> None:
+        if self._watcher is not None:
+            self.member.hub.unsubscribe(self._watcher)
+            self._watcher = None
+        self._rescan = True
 
     def _read_roster(self) -> None:
         record = self.member.kv.get(CHECKERS_KEY)
@@ -234,7 +260,7 @@ class HealthChecker:
         if roster != self._roster:
             self._roster = roster
             self._owned.clear()
-            self._scanned_revision = -1  # re-decide every check at once
+            self._rescan = True  # re-decide every check at once
 
     def _owns(self, key: bytes) -> bool:
         """Whether this member runs `key`'s check (only asked while it runs checks)."""
@@ -267,41 +293,68 @@ class HealthChecker:
             task.add_done_callback(self._probes.discard)
 
     def _full_scan(self, now: float, wall: float) -> None:
+        """Read every instance afresh, and watch the prefix for what changes after."""
         member = self.member
-        self._scanned_revision = member.kv.revision
-        self._last_full_scan = now
-        seen: set[bytes] = set()
+        self._unwatch()
         start = SERVICES_PREFIX.encode()
+        # Subscribing and reading happen in one step of the event loop: no change can
+        # fall between the range and the first event the watcher gets.
+        self._watcher = member.hub.subscribe(
+            member.kv, WatchFilter.prefix(start), member.kv.revision + 1
+        )
+        self._rescan = False
         kvs = member.kv.range(start, prefix_end(start)).kvs
-        for kv in kvs:
-            if parse_instance_key(kv.key.decode("utf-8", "replace")) is None:
-                continue
-            instance = self._decode(kv)
-            if instance is None:
-                continue
-            if instance.deregister_due(wall):
-                if kv.key not in self._deleting and self._owns(kv.key):
-                    self._deregister(kv)
-                continue
-            check = instance.check
-            if check is None or not check.is_active or not self._owns(kv.key):
-                continue
-            seen.add(kv.key)
-            tracked = self._tracked.get(kv.key)
-            if tracked is None or tracked.check != check:
-                state = CheckState(instance.health.status)  # counters start empty
-                tracked = _Tracked(instance, kv, check, state, now, wall)
-                self._tracked[kv.key] = tracked
-            else:
-                tracked.instance, tracked.kv = instance, kv
-            self._maybe_probe(kv.key, tracked, now)
-        for key in set(self._tracked) - seen:
+        present = {kv.key for kv in kvs}
+        for key in set(self._tracked) - present:
             del self._tracked[key]
+        self._decoded = {k: v for k, v in self._decoded.items() if k in present}
+        self._owned = {k: v for k, v in self._owned.items() if k in present}
+        self._expiring = {k: v for k, v in self._expiring.items() if k in present}
+        for kv in kvs:
+            self._consider(kv, now, wall)
         member.metrics.checks_owned.set(len(self._tracked))
-        if len(self._decoded) > len(kvs) or len(self._owned) > len(kvs):
-            present = {kv.key for kv in kvs}
-            self._decoded = {k: v for k, v in self._decoded.items() if k in present}
-            self._owned = {k: v for k, v in self._owned.items() if k in present}
+
+    def _on_event(self, event: Event, now: float, wall: float) -> None:
+        kv = event.kv
+        if event.type is EventType.DELETE:
+            self._forget(kv.key)
+        else:
+            self._consider(kv, now, wall)
+
+    def _forget(self, key: bytes) -> None:
+        self._tracked.pop(key, None)
+        self._decoded.pop(key, None)
+        self._owned.pop(key, None)
+        self._expiring.pop(key, None)
+
+    def _consider(self, kv: KeyValue, now: float, wall: float) -> None:
+        """Bring one instance record's check (and its deregistration) up to date."""
+        if parse_instance_key(kv.key.decode("utf-8", "replace")) is None:
+            return
+        instance = self._decode(kv)
+        if instance is None:
+            self._forget(kv.key)
+            return
+        key = kv.key
+        if instance.deregister_after is not None:
+            self._expiring[key] = kv
+        else:
+            self._expiring.pop(key, None)
+        if instance.deregister_due(wall):
+            self._tracked.pop(key, None)
+            if key not in self._deleting and self._owns(key):
+                self._deregister(kv)
+            return
+        check = instance.check
+        if check is None or not check.is_active or not self._owns(key):
+            self._tracked.pop(key, None)
+            return
+        tracked = self._tracked.get(key)
+        if tracked is None or tracked.check != check:
+            state = CheckState(instance.health.status)  # counters start empty
+            self._tracked[key] = _Tracked(instance, kv, check, state, now, wall)
+        else:
+            tracked.instance, tracked.kv = instance, kv
 
     async def _probe(self, key: bytes, tracked: _Tracked) -> None:
         try:
