@@ -20,6 +20,7 @@ import uvicorn
 
 from .app import build_app
 from .fastpath import ApiFront
+from .http_protocol import CoalescingHttpToolsProtocol
 from .member import Member, MemberConfig
 from .wal import StorageError
 
@@ -37,7 +38,7 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
             port=config.client_port,
             log_level="warning",
             access_log=False,
-            http="httptools",
+            http=CoalescingHttpToolsProtocol,
             lifespan="off",
             timeout_graceful_shutdown=2,
         )
