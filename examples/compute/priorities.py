@@ -45,8 +45,8 @@ def compete(
                 finished.setdefault(name, time.monotonic() - started)
 
         executor.wait([ids["low"]], progress=progress)
-        executor.wait([ids["high"], ids["gpu"]], progress=progress)
-        gpu_workers = {t.worker_id for t in executor.wait([ids["gpu"]])[0].report.tasks}
+        _, gpu_result = executor.wait([ids["high"], ids["gpu"]], progress=progress)
+        gpu_workers = {t.worker_id for t in gpu_result.report.tasks}
     finished["gpu workers"] = float(len(gpu_workers))
     return finished
 

@@ -1,18 +1,70 @@
-"""A finished job's ``JobReport``, built from the scheduler's attempts (shared by executors).
+"""What executors hand back: a finished job's ``JobReport`` (built from the scheduler's
+attempts), ``wait``'s answer, progress calls. Shared by the executors.
 
 Reads the pure scheduler's views and the driver's timings; no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from .job import AttemptReport, JobReport, TaskReport
+from .errors import JobFailed
+from .job import AttemptReport, JobReport, JobResult, Progress, TaskReport
 from .scheduler import Scheduler
 
-__all__ = ["RESTORED", "build_report"]
+__all__ = ["RESTORED", "build_report", "hand_over", "report_progress"]
 
 RESTORED = "checkpoint"  # the worker id of a task whose result came from a checkpoint
+
+
+class _Ended(Protocol):
+    """What ``hand_over`` reads of an executor's run of a job."""
+
+    @property
+    def error(self) -> JobFailed | None: ...
+
+
+class _Progressing(Protocol):
+    """What ``report_progress`` reads of an executor's run of a job."""
+
+    @property
+    def done(self) -> int: ...
+
+    @property
+    def partitions(self) -> Sequence[Any]: ...
+
+
+R = TypeVar("R", bound=_Ended)
+
+
+def hand_over(
+    runs: Sequence[R],
+    result: Callable[[R], JobResult],
+    forget: Callable[[Sequence[R]], None],
+) -> list[JobResult]:
+    """``wait``'s answer for ended runs: their results in order, or the first failed one's
+    error raised. The runs handed over (all of them, or those up to the failed one) are
+    then forgotten, so a long-lived executor does not keep every job it ran."""
+    results = []
+    for position, run in enumerate(runs):
+        if run.error is not None:
+            forget(runs[: position + 1])
+            raise run.error
+        results.append(result(run))
+    forget(runs)
+    return results
+
+
+def report_progress(
+    progress: Progress | None, touched: Collection[str], runs: Mapping[str, _Progressing]
+) -> None:
+    """Call ``progress(job_id, done, total)`` for the jobs in ``touched``, in id order."""
+    if progress is None:
+        return
+    for job_id in sorted(touched):
+        run = runs[job_id]
+        progress(job_id, run.done, len(run.partitions))
 
 
 def build_report(

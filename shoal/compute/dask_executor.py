@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._report import hand_over
 from .errors import ExecutorError, JobError
 from .errors import JobFailed as JobFailedError
 from .job import Job, JobReport, JobResult, Progress, TaskReport
@@ -78,6 +79,11 @@ class _Run:
     result: JobResult | None = None
     error: JobFailedError | None = None
     keys: dict[str, int] = field(default_factory=dict)
+
+
+def _result_of(run: _Run) -> JobResult:
+    assert run.result is not None  # a run handed over has ended; without error, it has one
+    return run.result
 
 
 class DaskExecutor:
@@ -163,13 +169,12 @@ class DaskExecutor:
         for run in runs:
             if run.result is None and run.error is None:
                 self._finish(run, progress)
-        results = []
+        return hand_over(runs, _result_of, self._forget)
+
+    def _forget(self, runs: Sequence[_Run]) -> None:
+        """Drop runs whose result (or error) ``wait`` hands over: a second wait is an error."""
         for run in runs:
-            if run.error is not None:
-                raise run.error
-            assert run.result is not None
-            results.append(run.result)
-        return results
+            self._runs.pop(run.job_id, None)
 
     def _finish(self, run: _Run, progress: Progress | None) -> None:
         total = len(run.futures)

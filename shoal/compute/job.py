@@ -134,6 +134,11 @@ class Executor(Protocol):
     ``wait`` drives execution until every given job has ended and returns their results
     in the same order, raising the ``JobFailed`` of the first given job that failed;
     ``close`` stops every worker the executor started (idempotent).
+
+    An executor forgets a job once ``wait`` has returned its result or raised its error
+    (when it raises, the given jobs after the failed one are kept), so a long-lived
+    executor does not grow with the jobs it has run: keep the ``JobResult``; a second
+    ``wait`` on a forgotten job id raises ``JobError`` ("unknown job id").
     """
 
     name: str

@@ -15,6 +15,7 @@ __all__ = [
     "CancelJob",
     "CancelTask",
     "Event",
+    "ForgetJob",
     "Instruction",
     "JobDone",
     "JobFailed",
@@ -144,6 +145,17 @@ class CancelJob:
     stimulus_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ForgetJob:
+    """Drop a finished (done or failed) job and its tasks: a long-lived executor's memory.
+
+    Anything reported later about its tasks is stale and ignored.
+    """
+
+    job_id: str
+    stimulus_id: str = ""
+
+
 Event: TypeAlias = (
     JobSubmitted
     | WorkerJoined
@@ -153,6 +165,7 @@ Event: TypeAlias = (
     | TaskFailed
     | Tick
     | CancelJob
+    | ForgetJob
 )
 
 

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._report import hand_over, report_progress
 from .errors import ExecutorError, JobError
 from .errors import JobFailed as JobFailedError
 from .job import AttemptReport, Job, JobReport, JobResult, Progress, TaskReport
@@ -167,6 +168,11 @@ class _Run:
     finished_at: float | None = None
     result: JobResult | None = None
     error: JobFailedError | None = None
+
+
+def _result_of(run: _Run) -> JobResult:
+    assert run.result is not None  # a run handed over has ended; without error, it has one
+    return run.result
 
 
 def _ray_options(resources: Mapping[str, float]) -> dict[str, Any]:
@@ -340,13 +346,13 @@ class RayExecutor:
             self._step()
             self._report(progress)
         self._report(progress)
-        results = []
+        return hand_over(runs, _result_of, self._forget)
+
+    def _forget(self, runs: Sequence[_Run]) -> None:
+        """Drop runs whose result (or error) ``wait`` hands over: a second wait is an error."""
         for run in runs:
-            if run.error is not None:
-                raise run.error
-            assert run.result is not None
-            results.append(run.result)
-        return results
+            self._runs.pop(run.job_id, None)
+            self._touched.discard(run.job_id)
 
     def run(self, job: Job, *, progress: Progress | None = None) -> JobResult:
         return self.wait([self.submit(job)], progress=progress)[0]
@@ -651,8 +657,4 @@ class RayExecutor:
         if not self._touched:
             return
         touched, self._touched = self._touched, set()
-        if progress is None:
-            return
-        for job_id in sorted(touched):
-            run = self._runs[job_id]
-            progress(job_id, run.done, len(run.partitions))
+        report_progress(progress, touched, self._runs)

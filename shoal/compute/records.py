@@ -30,7 +30,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import pickle
+import socket
 import sys
 import threading
 import time
@@ -40,6 +42,7 @@ from typing import Any
 
 from shoal.client import ControlPlane, ShoalError
 
+from ._driver import LIVE, Run
 from .errors import ExecutorError, JobError
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "read_job",
     "request_cancel",
     "restore",
+    "summarize",
     "tasks_prefix",
 ]
 
@@ -104,6 +108,38 @@ class Restored:
     summary: Mapping[str, Any]
     results: Mapping[int, Any]  # partition index -> result
     finished_without_result: frozenset[int]  # finished, but the result was too big to keep
+
+
+def summarize(run: Run, executor: str, running: int) -> dict[str, Any]:
+    """A run's summary record (``running``: its attempts running now, as the driver knows)."""
+    total = len(run.task_ids)
+    failed = 0
+    if run.state not in LIVE:
+        running = 0
+        if run.state != "done":
+            failed = 1 if run.error is not None and run.error.task_id else 0
+    now = time.time()
+    return {
+        "id": run.job_id,
+        "name": run.job.name,
+        "state": run.state if run.state != "cancelling" else "running",
+        "executor": executor,
+        "priority": run.job.priority,
+        "tasks": total,
+        "counts": {
+            "done": run.done,
+            "running": running,
+            "pending": max(0, total - run.done - running - failed),
+            "failed": failed,
+            "restored": len(run.restored),
+        },
+        "submitted_at": run.submitted_wall,
+        "updated_at": now,
+        "finished_at": now if run.finished_at is not None else None,
+        "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+        "workers": sorted({t[0] for t in run.timing.values()}),
+        "error": "" if run.error is None else str(run.error)[-4000:],
+    }
 
 
 def read_job(plane: ControlPlane, job_id: str) -> dict[str, Any] | None:
@@ -207,6 +243,7 @@ class JobRecorder:
         self._seq: dict[str, int] = {}
         self._forget: set[str] = set()
         self._forgotten: set[str] = set()  # no more checkpoints for these
+        self._retired: set[str] = set()  # the driver is done with these: drop their state
         self._drivers: dict[str, str | None] = {}  # job id -> driver info to put, or None: delete
         self._lease: int | None = None
         self._renewed = 0.0
@@ -255,6 +292,12 @@ class JobRecorder:
             self._forgotten.add(job_id)
             self._chunks.pop(job_id, None)
 
+    def forget_job(self, job_id: str) -> None:
+        """The driver will report nothing more about ``job_id``: drop what is kept for it
+        (its next chunk number) once nothing of it is left to write."""
+        with self._lock:
+            self._retired.add(job_id)
+
     def close(self, timeout: float = 5.0) -> None:
         self._stopped = True
         self._wake.set()
@@ -281,6 +324,11 @@ class JobRecorder:
     def _take(self) -> list[dict[str, Any]]:
         """Everything waiting, as txn operations: checkpoint chunks before summaries."""
         with self._lock:
+            if self._retired:  # a failed batch's chunks are back in _chunks by now
+                for job_id in [j for j in self._retired if j not in self._chunks]:
+                    self._retired.discard(job_id)
+                    self._seq.pop(job_id, None)
+                    self._forgotten.discard(job_id)
             summaries, self._summaries = self._summaries, {}
             chunks, self._chunks = self._chunks, {}
             forget, self._forget = self._forget, set()

@@ -20,7 +20,9 @@ A task is run as *attempts*, numbered 1, 2, ... per task. An attempt is *live* f
 executor reports about an attempt that is no longer live is stale: it changes nothing and
 is written in the story as ignored. So "first result wins" needs no coordination: the
 first ``TaskFinished`` ends the task and cancels the other live copy; the loser's late
-result is stale.
+result is stale. A long-lived executor sends ``ForgetJob`` once a job has ended and its
+result was handed over: the job and its tasks are dropped, and anything reported later
+about them (an attempt cancelled while queued on a worker still reports) is stale too.
 
 Rules
 -----
@@ -71,6 +73,7 @@ from .messages import (
     CancelJob,
     CancelTask,
     Event,
+    ForgetJob,
     Instruction,
     JobDone,
     JobFailed,
@@ -92,6 +95,7 @@ __all__ = [
     "CancelJob",
     "CancelTask",
     "Event",
+    "ForgetJob",
     "Instruction",
     "JobDone",
     "JobFailed",
@@ -391,6 +395,21 @@ class Scheduler:
         self._fail_job(job, None, e.error, sid, out)
         self._schedule(sid, out)
 
+    def _on_forget_job(self, e: ForgetJob, out: list[Instruction]) -> None:
+        job = self._jobs.get(e.job_id)
+        if job is None:
+            raise ComputeError(f"unknown job {e.job_id!r}")
+        if job.state == "running":
+            raise ComputeError(f"job {e.job_id!r} is still running; only an ended job is forgotten")
+        del self._jobs[e.job_id]
+        tasks = self._tasks
+        for task in job.tasks:
+            del tasks[task.spec.task_id]
+        # Its attempts are all over (none is on a worker); entries of its tasks left in
+        # ``_delayed`` are skipped when they fall due.
+        if self._stragglers:
+            self._stragglers = [a for a in self._stragglers if a.task.job is not job]
+
     # -- rules --
 
     def _after_failure(self, task: _Task, error: str, sid: str, out: list[Instruction]) -> None:
@@ -427,7 +446,9 @@ class Scheduler:
         delayed = self._delayed
         while delayed and delayed[0][0] <= self._now + _EPSILON:
             _, _, task_id = heapq.heappop(delayed)
-            task = self._tasks[task_id]
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue  # its job was forgotten
             if task.state == "waiting" and task.job.state == "running":
                 task.state = "pending"
                 task.job.pending.appendleft(task)
@@ -614,7 +635,7 @@ class Scheduler:
     ) -> _Attempt | None:
         task = self._tasks.get(task_id)
         if task is None:
-            raise ComputeError(f"unknown task {task_id!r}")
+            return None  # its job was forgotten: a late report of an attempt, stale
         attempt = task.live.get(number)
         if attempt is None:
             sid = self._sid(stimulus_id)
@@ -644,6 +665,7 @@ _HANDLERS: dict[type[Any], Callable[[Scheduler, Any, list[Instruction]], None]] 
     TaskFailed: Scheduler._on_task_failed,
     Tick: Scheduler._on_tick,
     CancelJob: Scheduler._on_cancel_job,
+    ForgetJob: Scheduler._on_forget_job,
 }
 
 

@@ -11,10 +11,13 @@ it advertised; the driver places every attempt the scheduler gives a worker on t
 process with the shortest queue, and infers starts the way the local executor does (the
 attempt behind the one that just finished on a slot started when that one ended).
 
-Like the local executor, the loop is single-threaded and batches everything it can: one
-``RUN`` frame per slot per loop iteration, a job's cloudpickled function sent once per
-slot process, results streamed back in batches (the worker relays them unread). Worker
-timestamps are mapped onto the driver's clock by the arrival time of their batch.
+The loop is the local executor's (the driver core in ``_driver``: scheduler plumbing,
+result merging, reports, forgetting a job once ``wait`` has handed it over); this module
+adds the TCP transport, registry discovery (``_watch``) and records. It batches
+everything it can: one ``RUN`` frame per slot per loop iteration, a job's cloudpickled
+function sent once per slot process, results streamed back in batches (the worker
+relays them unread). Worker timestamps are mapped onto the driver's clock by the
+arrival time of their batch.
 
 Failures:
 
@@ -40,16 +43,12 @@ import contextlib
 import json
 import os
 import pickle
-import queue
 import re
 import selectors
 import socket
-import threading
 import time
-import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,51 +56,37 @@ from shoal.client import ControlPlane, ShoalError
 
 from . import _frames as fr
 from . import records
-from ._report import build_report
-from ._serialize import dumps_data, dumps_function
-from .aggregate import RunMerger
+from ._driver import LIVE, PROTOCOL, DriverCore, Key, Lane, Run, encode_run
+from ._watch import PrefixWatches
 from .errors import ExecutorError, JobError
-from .errors import JobFailed as JobFailedError
-from .job import Job, JobReport, JobResult, Progress
+from .job import Job
 from .scheduler import (
     CancelJob,
     CancelTask,
-    Event,
-    Instruction,
-    JobDone,
-    JobFailed,
     JobSubmitted,
     RunTask,
     Scheduler,
     SchedulerConfig,
     TaskFailed,
-    TaskFinished,
-    TaskStarted,
-    Tick,
     WorkerJoined,
     WorkerLost,
 )
 
 __all__ = ["ShoalExecutor"]
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _INSTANCES = f"/registry/services/{fr.SERVICE}/instances/"
 _RECONNECT_FIRST = 0.5  # seconds before reconnecting to a worker; doubles up to _MAX
 _RECONNECT_MAX = 30.0
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-_Key = tuple[str, int]
-_LIVE = ("running", "cancelling")
 
 
 @dataclass(slots=True, eq=False)
-class _Slot:
+class _Slot(Lane):
+    """A slot process of a worker (a lane); ``gen`` counts its processes."""
+
     index: int
     gen: int
     pid: int | None
-    fifo: deque[_Key] = field(default_factory=deque)
-    fns: set[int] = field(default_factory=set)
-    outbox: list[tuple[int, int, int, Any]] = field(default_factory=list)
-    new_fns: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -113,34 +98,14 @@ class _Conn:
     sock: socket.socket
     buffer: bytearray = field(default_factory=bytearray)
     slots: list[_Slot | None] = field(default_factory=list)
-    backlog: deque[_Key] = field(default_factory=deque)  # waiting for a slot process
+    backlog: deque[Key] = field(default_factory=deque)  # waiting for a slot process
     control: list[bytes] = field(default_factory=list)  # frames to send with the next flush
     joined: bool = False
     pid: int | None = None
     resources: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(slots=True, eq=False)
-class _Run:
-    job_no: int
-    job_id: str
-    job: Job
-    partitions: list[Any]
-    fn_bytes: bytes
-    task_ids: list[str]
-    merger: RunMerger
-    submitted_at: float
-    submitted_wall: float
-    restored: set[int] = field(default_factory=set)
-    finished_at: float | None = None
-    state: str = "running"  # running | done | failed | cancelled
-    error: JobFailedError | None = None
-    timing: dict[int, tuple[str, float, float]] = field(default_factory=dict)
-    done: int = 0
-    result: JobResult | None = None
-
-
-class ShoalExecutor:
+class ShoalExecutor(DriverCore):
     """Run jobs on the ``shoal worker`` processes registered at ``server``.
 
     ``server`` is the control plane's URL (several, comma-separated, for a cluster).
@@ -173,33 +138,18 @@ class ShoalExecutor:
         except ValueError as error:
             raise ExecutorError(f"bad control-plane URL {server!r}: {error}") from None
         self.server = server
-        self._scheduler = Scheduler(config or SchedulerConfig(prefetch=batch))
-        self._tick = tick
+        super().__init__(Scheduler(config or SchedulerConfig(prefetch=batch)), tick)
         self._resume = resume
-        self._closed = False
         self._conns: dict[str, _Conn] = {}  # by sid
         self._by_instance: dict[str, _Conn] = {}
         self._instances: dict[str, tuple[str, int]] = {}  # registered: id -> address
         self._retry_at: dict[str, float] = {}
         self._retry_delay: dict[str, float] = {}
-        self._runs: dict[str, _Run] = {}
-        self._by_no: dict[int, _Run] = {}
-        self._task_ref: dict[str, tuple[_Run, int]] = {}
-        self._pids: dict[str, int | None] = {}
-        self._events: deque[Event] = deque()
-        self._busy = False
-        self._touched: set[str] = set()
-        self._dirty: set[str] = set()
-        self._seq = 0
-        self._next_tick = 0.0
+        self._dirty: set[str] = set()  # jobs whose record summary is out of date
         self._next_record = 0.0
-        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._watches = PrefixWatches(server)
         self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._watchers: list[ControlPlane] = []
+        self._selector.register(self._watches.waker, selectors.EVENT_READ, None)
         self._recorder = records.JobRecorder(self._plane) if record else None
         try:
             if resume is not None:
@@ -213,12 +163,6 @@ class ShoalExecutor:
             raise
 
     # -- public API --
-
-    def __enter__(self) -> ShoalExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def workers(self) -> dict[str, int | None]:
         """The connected workers: registry instance id -> worker process pid."""
@@ -248,27 +192,10 @@ class ShoalExecutor:
             job_id = f"{_SAFE.sub('-', job.name)[:80]}-{uuid.uuid4().hex[:10]}"
         self._seq += 1
         specs = job.task_specs(job_id, len(partitions))
-        if not self._scheduler.can_ever_place(specs[0]):
-            offered = sorted({str(c.resources) for c in self._conns.values() if c.joined})
-            raise ExecutorError(
-                f"job {job.name!r} needs resources {dict(job.resources)} per task, "
-                f"which no shoal worker offers (workers offer {', '.join(offered) or 'nothing'})"
-            )
-        run = _Run(
-            job_no=self._seq,
-            job_id=job_id,
-            job=job,
-            partitions=partitions,
-            fn_bytes=dumps_function(job.map_fn, f"job {job.name!r}: map_fn"),
-            task_ids=[s.task_id for s in specs],
-            merger=RunMerger(len(partitions), job.combine),
-            submitted_at=time.monotonic(),
-            submitted_wall=time.time(),
-        )
-        self._runs[job_id] = run
-        self._by_no[run.job_no] = run
-        for index, task_id in enumerate(run.task_ids):
-            self._task_ref[task_id] = (run, index)
+        offered = sorted({str(c.resources) for c in self._conns.values() if c.joined})
+        self._check_placeable(job, specs[0], "shoal worker", offered)
+        run = self._new_run(job, job_id, partitions, specs)
+        run.submitted_wall = time.time()
         for index, value in sorted(restored.items()):
             run.merger.add(index, value)
             run.restored.add(index)
@@ -286,51 +213,27 @@ class ShoalExecutor:
             )
             self._record(run)
         else:
+            run.scheduled = False
             self._end_run(run, "done")
         self._flush()
         return job_id
 
-    def wait(self, job_ids: Sequence[str], *, progress: Progress | None = None) -> list[JobResult]:
-        """Drive the workers until every job in ``job_ids`` has ended; see ``Executor``."""
-        self._check_open()
-        runs = []
-        for job_id in job_ids:
-            if job_id not in self._runs:
-                raise JobError(f"unknown job id {job_id!r}")
-            runs.append(self._runs[job_id])
-        self._drive(lambda: all(r.state not in _LIVE for r in runs), progress)
-        results = []
-        for run in runs:
-            if run.error is not None:
-                raise run.error
-            results.append(self._result(run))
-        return results
-
-    def run(self, job: Job, *, progress: Progress | None = None) -> JobResult:
-        return self.wait([self.submit(job)], progress=progress)[0]
-
-    def close(self) -> None:
-        """Disconnect from every worker (their slot processes for us stop); idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        for watcher in self._watchers:
-            with contextlib.suppress(Exception):
-                watcher.close()
+    def _shut_down(self) -> None:
+        """Disconnect from every worker (their slot processes for us stop)."""
+        self._watches.stop()
         for conn in list(self._conns.values()):
             with contextlib.suppress(OSError):
                 conn.sock.close()
         self._conns.clear()
         if self._recorder is not None:
             for run in self._runs.values():
-                if run.state in _LIVE:
+                if run.state in LIVE:
                     run.state = "interrupted"
                     self._record(run)
             self._recorder.close()
         self._plane.close()
         self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._watches.close()
 
     # -- discovery --
 
@@ -345,26 +248,9 @@ class ShoalExecutor:
         for page in pages:
             for kv in page.kvs:
                 self._on_instance(kv.key, kv.value)
-        self._watch(_INSTANCES, revision + 1, "instance")
+        self._watches.follow(_INSTANCES, revision + 1, "instance")
         if self._recorder is not None:
-            self._watch(records.CANCEL_PREFIX, revision + 1, "cancel")
-
-    def _watch(self, prefix: str, start: int, kind: str) -> None:
-        plane = ControlPlane(self.server, timeout=5.0, retry_budget=30.0)
-        self._watchers.append(plane)
-
-        def follow() -> None:
-            with contextlib.suppress(Exception):  # closed by close(), or gave up
-                for event in plane.watch(prefix=prefix, start_revision=start):
-                    value = event.kv.value if event.type == "put" else None
-                    self._post((kind, (event.kv.key, value)))
-
-        threading.Thread(target=follow, name=f"shoal-watch-{kind}", daemon=True).start()
-
-    def _post(self, item: tuple[str, Any]) -> None:
-        self._inbox.put(item)
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+            self._watches.follow(records.CANCEL_PREFIX, revision + 1, "cancel")
 
     def _on_instance(self, key: str, value: str | None) -> None:
         instance_id = key[len(_INSTANCES) :]
@@ -430,32 +316,13 @@ class ShoalExecutor:
 
     # -- the loop --
 
-    def _drive(self, done: Callable[[], bool], progress: Progress | None) -> None:
-        clock = time.monotonic
-        select = self._selector.select
-        while True:
-            self._flush()
-            self._report(progress)
-            if done():
-                return
-            now = clock()
-            if now >= self._next_tick:
-                self._next_tick = now + self._tick
-                self._housekeeping(now)
-                self._feed(Tick(now))
-                continue
-            timeout = self._next_tick - now
-            wake = self._scheduler.next_wakeup()
-            if wake is not None:
-                timeout = min(timeout, max(0.0, wake - now))
-            for key, _ in select(timeout):
-                conn = key.data
-                if conn is None:
-                    self._drain_inbox()
-                elif conn.sid in self._conns:
-                    self._receive(conn)
-            if wake is not None and clock() >= wake:
-                self._feed(Tick(clock()))
+    def _poll(self, timeout: float) -> None:
+        for key, _ in self._selector.select(timeout):
+            conn = key.data
+            if conn is None:
+                self._drain_inbox()
+            elif conn.sid in self._conns:
+                self._receive(conn)
 
     def _housekeeping(self, now: float) -> None:
         for instance_id, at in list(self._retry_at.items()):
@@ -468,14 +335,7 @@ class ShoalExecutor:
                 self._record(self._runs[job_id])
 
     def _drain_inbox(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(4096):
-                pass
-        while True:
-            try:
-                kind, item = self._inbox.get_nowait()
-            except queue.Empty:
-                return
+        for kind, item in self._watches.drain():
             if kind == "instance":
                 self._on_instance(*item)
             elif kind == "cancel" and item[1] is not None:
@@ -537,95 +397,39 @@ class ShoalExecutor:
                 self._slot_gone(conn, slot, reason, failed=True)
 
     def _on_results(self, conn: _Conn, slot: _Slot, batch: list[tuple[Any, ...]]) -> None:
-        scheduler = self._scheduler
-        sid = conn.sid
-        fifo = slot.fifo
-        touched = self._touched
-        recorder = self._recorder
         offset = time.monotonic() - batch[-1][6]  # the worker's clock onto ours
-        checkpoints: list[tuple[str, int, str | None]] = []
-        for job_no, index, attempt, ok, value, start, end in batch:
-            run = self._by_no[job_no]
-            task_id = run.task_ids[index]
-            key = (task_id, attempt)
-            if fifo and fifo[0] == key:
-                fifo.popleft()
-            else:
-                with contextlib.suppress(ValueError):
-                    fifo.remove(key)
-            at = end + offset
-            if ok:
-                if run.state in _LIVE and scheduler.is_live(task_id, attempt):
-                    run.timing[index] = (sid, start + offset, at)
-                    run.done += 1
-                    touched.add(run.job_id)
-                    if recorder is not None:
-                        checkpoints.append((run.job_id, index, records.encode_result(value)))
-                    try:
-                        run.merger.add(index, value)
-                    except Exception:
-                        error = "the combine function raised:\n" + traceback.format_exc()
-                        self._feed(CancelJob(run.job_id, error, f"combine-{task_id}"))
-                self._feed(TaskFinished(task_id, attempt, sid, at))
-            else:
-                self._feed(TaskFailed(task_id, attempt, sid, value, at))
-            if fifo:
-                head_task, head_attempt = fifo[0]
-                self._feed(TaskStarted(head_task, head_attempt, sid, at))
-        if checkpoints and recorder is not None:
+        recorder = self._recorder
+        if recorder is None:
+            self._take_results(conn.sid, slot.fifo, batch, offset)
+            return
+        checkpoints: list[tuple[str, int, Any]] = []
+        self._take_results(conn.sid, slot.fifo, batch, offset, checkpoints, records.encode_result)
+        if checkpoints:
             recorder.finished(checkpoints)
             self._dirty.update(job_id for job_id, _, _ in checkpoints)
 
-    # -- events and instructions --
+    # -- instructions --
 
-    def _feed(self, event: Event) -> None:
-        self._events.append(event)
-        if not self._busy:
-            self._process_events()
+    def _run_task(self, instruction: RunTask, run: Run, index: int) -> None:
+        conn = self._conns.get(instruction.worker_id)
+        if conn is None:
+            return  # lost; its WorkerLost (queued) reschedules this attempt
+        slot = self._pick_slot(conn)
+        if slot is None:
+            conn.backlog.append((run.job_no, index, instruction.attempt))
+        else:
+            self._enqueue(slot, conn.sid, run, index, instruction.attempt)
 
-    def _process_events(self) -> None:
-        self._busy = True
-        try:
-            events, handle = self._events, self._scheduler.handle
-            while events:
-                for instruction in handle(events.popleft()):
-                    self._execute(instruction)
-        finally:
-            self._busy = False
-
-    def _execute(self, instruction: Instruction) -> None:
-        if type(instruction) is RunTask:
-            conn = self._conns.get(instruction.worker_id)
-            if conn is None:
-                return  # lost; its WorkerLost (queued) reschedules this attempt
-            key = (instruction.task_id, instruction.attempt)
-            slot = self._pick_slot(conn)
-            if slot is None:
-                conn.backlog.append(key)
-            else:
-                self._dispatch(conn, slot, key)
-        elif isinstance(instruction, CancelTask):
-            conn = self._conns.get(instruction.worker_id)
-            if conn is None:
-                return
-            key = (instruction.task_id, instruction.attempt)
-            slot = next(
-                (s for s in conn.slots if s is not None and s.fifo and s.fifo[0] == key), None
-            )
-            if slot is not None:
-                conn.control.append(fr.frame(fr.RESTART, slot.index, slot.gen))
-                self._slot_gone(conn, slot, "restarted to stop a cancelled attempt", failed=False)
-            elif key in conn.backlog:
-                conn.backlog.remove(key)
-        elif isinstance(instruction, JobDone):
-            self._end_run(self._runs[instruction.job_id], "done")
-        elif isinstance(instruction, JobFailed):
-            run = self._runs[instruction.job_id]
-            cancelled = run.state == "cancelling" and not instruction.task_id
-            run.error = JobFailedError(
-                run.job.name, instruction.task_id, instruction.attempts, instruction.error
-            )
-            self._end_run(run, "cancelled" if cancelled else "failed")
+    def _cancel_task(self, instruction: CancelTask, key: Key) -> None:
+        conn = self._conns.get(instruction.worker_id)
+        if conn is None:
+            return
+        slot = next((s for s in conn.slots if s is not None and s.fifo and s.fifo[0] == key), None)
+        if slot is not None:
+            conn.control.append(fr.frame(fr.RESTART, slot.index, slot.gen))
+            self._slot_gone(conn, slot, "restarted to stop a cancelled attempt", failed=False)
+        elif key in conn.backlog:
+            conn.backlog.remove(key)
 
     def _pick_slot(self, conn: _Conn) -> _Slot | None:
         best: _Slot | None = None
@@ -634,24 +438,15 @@ class ShoalExecutor:
                 best = slot
         return best
 
-    def _dispatch(self, conn: _Conn, slot: _Slot, key: _Key) -> None:
-        run, index = self._task_ref[key[0]]
-        if run.job_no not in slot.fns:
-            slot.fns.add(run.job_no)
-            slot.new_fns.append((run.job_no, run.fn_bytes))
-        slot.outbox.append((run.job_no, index, key[1], run.partitions[index]))
-        slot.fifo.append(key)
-        if len(slot.fifo) == 1:
-            self._events.append(TaskStarted(key[0], key[1], conn.sid, time.monotonic()))
-
     def _place_backlog(self, conn: _Conn) -> None:
         while conn.backlog:
             slot = self._pick_slot(conn)
             if slot is None:
                 return
-            key = conn.backlog.popleft()
-            if self._scheduler.is_live(*key):
-                self._dispatch(conn, slot, key)
+            job_no, index, attempt = conn.backlog.popleft()
+            run = self._by_no.get(job_no)
+            if run is not None and self._scheduler.is_live(run.task_ids[index], attempt):
+                self._enqueue(slot, conn.sid, run, index, attempt)
         if not self._busy:
             self._process_events()
 
@@ -659,10 +454,12 @@ class ShoalExecutor:
         """A slot process ended: fail its running attempt (if it died), requeue the rest."""
         conn.slots[slot.index] = None
         fifo = list(slot.fifo)
-        if fifo and failed:
-            head = fifo[0]
-            error = f"worker {conn.instance_id}: {reason} while running attempt {head[1]}"
-            self._events.append(TaskFailed(head[0], head[1], conn.sid, error, time.monotonic()))
+        run = self._by_no.get(fifo[0][0]) if fifo and failed else None
+        if run is not None:
+            _, index, attempt = fifo[0]
+            error = f"worker {conn.instance_id}: {reason} while running attempt {attempt}"
+            task_id = run.task_ids[index]
+            self._events.append(TaskFailed(task_id, attempt, conn.sid, error, time.monotonic()))
         conn.backlog.extend(fifo[1:])
         self._place_backlog(conn)
 
@@ -689,11 +486,7 @@ class ShoalExecutor:
             for slot in conn.slots:
                 if slot is None or not slot.outbox:
                     continue
-                message = ("run", slot.new_fns, slot.outbox)
-                try:
-                    data = pickle.dumps(message, _PROTOCOL)
-                except Exception:
-                    data = dumps_data(message)
+                data = encode_run(slot.new_fns, slot.outbox)
                 slot.outbox = []
                 slot.new_fns = []
                 frames.append(fr.frame(fr.RUN, slot.index, slot.gen, data))
@@ -705,96 +498,37 @@ class ShoalExecutor:
             except OSError as error:
                 self._lose(conn, f"sending to worker {conn.instance_id} failed: {error}")
 
-    def _drop(self, run: _Run) -> None:
-        payload = pickle.dumps(("drop", [run.job_no]), _PROTOCOL)
+    def _drop(self, run: Run) -> None:
+        payload = pickle.dumps(("drop", [run.job_no]), PROTOCOL)
         for conn in self._conns.values():
             for slot in conn.slots:
                 if slot is not None and run.job_no in slot.fns and not slot.outbox:
                     slot.fns.discard(run.job_no)
                     conn.control.append(fr.frame(fr.RUN, slot.index, slot.gen, payload))
 
-    def _end_run(self, run: _Run, state: str) -> None:
-        run.state = state
-        run.finished_at = time.monotonic()
-        self._touched.add(run.job_id)
-        self._drop(run)
+    def _ended(self, run: Run) -> None:
         if self._recorder is not None:
-            if state == "done":
+            if run.state == "done":
                 self._recorder.forget_checkpoints(run.job_id)
             self._record(run)
             self._dirty.discard(run.job_id)
 
-    def _report(self, progress: Progress | None) -> None:
-        if not self._touched:
-            return
-        touched, self._touched = self._touched, set()
-        if progress is None:
-            return
-        for job_id in sorted(touched):
-            run = self._runs[job_id]
-            progress(job_id, run.done, len(run.task_ids))
-
     # -- records --
 
-    def _record(self, run: _Run) -> None:
+    def _forgot(self, run: Run) -> None:
+        self._dirty.discard(run.job_id)
+        if self._recorder is not None:
+            self._recorder.forget_job(run.job_id)
+
+    def _record(self, run: Run) -> None:
         if self._recorder is None:
             return
-        total = len(run.task_ids)
         running = 0
-        failed = 0
-        if run.state in _LIVE:  # attempts at the head of a slot's queue: O(slots), not O(tasks)
-            job_no, ref = run.job_no, self._task_ref
+        if run.state in LIVE:  # attempts at the head of a slot's queue: O(slots), not O(tasks)
+            job_no = run.job_no
             for conn in self._conns.values():
                 for slot in conn.slots:
-                    if slot is not None and slot.fifo and ref[slot.fifo[0][0]][0].job_no == job_no:
+                    if slot is not None and slot.fifo and slot.fifo[0][0] == job_no:
                         running += 1
-        elif run.state != "done":
-            failed = 1 if run.error is not None and run.error.task_id else 0
-        summary: dict[str, Any] = {
-            "id": run.job_id,
-            "name": run.job.name,
-            "state": run.state if run.state != "cancelling" else "running",
-            "executor": self.name,
-            "priority": run.job.priority,
-            "tasks": total,
-            "counts": {
-                "done": run.done,
-                "running": running,
-                "pending": max(0, total - run.done - running - failed),
-                "failed": failed,
-                "restored": len(run.restored),
-            },
-            "submitted_at": run.submitted_wall,
-            "updated_at": time.time(),
-            "finished_at": time.time() if run.finished_at is not None else None,
-            "driver": {"host": socket.gethostname(), "pid": os.getpid()},
-            "workers": sorted({t[0] for t in run.timing.values()}),
-            "error": "" if run.error is None else str(run.error)[-4000:],
-        }
+        summary = records.summarize(run, self.name, running)
         self._recorder.summary(run.job_id, summary)
-
-    # -- reports --
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ExecutorError("this executor is closed")
-
-    def _result(self, run: _Run) -> JobResult:
-        if run.result is None:
-            run.result = JobResult(run.merger.result(), self._job_report(run))
-        return run.result
-
-    def _job_report(self, run: _Run) -> JobReport:
-        return build_report(
-            self._scheduler,
-            executor=self.name,
-            job_id=run.job_id,
-            name=run.job.name,
-            state=run.state,
-            task_ids=run.task_ids,
-            timing=run.timing,
-            submitted_at=run.submitted_at,
-            finished_at=run.finished_at if run.finished_at is not None else time.monotonic(),
-            pids=self._pids,
-            restored=run.restored,
-        )

@@ -81,3 +81,11 @@ def count_words(text: str) -> Counter[str]:
 
 def merge_counts(a: Counter[str], b: Counter[str]) -> Counter[str]:
     return a + b
+
+
+def fail_at(arg: tuple[int, int]) -> int:
+    """Square the index, except that partition ``bad`` always raises."""
+    index, bad = arg
+    if index == bad:
+        raise ValueError(f"bad partition {index}")
+    return index * index

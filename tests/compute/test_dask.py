@@ -13,7 +13,7 @@ pytest.importorskip("distributed")
 
 from examples.compute import sum as sum_example
 from examples.compute import wordcount
-from shoal.compute import Job, JobFailed
+from shoal.compute import Job, JobError, JobFailed
 from shoal.compute.dask_executor import DaskExecutor
 
 from . import tasks
@@ -53,6 +53,14 @@ def test_a_raising_task_fails_the_job_with_its_traceback(dask: DaskExecutor) -> 
         Job("bad", tasks.fail_always, [3], retries=1).run(dask)
     assert "ValueError: bad partition 3" in caught.value.traceback
     assert "fail_always" in caught.value.traceback
+
+
+def test_a_job_is_forgotten_once_waited_for(dask: DaskExecutor) -> None:
+    job_id = dask.submit(Job("sq", tasks.square, range(3)))
+    assert dask.wait([job_id])[0].result == [0, 1, 4]
+    with pytest.raises(JobError, match="unknown job id"):
+        dask.wait([job_id])
+    assert job_id not in dask._runs
 
 
 def test_by_name() -> None:

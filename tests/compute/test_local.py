@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import operator
 import os
+import pickle
 import signal
 import threading
 import time
@@ -26,6 +27,7 @@ from shoal.compute import (
     known_executors,
     ranges,
 )
+from shoal.compute._serialize import dumps_function
 
 from . import tasks
 
@@ -155,6 +157,72 @@ def test_high_priority_submitted_later_finishes_first() -> None:
     assert finished[high] < finished[low]
     assert results[0].result == pytest.approx(0.03 * 24)  # the low job still completes
     assert results[1].result == pytest.approx(0.03 * 4)
+
+
+# --- a long-lived executor ----------------------------------------------------------------
+
+
+def held(executor: LocalExecutor) -> tuple[int, ...]:
+    """What the executor and its scheduler keep per job (and the functions workers hold)."""
+    scheduler = executor._scheduler
+    return (
+        len(executor._runs),
+        len(executor._by_no),
+        len(executor._task_ref),
+        len(scheduler._jobs),
+        len(scheduler._tasks),
+        sum(len(w.fns) for w in executor._workers.values()),
+    )
+
+
+def test_a_long_lived_executor_forgets_each_job_once_waited_for() -> None:
+    with LocalExecutor(2) as executor:
+        executor.run(Job("sum", tasks.square, range(20), combine=operator.add))
+        after_first = held(executor)
+        for n in range(1, 31):
+            outcome = executor.run(Job("sum", tasks.square, range(n), combine=operator.add))
+            assert outcome.result == sum(x * x for x in range(n))
+        assert held(executor) == after_first == (0, 0, 0, 0, 0, 0)
+        with pytest.raises(JobError, match="unknown job id"):
+            executor.wait([outcome.report.job_id])
+
+
+def test_a_late_result_of_a_forgotten_job_is_ignored() -> None:
+    with LocalExecutor(1) as executor:
+        first = executor.run(Job("first", tasks.square, range(4)))
+        assert first.result == [0, 1, 4, 9] and held(executor) == (0, 0, 0, 0, 0, 0)
+        # As if an attempt of the first job (job number 1) had been cancelled while queued
+        # behind another job's: it is still on the worker, and its result comes back late.
+        (worker,) = executor._workers.values()
+        fn = dumps_function(tasks.square, "square")
+        worker.conn.send_bytes(pickle.dumps(("run", [(1, fn)], [(1, 2, 9, 2)])))
+        worker.fifo.append((1, 2, 9))
+        worker.fns.add(1)
+        second = executor.run(Job("second", tasks.square, range(100), combine=operator.add))
+        assert second.result == sum(x * x for x in range(100))
+        assert second.report.retries == 0 and not worker.fifo
+        assert held(executor)[:5] == (0, 0, 0, 0, 0)
+
+
+def test_jobs_with_cancelled_and_speculative_attempts_are_forgotten(tmp_path: Path) -> None:
+    with LocalExecutor(2) as executor:
+        low = executor.submit(Job("low", tasks.square, range(3000), combine=operator.add))
+        failing = [(i, 1200) for i in range(3000)]
+        high = executor.submit(Job("failing", tasks.fail_at, failing, retries=0, priority=5))
+        with pytest.raises(JobFailed, match="bad partition 1200"):
+            executor.wait([high])  # its queued attempts are cancelled; some sit behind low's
+        assert executor.wait([low])[0].result == sum(x * x for x in range(3000))
+        assert held(executor)[:5] == (0, 0, 0, 0, 0)
+        squares = executor.run(Job("squares", tasks.square, range(3000)))
+        assert squares.result == [x * x for x in range(3000)]
+        assert squares.report.retries == 0
+        parts = [(i, str(tmp_path), 5) for i in range(12)]
+        stragglers = executor.run(Job("stragglers", tasks.slow_once, parts))
+        assert stragglers.result == list(range(12))
+        assert stragglers.report.tasks[5].won_by_speculative
+        last = executor.run(Job("last", tasks.square, range(100), combine=operator.add))
+        assert last.result == sum(x * x for x in range(100))
+        assert held(executor) == (0, 0, 0, 0, 0, 0)
 
 
 # --- bad input -----------------------------------------------------------------------------

@@ -211,6 +211,9 @@ def test_several_jobs_on_one_executor(executor: RayExecutor) -> None:
     assert first.result == [x * x for x in range(20)] and second.result == [0, 1, 4, 9, 16]
     with pytest.raises(JobError, match="unknown job id"):
         executor.wait(["nope"])
+    with pytest.raises(JobError, match="unknown job id"):
+        executor.wait([low])  # forgotten once its result was handed over
+    assert low not in executor._runs and high not in executor._runs
 
 
 def test_the_driver_hands_ray_the_highest_priority_first() -> None:

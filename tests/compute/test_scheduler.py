@@ -8,6 +8,7 @@ from shoal.compute.errors import ComputeError
 from shoal.compute.scheduler import (
     CancelJob,
     CancelTask,
+    ForgetJob,
     Instruction,
     JobDone,
     JobFailed,
@@ -324,6 +325,68 @@ def test_stale_and_duplicate_reports_change_nothing() -> None:
     assert s.handle(TaskFinished("j/0", 1, "w", 1, stimulus_id="result-1-again")) == []
     assert s.story("j/0")[-1][:2] == ("result-1-again", "ignored")
     assert ("result-1", "finished") in [line[:2] for line in s.story("j/0")]
+
+
+# --- forgetting ended jobs ------------------------------------------------------------------
+
+
+def held(s: Scheduler) -> tuple[int, int]:
+    """(jobs, tasks) the scheduler still holds."""
+    return len(s._jobs), len(s._tasks)
+
+
+def test_a_done_job_is_forgotten_and_late_reports_about_it_are_ignored() -> None:
+    s = Scheduler()
+    s.handle(WorkerJoined("w", CPU))
+    out = s.handle(JobSubmitted("j", specs("j", 2)))
+    out = start_and_finish(s, out, 1.0)
+    out = start_and_finish(s, out, 3.0)
+    assert out == [JobDone("j")] and held(s) == (1, 2)
+    assert s.handle(ForgetJob("j")) == []
+    assert held(s) == (0, 0)
+    assert not s.is_live("j/0", 1)
+    with pytest.raises(ComputeError, match="unknown task"):
+        s.story("j/0")
+    # A late (stale) report of a task that is gone changes nothing, and raises nothing.
+    assert s.handle(TaskStarted("j/1", 2, "w", 5.0)) == []
+    assert s.handle(TaskFinished("j/1", 2, "w", 5.0)) == []
+    assert s.handle(TaskFailed("j/0", 3, "w", "boom", 5.0)) == []
+    assert s.workers() == {"w": 0} and held(s) == (0, 0)
+    # The scheduler goes on as before; the id may even be used again.
+    assert runs(s.handle(JobSubmitted("j", specs("j", 1)))) == [("j/0", 1, "w")]
+
+
+def test_a_failed_job_is_forgotten_with_its_queued_and_waiting_tasks() -> None:
+    s = Scheduler(SchedulerConfig(prefetch=2, prefetch_under=10.0))
+    s.handle(WorkerJoined("w1", CPU))
+    s.handle(WorkerJoined("w2", CPU))
+    out = s.handle(JobSubmitted("j", specs("j", 6, retries=1, backoff=1.0), submitted_at=0))
+    start_and_finish(s, out, 0.0)  # two short tasks: later ones may be queued (prefetch)
+    s.handle(TaskStarted("j/2", 1, "w1", 2.0))
+    s.handle(TaskFailed("j/2", 1, "w1", "boom", 2.0))  # waits for its retry until 3.0
+    assert s.task_state("j/2") == "waiting"
+    out = s.handle(CancelJob("j", "stop"))
+    assert out[-1] == JobFailed("j", "", "stop")
+    cancelled = [(i.task_id, i.attempt, i.worker_id) for i in out if isinstance(i, CancelTask)]
+    assert cancelled  # running and queued attempts
+    s.handle(ForgetJob("j"))
+    assert held(s) == (0, 0)
+    for task_id, attempt, worker in cancelled:  # their results still come back
+        assert s.handle(TaskFinished(task_id, attempt, worker, 2.5)) == []
+    assert s.handle(Tick(4.0)) == []  # the forgotten retry falls due: skipped
+    assert s.next_wakeup() is None
+    assert s.workers() == {"w1": 0, "w2": 0}
+
+
+def test_only_an_ended_job_can_be_forgotten() -> None:
+    s = Scheduler()
+    s.handle(WorkerJoined("w", CPU))
+    s.handle(JobSubmitted("j", specs("j", 1)))
+    with pytest.raises(ComputeError, match="still running"):
+        s.handle(ForgetJob("j"))
+    assert held(s) == (1, 1) and s.is_live("j/0", 1)
+    with pytest.raises(ComputeError, match="unknown job"):
+        s.handle(ForgetJob("nope"))
 
 
 def test_replaying_the_log_gives_the_same_instructions() -> None:

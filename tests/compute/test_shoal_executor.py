@@ -11,6 +11,7 @@ import importlib.util
 import json
 import operator
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -26,7 +27,9 @@ import pytest
 from examples.compute.sum import partial_sum
 from shoal.cli.main import main
 from shoal.client import ControlPlane
-from shoal.compute import ExecutorError, Job, JobFailed, ranges
+from shoal.compute import ExecutorError, Job, JobError, JobFailed, ranges
+from shoal.compute._frames import RUN, frame
+from shoal.compute._serialize import dumps_function
 from shoal.compute.records import load_checkpoints, read_job
 from shoal.compute.shoal_executor import ShoalExecutor
 from shoal.testing import ServerProcess, wait_for
@@ -183,6 +186,84 @@ def test_a_task_that_kills_its_slot_process_is_retried_on_a_fresh_one(
     first = crashed.history[0]
     assert first.outcome == "failed" and "slot process" in first.error
     assert "exited with code -9" in first.error
+
+
+# --- a long-lived executor ----------------------------------------------------------------------
+
+
+def held(ex: ShoalExecutor) -> tuple[int, ...]:
+    """What the executor and its scheduler keep per job (and the functions slots hold)."""
+    scheduler = ex._scheduler
+    slots = [s for c in ex._conns.values() for s in c.slots if s is not None]
+    return (
+        len(ex._runs),
+        len(ex._by_no),
+        len(ex._task_ref),
+        len(ex._dirty),
+        len(scheduler._jobs),
+        len(scheduler._tasks),
+        sum(len(s.fns) for s in slots),
+    )
+
+
+def test_a_long_lived_executor_forgets_each_job_once_waited_for(
+    cluster: tuple[ServerProcess, Workers],
+) -> None:
+    server, _ = cluster
+    with executor(server) as ex:
+        ex.run(Job("sum", tasks.square, range(20), combine=operator.add))
+        after_first = held(ex)
+        for n in range(1, 31):
+            outcome = ex.run(Job("sum", tasks.square, range(n), combine=operator.add))
+            assert outcome.result == sum(x * x for x in range(n))
+        assert held(ex) == after_first == (0, 0, 0, 0, 0, 0, 0)
+        with pytest.raises(JobError, match="unknown job id"):
+            ex.wait([outcome.report.job_id])
+        recorder = ex._recorder
+        assert recorder is not None
+        wait_for(lambda: not recorder._seq, 10, 0.05, "the recorder to forget the jobs")
+
+
+def test_a_late_result_of_a_forgotten_job_is_ignored(
+    cluster: tuple[ServerProcess, Workers],
+) -> None:
+    server, _ = cluster
+    with executor(server) as ex:
+        first = ex.run(Job("first", tasks.square, range(4)))
+        assert first.result == [0, 1, 4, 9] and held(ex) == (0, 0, 0, 0, 0, 0, 0)
+        # As if an attempt of the first job (job number 1) had been cancelled while queued
+        # behind another job's: it is still on a slot, and its result comes back late.
+        conn = next(iter(ex._conns.values()))
+        slot = next(s for s in conn.slots if s is not None)
+        fn = dumps_function(tasks.square, "square")
+        message = pickle.dumps(("run", [(1, fn)], [(1, 2, 9, 2)]))
+        conn.control.append(frame(RUN, slot.index, slot.gen, message))
+        slot.fifo.append((1, 2, 9))
+        slot.fns.add(1)
+        second = ex.run(Job("second", tasks.square, range(100), combine=operator.add))
+        assert second.result == sum(x * x for x in range(100))
+        assert second.report.retries == 0 and not slot.fifo
+        assert held(ex)[:6] == (0, 0, 0, 0, 0, 0)
+
+
+def test_jobs_with_cancelled_and_speculative_attempts_are_forgotten(
+    cluster: tuple[ServerProcess, Workers], tmp_path: Path
+) -> None:
+    server, _ = cluster
+    with executor(server) as ex:
+        low = ex.submit(Job("low", tasks.square, range(3000), combine=operator.add))
+        failing = [(i, 1200) for i in range(3000)]
+        high = ex.submit(Job("failing", tasks.fail_at, failing, retries=0, priority=5))
+        with pytest.raises(JobFailed, match="bad partition 1200"):
+            ex.wait([high])  # its queued attempts are cancelled; some sit behind low's
+        assert ex.wait([low])[0].result == sum(x * x for x in range(3000))
+        parts = [(i, str(tmp_path), 5) for i in range(12)]
+        stragglers = ex.run(Job("stragglers", tasks.slow_once, parts))
+        assert stragglers.result == list(range(12))
+        assert stragglers.report.tasks[5].won_by_speculative
+        last = ex.run(Job("last", tasks.square, range(100), combine=operator.add))
+        assert last.result == sum(x * x for x in range(100))
+        assert held(ex) == (0, 0, 0, 0, 0, 0, 0)
 
 
 # --- records and the CLI -----------------------------------------------------------------------
