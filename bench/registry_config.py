@@ -81,7 +81,8 @@ from bench.control_plane import (
     run_wrk,
     running,
 )
-from shoal.testing.processes import free_port, wait_for
+from shoal.testing import HttpService
+from shoal.testing.processes import wait_for
 
 INSTANCE = {"address": "10.0.0.1", "port": 8080, "tags": ["bench", "v1"]}
 DISCOVERY_INSTANCES = 100
@@ -95,15 +96,6 @@ FLEET_SETTLE_S = 2
 HEARTBEAT_MAX_S = 5
 GOAL_DETECTION_S = 1.0
 
-HTTP_SERVICE = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("content-length", "2"); self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 
 KEEPALIVE_HOLDER = """
 import sys, httpx
@@ -293,14 +285,9 @@ def trial_ttl(m: Member, watch: ServiceWatch, i: int) -> float:
 
 
 def trial_http(m: Member, watch: ServiceWatch, i: int, cpus: str | None) -> float:
-    port = free_port()
-    service = _child(["-c", HTTP_SERVICE, str(port)], cpus)
+    service = HttpService(prefix=_taskset(cpus))
+    port = service.port
     try:
-        wait_for(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
-            10,
-            what="the http service",
-        )
         iid = f"http{i}"
         check = {"type": "http", "path": "/healthz", "interval": "250ms", "timeout": "200ms"}
         body = {"address": "127.0.0.1", "port": port, "check": {**check, "fall": 2, "rise": 1}}
@@ -317,12 +304,12 @@ def trial_http(m: Member, watch: ServiceWatch, i: int, cpus: str | None) -> floa
         watch.first(lambda e: status(e, "passing"))
         time.sleep(0.3)
         killed = time.perf_counter()
-        os.kill(service.pid, signal.SIGKILL)
+        service.stop()
         told = watch.first(lambda e: status(e, "critical")) - killed
         httpx.delete(f"{m.url}/api/v1/services/det-http/instances/{iid}", timeout=5)
         return told
     finally:
-        _kill(service)
+        service.stop()
 
 
 def bench_detection(system: System, plan: Plan, results: Results) -> list[tuple[str, float]]:

@@ -9,8 +9,6 @@ generous to allow for a loaded machine.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,44 +18,12 @@ import httpx
 import pytest
 
 from shoal.registry import check_owner, instance_key
-from shoal.testing import LocalCluster, ServerProcess, free_port, local_cluster, wait_for
+from shoal.testing import HttpService, LocalCluster, ServerProcess, local_cluster, wait_for
 
 MEMBERS = ["n1", "n2", "n3"]
 # The timeout is the whole interval: on a loaded test machine a healthy service that
 # answers late must not count as a failure (that is not what these tests are about).
 CHECK = {"type": "http", "path": "/healthz", "interval": "250ms", "timeout": "250ms", "fall": 2}
-
-
-HTTP_SERVICE = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("content-length", "2"); self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
-
-
-class HttpService:
-    """A tiny real HTTP service in its own process (so the test's own polling cannot
-    starve it of the GIL and fail its probes), until stopped."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", HTTP_SERVICE, str(self.port)], stderr=subprocess.DEVNULL
-        )
-        wait_for(
-            lambda: httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1).status_code == 200,
-            what="the http service",
-        )
-
-    def stop(self) -> None:
-        """SIGKILL it: probes now get 'connection refused'."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
 
 
 @pytest.fixture

@@ -21,17 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shoal.testing import ServerProcess, free_port, local_cluster, wait_for
-
-HTTP_SERVICE = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("content-length", "2"); self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
+from shoal.testing import HttpService, ServerProcess, free_port, local_cluster, wait_for
 
 KEEPALIVE_HOLDER = """
 import sys, httpx
@@ -104,23 +94,9 @@ class Watcher:
         return wait_for(found, timeout, interval=0.005, what="a watch event")
 
 
-def start_http_service(
-    children: list[subprocess.Popen[bytes]],
-) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", HTTP_SERVICE, str(port)])
-    children.append(proc)
-    wait_for(
-        lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
-        what="the http service",
-    )
-    return port, proc
-
-
-def test_killed_http_service_turns_critical_within_a_second(
-    server: ServerProcess, children: list[subprocess.Popen[bytes]]
-) -> None:
-    port, service = start_http_service(children)
+def test_killed_http_service_turns_critical_within_a_second(server: ServerProcess) -> None:
+    service = HttpService()
+    port = service.port
     check = {"type": "http", "path": "/healthz", "interval": "250ms", "timeout": "200ms", "fall": 2}
     register(server, "web", "w1", address="127.0.0.1", port=port, check=check)
     healthy = instances(server, "web", healthy="true")
@@ -128,8 +104,7 @@ def test_killed_http_service_turns_critical_within_a_second(
     watcher = Watcher(server, "web", start_revision=healthy["revision"] + 1)
 
     killed = time.monotonic()
-    os.kill(service.pid, signal.SIGKILL)
-    service.wait(5)
+    service.stop()
 
     def gone() -> float | None:
         body = instances(server, "web", healthy="true")
@@ -147,9 +122,9 @@ def test_killed_http_service_turns_critical_within_a_second(
     assert everyone["instances"][0]["health"]["status"] == "critical"
 
     # It comes back: rise=1 makes it passing on the first good probe.
-    proc = subprocess.Popen([sys.executable, "-c", HTTP_SERVICE, str(port)])
-    children.append(proc)
-    wait_for(lambda: instances(server, "web", healthy="true")["instances"], 5, what="recovery")
+    with service:
+        service.start()
+        wait_for(lambda: instances(server, "web", healthy="true")["instances"], 5, what="recovery")
 
 
 def test_sigkilled_keepalive_stream_takes_its_instances_at_once(
@@ -433,8 +408,9 @@ def test_leader_failover_marks_no_healthy_instance_critical_and_expires_no_lease
     """DESIGN decision 3 and 7: the new leader starts from the stored statuses and gives
     every lease its full TTL plus an election timeout, so a failover is invisible to
     healthy instances."""
-    port, _service = start_http_service(children)
-    with local_cluster(tmp_path, 3) as cluster:
+    service = HttpService()
+    port = service.port
+    with service, local_cluster(tmp_path, 3) as cluster:
         leader = cluster.leader()
         check = {"type": "http", "path": "/healthz", "interval": "250ms", "timeout": "200ms"}
         register(leader, "web", "w1", address="127.0.0.1", port=port, check=check)
