@@ -686,19 +686,24 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def report_fanout(
+    system: System, results: Results, label: str, what: str, delays: list[float], missing: int
+) -> None:
+    """Log a fan-out run and add its p50/p99 rows (``label`` names them, ``what`` the run)."""
+    if not delays:
+        raise AssertionError(f"{system.name}: no notification arrived")
+    p50, p99 = _percentile(delays, 0.5), _percentile(delays, 0.99)
+    flag = f" [!{missing} missing]" if missing else ""
+    log(f"  {system.name} {what}: p50 {p50:.1f} ms p99 {p99:.1f} ms max {max(delays):.1f} ms{flag}")
+    results.add(f"{label} p50 ms", system.name, f"{p50:.1f}{flag}", p50)
+    results.add(f"{label} p99 ms", system.name, f"{p99:.1f}{flag}", p99)
+
+
 def bench_fanout(system: System, results: Results) -> None:
     n = system.settings.watchers
     delays, missing = asyncio.run(_fanout(system, system.leader(), n))
-    if not delays:
-        raise AssertionError(f"{system.name}: no watch event arrived")
-    p50, p99 = _percentile(delays, 0.5), _percentile(delays, 0.99)
-    flag = f" [!{missing} missing]" if missing else ""
-    log(
-        f"  {system.name} fan-out 1m, {n} watchers x {FANOUT_WRITES} writes: "
-        f"p50 {p50:.1f} ms p99 {p99:.1f} ms max {max(delays):.1f} ms{flag}"
-    )
-    results.add(f"fan-out {n} watchers p50 ms", system.name, f"{p50:.1f}{flag}", p50)
-    results.add(f"fan-out {n} watchers p99 ms", system.name, f"{p99:.1f}{flag}", p99)
+    what = f"fan-out 1m, {n} watchers x {FANOUT_WRITES} writes"
+    report_fanout(system, results, f"fan-out {n} watchers", what, delays, missing)
 
 
 # --------------------------------------------------------------------------- driver

@@ -78,6 +78,7 @@ from bench.control_plane import (
     ensure_tools,
     log,
     pick_cpus,
+    report_fanout,
     run_wrk,
     running,
 )
@@ -406,16 +407,8 @@ async def _fanout(system: System, m: Member, watchers: int) -> tuple[list[float]
 def bench_fanout(system: System, results: Results) -> None:
     n = system.settings.watchers
     delays, missing = asyncio.run(_fanout(system, system.leader(), n))
-    if not delays:
-        raise AssertionError(f"{system.name}: no notification arrived")
-    p50, p99 = _percentile(delays, 0.5), _percentile(delays, 0.99)
-    flag = f" [!{missing} missing]" if missing else ""
-    log(
-        f"  {system.name} config fan-out 1m, {n} watchers x {FANOUT_PUBLISHES} publishes: "
-        f"p50 {p50:.1f} ms p99 {p99:.1f} ms max {max(delays):.1f} ms{flag}"
-    )
-    results.add(f"config fan-out {n} watchers p50 ms", system.name, f"{p50:.1f}{flag}", p50)
-    results.add(f"config fan-out {n} watchers p99 ms", system.name, f"{p99:.1f}{flag}", p99)
+    what = f"config fan-out 1m, {n} watchers x {FANOUT_PUBLISHES} publishes"
+    report_fanout(system, results, f"config fan-out {n} watchers", what, delays, missing)
 
 
 # --------------------------------------------------------------------------- heartbeats
