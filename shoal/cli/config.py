@@ -1,8 +1,8 @@
 """`shoal config put|get|delete|history|diff|rollback|watch|list|beta`: the config center.
 
-Talks to `/api/v1/config/...` with httpx directly, trying each endpoint in turn until one
-answers; an API error becomes a red line on stderr and exit status 1. A publish that
-loses a race (409) is retried, since the server re-plans it from the new state.
+Talks to `/api/v1/config/...` through `ControlPlane.config` (the client tries each
+endpoint in turn, and sends a write that lost a race again: the server re-plans it from
+the new state); an API error becomes a red line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -22,7 +21,16 @@ from rich.table import Table
 from shoal.client import ControlPlane, ShoalError, watch_config
 from shoal.config import ConfigError, ItemId, parse_pairs
 
-from .common import DEFAULT_ENDPOINTS, Endpoints, Json, endpoints_of, fail, out, print_json
+from .common import (
+    DEFAULT_ENDPOINTS,
+    Endpoints,
+    Json,
+    control_plane,
+    endpoints_of,
+    fail,
+    out,
+    print_json,
+)
 
 app = typer.Typer(
     help="Publish, read, roll back and gray-release configuration.", no_args_is_help=True
@@ -30,8 +38,6 @@ app = typer.Typer(
 beta_app = typer.Typer(help="Gray release: content for matching instances only.")
 app.add_typer(beta_app, name="beta", no_args_is_help=True)
 
-BASE = "/api/v1/config"
-CONFLICT_RETRIES = 5
 WATCH_RETRY_BUDGET = 60.0  # seconds a watch keeps trying to reconnect
 _SUFFIXES = {
     ".json": "json",
@@ -69,10 +75,9 @@ def _item(text: str) -> ItemId:
 
 def _labels(pairs: list[str] | None) -> dict[str, str]:
     try:
-        labels = parse_pairs(pairs or [])
+        return parse_pairs(pairs or [])
     except ConfigError as error:
         raise typer.BadParameter(error.message, param_hint="--label") from None
-    return {f"labels.{k}": v for k, v in labels.items()}
 
 
 def _read(file: str) -> str:
@@ -91,40 +96,6 @@ def _author() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def _call(endpoints: str, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON answer of the first endpoint that answers; errors exit with status 1."""
-    last: Exception | None = None
-    for attempt in range(CONFLICT_RETRIES):
-        for url in endpoints_of(endpoints):
-            try:
-                r = httpx.request(method, url + path, timeout=10, **kwargs)
-            except httpx.HTTPError as error:
-                last = error
-                continue
-            if _lost_race(r) and attempt + 1 < CONFLICT_RETRIES:
-                break  # lost a race: try again from the new state
-            if r.status_code >= 400:
-                try:
-                    message = r.json()["message"]
-                except (ValueError, KeyError, TypeError):
-                    message = f"HTTP {r.status_code}: {r.text[:200]}"
-                raise fail(message)
-            return r.json()
-        else:
-            raise fail(f"no endpoint answered: {last}")
-    raise fail("the item kept changing; try again")
-
-
-def _lost_race(r: httpx.Response) -> bool:
-    # A version_mismatch is a 409 too, but retrying a compare-and-set cannot help.
-    if r.status_code != 409:
-        return False
-    try:
-        return bool(r.json().get("error") == "conflict")
-    except ValueError:
-        return False
 
 
 def _when(seconds: float) -> str:
@@ -150,14 +121,16 @@ def put(
 ) -> None:
     """Publish FILE as the next version of NAMESPACE/NAME (validated first)."""
     target = _item(item)
-    body = {
-        "content": _read(file),
-        "format": _format_of(file, fmt),
-        "author": _author(),
-        "message": message,
-        "expect_version": expect_version,
-    }
-    result = _call(endpoints, "PUT", f"{BASE}/{target}", json=body)
+    content = _read(file)
+    with control_plane(endpoints) as cp:
+        result = cp.config.publish(
+            target,
+            content,
+            _format_of(file, fmt),
+            author=_author(),
+            message=message,
+            expect_version=expect_version,
+        )
     _done(as_json, result, f"published {target} version {result['version']}")
 
 
@@ -171,10 +144,12 @@ def get(
 ) -> None:
     """Print the content an instance with these labels gets (or VERSION's)."""
     target = _item(item)
-    if version is not None:
-        result = _call(endpoints, "GET", f"{BASE}/{target}/versions/{version}")
-    else:
-        result = _call(endpoints, "GET", f"{BASE}/{target}", params=_labels(label))
+    labels = _labels(label)
+    with control_plane(endpoints) as cp:
+        if version is not None:
+            result = cp.config.version(target, version)
+        else:
+            result = cp.config.get(target, labels)
     if as_json:
         print_json(result)
     else:
@@ -188,8 +163,8 @@ def list_items(
     as_json: Json = False,
 ) -> None:
     """List config items with their current version."""
-    params = {"namespace": namespace} if namespace else {}
-    result = _call(endpoints, "GET", BASE, params=params)
+    with control_plane(endpoints) as cp:
+        result = cp.config.list(namespace)
     if as_json:
         print_json(result)
         return
@@ -209,7 +184,8 @@ def list_items(
 def history(item: Item, endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
     """Every version of NAMESPACE/NAME, newest first."""
     target = _item(item)
-    result = _call(endpoints, "GET", f"{BASE}/{target}/history")
+    with control_plane(endpoints) as cp:
+        result = cp.config.history(target)
     if as_json:
         print_json(result)
         return
@@ -242,7 +218,8 @@ def diff(
 ) -> None:
     """A unified diff between versions A and B."""
     target = _item(item)
-    result = _call(endpoints, "GET", f"{BASE}/{target}/diff", params={"from": a, "to": b})
+    with control_plane(endpoints) as cp:
+        result = cp.config.diff(target, a, b)
     if as_json:
         print_json(result)
     else:
@@ -259,8 +236,8 @@ def rollback(
 ) -> None:
     """Publish VERSION's content again, as a new version."""
     target = _item(item)
-    body = {"version": version, "author": _author(), "message": message}
-    result = _call(endpoints, "POST", f"{BASE}/{target}/rollback", json=body)
+    with control_plane(endpoints) as cp:
+        result = cp.config.rollback(target, version, author=_author(), message=message)
     _done(as_json, result, f"rolled {target} back to {version} as version {result['version']}")
 
 
@@ -273,8 +250,8 @@ def delete(
 ) -> None:
     """Remove NAMESPACE/NAME with its history and beta (watchers are told)."""
     target = _item(item)
-    params = {} if expect_version is None else {"expect_version": expect_version}
-    result = _call(endpoints, "DELETE", f"{BASE}/{target}", params=params)
+    with control_plane(endpoints) as cp:
+        result = cp.config.delete(target, expect_version=expect_version)
     _done(as_json, result, f"deleted {target}")
 
 
@@ -290,7 +267,7 @@ def watch(
     Follows the item across leader changes and reconnects (resuming by revision).
     """
     target = _item(item)
-    labels = {k.removeprefix("labels."): v for k, v in _labels(label).items()}
+    labels = _labels(label)
     cp = ControlPlane(endpoints_of(endpoints), retry_budget=WATCH_RETRY_BUDGET)
     try:
         for update in watch_config(cp, str(target), labels):
@@ -326,14 +303,16 @@ def beta_put(
         chosen = parse_pairs(selector, "selector")
     except ConfigError as error:
         raise typer.BadParameter(error.message, param_hint="--selector") from None
-    body = {
-        "content": _read(file),
-        "format": fmt or (_SUFFIXES.get(Path(file).suffix.lower()) if file != "-" else None),
-        "selector": chosen,
-        "author": _author(),
-        "message": message,
-    }
-    result = _call(endpoints, "PUT", f"{BASE}/{target}/beta", json=body)
+    content = _read(file)
+    with control_plane(endpoints) as cp:
+        result = cp.config.put_beta(
+            target,
+            content,
+            chosen,
+            format=fmt or (_SUFFIXES.get(Path(file).suffix.lower()) if file != "-" else None),
+            author=_author(),
+            message=message,
+        )
     _done(as_json, result, f"beta of {target} running for {chosen}")
 
 
@@ -346,8 +325,8 @@ def beta_promote(
 ) -> None:
     """Make the beta the next version for everyone."""
     target = _item(item)
-    body = {"author": _author(), "message": message}
-    result = _call(endpoints, "POST", f"{BASE}/{target}/beta/promote", json=body)
+    with control_plane(endpoints) as cp:
+        result = cp.config.promote_beta(target, author=_author(), message=message)
     _done(as_json, result, f"promoted the beta of {target} to version {result['version']}")
 
 
@@ -355,5 +334,6 @@ def beta_promote(
 def beta_drop(item: Item, endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
     """End the beta; every instance gets the current version again."""
     target = _item(item)
-    result = _call(endpoints, "DELETE", f"{BASE}/{target}/beta")
+    with control_plane(endpoints) as cp:
+        result = cp.config.drop_beta(target)
     _done(as_json, result, f"dropped the beta of {target}")

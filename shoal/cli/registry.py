@@ -1,10 +1,7 @@
 """`shoal services` and `shoal service show|register|deregister|watch`: the registry from
-the command line.
-
-Talks to `/api/v1/services/...` with httpx directly (the `shoal.client` facade has no
-registry calls yet): each request tries the `--endpoints` in order until one answers;
-followers forward writes to the leader themselves. Errors from the server become a red
-line on stderr and exit status 1.
+the command line, through `ControlPlane.registry` (the client tries the `--endpoints` in
+turn; followers forward writes to the leader themselves). Errors from the server become a
+red line on stderr and exit status 1.
 
 To mount (in `shoal/cli/main.py`):
     app.command("services")(registry.services)
@@ -13,85 +10,58 @@ To mount (in `shoal/cli/main.py`):
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import DEFAULT_ENDPOINTS, Endpoints, Json, endpoints_of, fail, out, print_json
+from shoal.client import ControlPlane, ShoalError
+from shoal.client.registry import InstanceEvent
+
+from .common import (
+    DEFAULT_ENDPOINTS,
+    Endpoints,
+    Json,
+    control_plane,
+    endpoints_of,
+    fail,
+    out,
+    print_json,
+)
 
 app = typer.Typer(
     help="Show, register, deregister and watch service instances.", no_args_is_help=True
 )
 
-TIMEOUT = 10.0
+WATCH_RETRY_BUDGET = 60.0  # seconds a watch keeps trying to reconnect
 
 
-def _request(endpoints: str, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON answer of the first endpoint that responds; `fail` on an error answer."""
-    last: Exception | None = None
-    for base in endpoints_of(endpoints):
-        try:
-            response = httpx.request(method, base + path, timeout=TIMEOUT, **kwargs)
-        except httpx.TransportError as error:
-            last = error
-            continue
-        return _json_or_fail(response)
-    raise fail(f"no endpoint answered: {last}")
-
-
-def _json_or_fail(response: httpx.Response) -> Any:
-    try:
-        data = response.json()
-    except ValueError:
-        raise fail(f"HTTP {response.status_code}: {response.text[:200]}") from None
-    if response.status_code >= 400:
-        message = data.get("message", response.text) if isinstance(data, dict) else data
-        raise fail(str(message))
-    return data
-
-
-@contextmanager
-def _stream(endpoints: str, path: str, params: dict[str, Any]) -> Iterator[httpx.Response]:
-    """An open SSE response from the first endpoint that accepts the connection."""
-    last: Exception | None = None
-    for base in endpoints_of(endpoints):
-        with ExitStack() as stack:
-            try:
-                response = stack.enter_context(
-                    httpx.stream("GET", base + path, params=params, timeout=None)
-                )
-            except httpx.TransportError as error:
-                last = error
-                continue
-            if response.status_code >= 400:
-                response.read()
-                _json_or_fail(response)
-            yield response
-            return
-    raise fail(f"no endpoint answered: {last}")
+def _pairs(items: list[str] | None) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected K=V, got {item!r}", param_hint="--meta")
+        pairs[key] = value
+    return pairs
 
 
 def services(endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
     """List the registered services with their instance and healthy counts."""
-    data = _request(endpoints, "GET", "/api/v1/services")
+    with control_plane(endpoints) as cp:
+        found = cp.registry.services()
     if as_json:
-        print_json(data)
+        print_json(found.to_json())
         return
     table = Table("service", "instances", "healthy")
-    for s in data["services"]:
-        table.add_row(escape(s["name"]), str(s["instances"]), str(s["healthy"]))
+    for s in found.services:
+        table.add_row(escape(s.name), str(s.instances), str(s.healthy))
     out.print(table)
-    out.print(f"{len(data['services'])} service(s) at revision {data['revision']}")
+    out.print(f"{len(found.services)} service(s) at revision {found.revision}")
 
 
-def _health(instance: dict[str, Any]) -> str:
-    status = instance["health"]["status"]
+def _health(status: str) -> str:
     colour = {"passing": "green", "warning": "yellow", "critical": "red"}.get(status, "white")
     return f"[{colour}]{status}[/{colour}]"
 
@@ -107,36 +77,30 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Show the instances of service NAME (as discovery would return them)."""
-    params: list[tuple[str, str]] = [("tag", t) for t in tag or []]
-    if healthy:
-        params.append(("healthy", "true"))
-    if zone is not None:
-        params.append(("zone", zone))
-    for item in meta or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected K=V, got {item!r}", param_hint="--meta")
-        params.append((f"meta.{key}", value))
-    data = _request(endpoints, "GET", f"/api/v1/services/{name}/instances", params=params)
+    filters = _pairs(meta)
+    with control_plane(endpoints) as cp:
+        found = cp.registry.instances(
+            name, healthy=healthy, tags=tag or (), zone=zone, meta=filters
+        )
     if as_json:
-        print_json(data)
+        print_json(found.to_json())
         return
     table = Table("id", "address", "zone", "tags", "weight", "health", "reason")
-    for i in data["instances"]:
+    for i in found.instances:
         table.add_row(
-            escape(i["id"]),
-            f"{i['address']}:{i['port']}",
-            escape(i["zone"]),
-            escape(",".join(i["tags"])),
-            f"{i['weight']:g}",
-            _health(i),
-            escape(i["health"]["reason"]),
+            escape(i.id),
+            f"{i.address}:{i.port}",
+            escape(i.zone),
+            escape(",".join(i.tags)),
+            f"{i.weight:g}",
+            _health(i.health.status.value),
+            escape(i.health.reason),
         )
     out.print(table)
     note = " [yellow](protect threshold: unhealthy instances included)[/yellow]"
     out.print(
-        f"{len(data['instances'])} of {data['total']} instance(s), {data['healthy']} healthy, "
-        f"at revision {data['revision']}" + (note if data["protected"] else "")
+        f"{len(found.instances)} of {found.total} instance(s), {found.healthy} healthy, "
+        f"at revision {found.revision}" + (note if found.protected else "")
     )
 
 
@@ -178,13 +142,8 @@ def register(
         "zone": zone,
         "weight": weight,
         "version": version,
-        "metadata": {},
+        "metadata": _pairs(meta),
     }
-    for item in meta or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected K=V, got {item!r}", param_hint="--meta")
-        body["metadata"][key] = value
     if ttl is not None:
         body["check"] = {"type": "ttl", "ttl": ttl}
     elif http_check is not None or tcp_check:
@@ -197,12 +156,13 @@ def register(
         body["check"] = check
     if deregister_after is not None:
         body["deregister_after"] = deregister_after
-    data = _request(endpoints, "PUT", f"/api/v1/services/{name}/instances/{instance_id}", json=body)
+    with control_plane(endpoints) as cp:
+        done = cp.registry.register(name, instance_id, **body)
     if as_json:
-        print_json(data)
+        print_json({**done.instance.to_json(), "revision": done.revision, "lease": done.lease})
         return
-    lease = f"; heartbeat with `shoal lease keepalive {data['lease']}`" if data.get("lease") else ""
-    out.print(f"registered {name}/{instance_id} (revision {data['revision']}){lease}")
+    lease = f"; heartbeat with `shoal lease keepalive {done.lease}`" if done.lease else ""
+    out.print(f"registered {name}/{instance_id} (revision {done.revision}){lease}")
 
 
 @app.command("deregister")
@@ -210,21 +170,20 @@ def deregister(
     name: str, instance_id: str, endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False
 ) -> None:
     """Remove instance INSTANCE_ID of service NAME."""
-    data = _request(endpoints, "DELETE", f"/api/v1/services/{name}/instances/{instance_id}")
+    with control_plane(endpoints) as cp:
+        revision = cp.registry.deregister(name, instance_id)
     if as_json:
-        print_json(data)
+        print_json({"revision": revision, "deleted": 1})
     else:
-        out.print(f"deregistered {name}/{instance_id} (revision {data['revision']})")
+        out.print(f"deregistered {name}/{instance_id} (revision {revision})")
 
 
-def _line(event: dict[str, Any]) -> str:
-    if event["type"] == "delete":
-        return f"{event['revision']} DELETE {event.get('id')}"
-    instance = event.get("instance") or {}
-    health = instance.get("health", {})
-    where = f"{instance.get('address')}:{instance.get('port')}"
-    status = f"{health.get('status')} ({health.get('reason')})"
-    return f"{event['revision']} PUT {event.get('id')} {where} {status}"
+def _line(event: InstanceEvent) -> str:
+    if event.type == "delete" or event.instance is None:
+        return f"{event.revision} DELETE {event.id}"
+    i = event.instance
+    status = f"{i.health.status.value} ({i.health.reason})"
+    return f"{event.revision} PUT {event.id} {i.address}:{i.port} {status}"
 
 
 @app.command("watch")
@@ -236,23 +195,20 @@ def watch(
     endpoints: Endpoints = DEFAULT_ENDPOINTS,
     as_json: Json = False,
 ) -> None:
-    """Print each change to service NAME's instances as it happens, until Ctrl-C."""
-    params = {"start_revision": start_revision} if start_revision else {}
+    """Print each change to service NAME's instances as it happens, until Ctrl-C.
+
+    Follows the service across leader changes and reconnects (resuming by revision).
+    """
+    cp = ControlPlane(endpoints_of(endpoints), retry_budget=WATCH_RETRY_BUDGET)
     try:
-        with _stream(endpoints, f"/api/v1/services/{name}/watch", params) as response:
-            kind = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    event = json.loads(line[6:])
-                    if kind == "error":
-                        raise fail(event.get("message", "watch closed"))
-                    if as_json:
-                        print_json(event)
-                    else:
-                        typer.echo(_line(event))
+        for event in cp.registry.watch(name, start_revision):
+            if as_json:
+                print_json(event.to_json())
+            else:
+                typer.echo(_line(event))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-    except httpx.HTTPError as error:
-        raise fail(f"watch interrupted: {error}") from None
+    except ShoalError as error:
+        raise fail(error.message) from None
+    finally:
+        cp.close()

@@ -5,14 +5,18 @@
         cp.put("greeting", "hello")
         print(cp.get("greeting"))
 
-`AsyncControlPlane` has the same methods, awaited. `ConfigSubscription` follows a config
-item for a service (hot reload); see `shoal.client.config`. Errors form one tree rooted at
-`ShoalError` (see `shoal.client.errors`).
+`AsyncControlPlane` has the same methods, awaited. The registry's and the config
+center's calls are `cp.registry.*` and `cp.config.*` (see `shoal.client.registry` and
+`shoal.client.config`). For a service's own needs: `RegistrationHolder` keeps an instance
+registered over the keep-alive stream, `ServiceView` is a watched local view of the
+instances of a service it calls, and `ConfigSubscription` follows a config item (hot
+reload). Errors form one tree rooted at `ShoalError` (see `shoal.client.errors`).
 """
 
 from __future__ import annotations
 
 from .config import ConfigSubscription, ConfigUpdate, watch_config, watch_config_async
+from .discovery import ServiceSnapshot, ServiceView
 from .errors import (
     BadRequest,
     Compacted,
@@ -24,6 +28,8 @@ from .errors import (
 )
 from .http import AsyncControlPlane, ControlPlane
 from .protocol import parse_endpoints
+from .registration import RegistrationHolder
+from .registry import InstanceEvent, Registration, ServiceInstances, Services
 from .types import ClusterMember, ClusterStatus, Event, KeyValue, LeaseTimeToLive, Page
 
 __all__ = [
@@ -36,10 +42,17 @@ __all__ = [
     "ConfigUpdate",
     "ControlPlane",
     "Event",
+    "InstanceEvent",
     "KeyValue",
     "LeaseTimeToLive",
     "NotFound",
     "Page",
+    "Registration",
+    "RegistrationHolder",
+    "ServiceInstances",
+    "ServiceSnapshot",
+    "ServiceView",
+    "Services",
     "ShoalError",
     "Unavailable",
     "WatchClosed",

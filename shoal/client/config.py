@@ -22,22 +22,25 @@ raises is logged and does not stop the subscription.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..config import ItemId, parse_content
 from .errors import ShoalError, Unavailable, WatchClosed, WatchCompacted
-from .http import AsyncControlPlane, ControlPlane, _translated
-from .protocol import API, Attempts, Request, watch_open_error
-from .sse import SseComment, SseDecoder, SseMessage
+from .protocol import API, Call, Consistency, Request, StreamCursor
+from .sse import SseComment, SseMessage
+
+if TYPE_CHECKING:
+    from .http import AsyncControlPlane, ControlPlane
 
 __all__ = [
+    "AsyncConfigCalls",
+    "ConfigCalls",
     "ConfigCursor",
     "ConfigSubscription",
     "ConfigUpdate",
@@ -47,7 +50,124 @@ __all__ = [
 
 log = logging.getLogger("shoal.client.config")
 
+T = TypeVar("T")
 RETRY_MIN, RETRY_MAX = 0.05, 5.0  # a subscription's reconnect backoff
+BASE = f"{API}/config"
+# A write that lost a race to a concurrent one did nothing; the server re-plans it from
+# the new state when it is sent again. (A version_mismatch is a 409 too: never repeated.)
+_LOST_RACE = frozenset({"conflict"})
+Json = dict[str, Any]
+
+
+# -- calls (each answers the server's JSON object; see docs/api.md) --------------------
+
+
+def _item(item: str | ItemId) -> ItemId:
+    return item if isinstance(item, ItemId) else ItemId.parse(item)
+
+
+def _write(
+    method: str, path: str, body: Json | None = None, params: tuple[tuple[str, str], ...] = ()
+) -> Call[Json]:
+    return Call(
+        Request(method, path, params, json=body), dict, idempotent=False, repeat_on=_LOST_RACE
+    )
+
+
+def _body(**values: Any) -> Json:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def publish(
+    item: str | ItemId,
+    content: str,
+    format: str = "text",
+    *,
+    author: str | None = None,
+    message: str | None = None,
+    expect_version: int | None = None,
+) -> Call[Json]:
+    """Publish the next version: `{"version", "sha256", "revision"}`."""
+    body = _body(
+        content=content,
+        format=format,
+        author=author,
+        message=message,
+        expect_version=expect_version,
+    )
+    return _write("PUT", f"{BASE}/{_item(item)}", body)
+
+
+def get(
+    item: str | ItemId,
+    labels: Mapping[str, str] | None = None,
+    consistency: Consistency = "linearizable",
+) -> Call[Json]:
+    """The content an instance with `labels` gets now (the beta's when they match)."""
+    params = [(f"labels.{k}", v) for k, v in sorted((labels or {}).items())]
+    if consistency == "stale":
+        params.append(("consistency", "stale"))
+    return Call(Request("GET", f"{BASE}/{_item(item)}", tuple(params)), dict)
+
+
+def version(item: str | ItemId, number: int) -> Call[Json]:
+    return Call(Request("GET", f"{BASE}/{_item(item)}/versions/{int(number)}"), dict)
+
+
+def history(item: str | ItemId) -> Call[Json]:
+    return Call(Request("GET", f"{BASE}/{_item(item)}/history"), dict)
+
+
+def diff(item: str | ItemId, from_version: int, to_version: int) -> Call[Json]:
+    params = (("from", str(int(from_version))), ("to", str(int(to_version))))
+    return Call(Request("GET", f"{BASE}/{_item(item)}/diff", params), dict)
+
+
+def list_items(namespace: str | None = None) -> Call[Json]:
+    params = (("namespace", namespace),) if namespace else ()
+    return Call(Request("GET", BASE, params), dict)
+
+
+def rollback(
+    item: str | ItemId, to_version: int, *, author: str | None = None, message: str | None = None
+) -> Call[Json]:
+    body = _body(version=to_version, author=author, message=message)
+    return _write("POST", f"{BASE}/{_item(item)}/rollback", body)
+
+
+def delete(item: str | ItemId, *, expect_version: int | None = None) -> Call[Json]:
+    params = () if expect_version is None else (("expect_version", str(expect_version)),)
+    return _write("DELETE", f"{BASE}/{_item(item)}", params=params)
+
+
+def put_beta(
+    item: str | ItemId,
+    content: str,
+    selector: Mapping[str, str],
+    format: str | None = None,
+    *,
+    author: str | None = None,
+    message: str | None = None,
+) -> Call[Json]:
+    body = _body(
+        content=content, format=format, selector=dict(selector), author=author, message=message
+    )
+    return _write("PUT", f"{BASE}/{_item(item)}/beta", body)
+
+
+def promote_beta(
+    item: str | ItemId, *, author: str | None = None, message: str | None = None
+) -> Call[Json]:
+    return _write(
+        "POST", f"{BASE}/{_item(item)}/beta/promote", _body(author=author, message=message)
+    )
+
+
+def drop_beta(item: str | ItemId) -> Call[Json]:
+    return _write("DELETE", f"{BASE}/{_item(item)}/beta")
+
+
+# -- the watch ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,22 +197,34 @@ class ConfigUpdate:
 
 @dataclass(slots=True)
 class ConfigCursor:
-    """Where a config watch is (pure): the request to (re)open it, frames -> updates."""
+    """Where a config watch is (pure): the request to (re)open it, frames -> updates.
+
+    A stream cut off or dropped is reopened from the revision after the last update; a
+    start that was compacted away restarts from the present (an update then arrives only
+    if the content differs from the last one delivered). Refusals (no such item, bad
+    labels) are the caller's.
+    """
 
     item: ItemId
     labels: Mapping[str, str] = field(default_factory=dict)
     last_revision: int | None = None
     last: ConfigUpdate | None = None
+    resume: bool = True
 
     def request(self) -> Request:
         params = [(f"labels.{k}", v) for k, v in sorted(self.labels.items())]
         if self.last_revision is not None:
             params.append(("start_revision", str(self.last_revision + 1)))
-        return Request("GET", f"{API}/config/{self.item}/watch", tuple(params))
+        return Request("GET", f"{BASE}/{self.item}/watch", tuple(params))
 
     def restart(self) -> None:
         """Forget the position (its history was compacted): reopen from the present."""
         self.last_revision = None
+
+    def reopen(self, error: ShoalError) -> bool:
+        if isinstance(error, WatchCompacted):
+            self.restart()
+        return isinstance(error, Unavailable | WatchClosed | WatchCompacted)
 
     def handle(self, item: SseMessage | SseComment) -> ConfigUpdate | None:
         if isinstance(item, SseComment):
@@ -152,81 +284,125 @@ def watch_config(
     Reconnects across endpoints within the client's retry budget; raises `Unavailable`
     when it is spent, and `NotFound`/`BadRequest` for a watch the server refuses.
     """
-    cursor = ConfigCursor(ItemId.parse(item), dict(labels or {}))
-    return _watch(cp, cursor)
+    return cp.stream(ConfigCursor(ItemId.parse(item), dict(labels or {})))
 
 
-def _watch(cp: ControlPlane, cursor: ConfigCursor) -> Iterator[ConfigUpdate]:
-    attempts = cp._attempts()
-    while True:
-        request, url = cursor.request(), attempts.endpoint
-        try:
-            with (
-                _translated(url),
-                cp._http.stream(
-                    "GET",
-                    url + request.path,
-                    params=list(request.params),
-                    timeout=cp._watch_timeout(),
-                ) as response,
-            ):
-                if response.status_code != 200:
-                    raise watch_open_error(response.status_code, response.read())
-                attempts.progress(time.monotonic())
-                decoder = SseDecoder()
-                for chunk in response.iter_bytes():
-                    for frame in decoder.feed(chunk):
-                        update = cursor.handle(frame)
-                        if update is not None:
-                            yield update
-            raise Unavailable(f"the config watch from {url} ended")
-        except ShoalError as error:
-            time.sleep(_retry_delay(cursor, attempts, error))
-
-
-async def watch_config_async(
+def watch_config_async(
     cp: AsyncControlPlane, item: str, labels: Mapping[str, str] | None = None
 ) -> AsyncIterator[ConfigUpdate]:
     """`watch_config` for asyncio code."""
-    cursor = ConfigCursor(ItemId.parse(item), dict(labels or {}))
-    attempts = cp._attempts()
-    while True:
-        request, url = cursor.request(), attempts.endpoint
-        try:
-            with _translated(url):
-                async with cp._http.stream(
-                    "GET",
-                    url + request.path,
-                    params=list(request.params),
-                    timeout=cp._watch_timeout(),
-                ) as response:
-                    if response.status_code != 200:
-                        raise watch_open_error(response.status_code, await response.aread())
-                    attempts.progress(time.monotonic())
-                    decoder = SseDecoder()
-                    async for chunk in response.aiter_bytes():
-                        for frame in decoder.feed(chunk):
-                            update = cursor.handle(frame)
-                            if update is not None:
-                                yield update
-            raise Unavailable(f"the config watch from {url} ended")
-        except ShoalError as error:
-            await asyncio.sleep(_retry_delay(cursor, attempts, error))
+    return cp.stream(ConfigCursor(ItemId.parse(item), dict(labels or {})))
 
 
-def _retry_delay(cursor: ConfigCursor, attempts: Attempts, error: ShoalError) -> float:
-    """How long to wait before reopening the watch after ``error``; re-raises it when the
-    server refused the watch or the retry budget is spent."""
-    if isinstance(error, WatchCompacted):
-        cursor.restart()
-    if not _recoverable(error):
-        raise error
-    # Attempts only moves on after errors it deems retryable; a recoverable stream end is.
-    retryable = error if isinstance(error, Unavailable) else Unavailable(error.message)
-    delay = attempts.after_failure(retryable, time.monotonic())
-    if delay is None:
-        raise error
-    return delay
+# -- the shells' config namespace -----------------------------------------------------
+
+
+class _Shell(Protocol):
+    def call(self, call: Call[T]) -> T: ...
+
+    def stream(self, cursor: StreamCursor[T]) -> Iterator[T]: ...
+
+
+class _AsyncShell(Protocol):
+    async def call(self, call: Call[T]) -> T: ...
+
+    def stream(self, cursor: StreamCursor[T]) -> AsyncIterator[T]: ...
+
+
+class ConfigCalls:
+    """`cp.config` on a `ControlPlane`: the calls above, sent (see each for its answer)."""
+
+    def __init__(self, shell: _Shell) -> None:
+        self._shell = shell
+
+    def publish(self, item: str | ItemId, content: str, format: str = "text", **kw: Any) -> Json:
+        return self._shell.call(publish(item, content, format, **kw))
+
+    def get(self, item: str | ItemId, labels: Mapping[str, str] | None = None) -> Json:
+        return self._shell.call(get(item, labels))
+
+    def version(self, item: str | ItemId, number: int) -> Json:
+        return self._shell.call(version(item, number))
+
+    def history(self, item: str | ItemId) -> Json:
+        return self._shell.call(history(item))
+
+    def diff(self, item: str | ItemId, from_version: int, to_version: int) -> Json:
+        return self._shell.call(diff(item, from_version, to_version))
+
+    def list(self, namespace: str | None = None) -> Json:
+        return self._shell.call(list_items(namespace))
+
+    def rollback(self, item: str | ItemId, to_version: int, **kw: Any) -> Json:
+        return self._shell.call(rollback(item, to_version, **kw))
+
+    def delete(self, item: str | ItemId, *, expect_version: int | None = None) -> Json:
+        return self._shell.call(delete(item, expect_version=expect_version))
+
+    def put_beta(
+        self, item: str | ItemId, content: str, selector: Mapping[str, str], **kw: Any
+    ) -> Json:
+        return self._shell.call(put_beta(item, content, selector, **kw))
+
+    def promote_beta(self, item: str | ItemId, **kw: Any) -> Json:
+        return self._shell.call(promote_beta(item, **kw))
+
+    def drop_beta(self, item: str | ItemId) -> Json:
+        return self._shell.call(drop_beta(item))
+
+    def watch(
+        self, item: str | ItemId, labels: Mapping[str, str] | None = None
+    ) -> Iterator[ConfigUpdate]:
+        return self._shell.stream(ConfigCursor(_item(item), dict(labels or {})))
+
+
+class AsyncConfigCalls:
+    """`cp.config` on an `AsyncControlPlane`: the same calls, awaited."""
+
+    def __init__(self, shell: _AsyncShell) -> None:
+        self._shell = shell
+
+    async def publish(
+        self, item: str | ItemId, content: str, format: str = "text", **kw: Any
+    ) -> Json:
+        return await self._shell.call(publish(item, content, format, **kw))
+
+    async def get(self, item: str | ItemId, labels: Mapping[str, str] | None = None) -> Json:
+        return await self._shell.call(get(item, labels))
+
+    async def version(self, item: str | ItemId, number: int) -> Json:
+        return await self._shell.call(version(item, number))
+
+    async def history(self, item: str | ItemId) -> Json:
+        return await self._shell.call(history(item))
+
+    async def diff(self, item: str | ItemId, from_version: int, to_version: int) -> Json:
+        return await self._shell.call(diff(item, from_version, to_version))
+
+    async def list(self, namespace: str | None = None) -> Json:
+        return await self._shell.call(list_items(namespace))
+
+    async def rollback(self, item: str | ItemId, to_version: int, **kw: Any) -> Json:
+        return await self._shell.call(rollback(item, to_version, **kw))
+
+    async def delete(self, item: str | ItemId, *, expect_version: int | None = None) -> Json:
+        return await self._shell.call(delete(item, expect_version=expect_version))
+
+    async def put_beta(
+        self, item: str | ItemId, content: str, selector: Mapping[str, str], **kw: Any
+    ) -> Json:
+        return await self._shell.call(put_beta(item, content, selector, **kw))
+
+    async def promote_beta(self, item: str | ItemId, **kw: Any) -> Json:
+        return await self._shell.call(promote_beta(item, **kw))
+
+    async def drop_beta(self, item: str | ItemId) -> Json:
+        return await self._shell.call(drop_beta(item))
+
+    def watch(
+        self, item: str | ItemId, labels: Mapping[str, str] | None = None
+    ) -> AsyncIterator[ConfigUpdate]:
+        return self._shell.stream(ConfigCursor(_item(item), dict(labels or {})))
 
 
 class ConfigSubscription:
@@ -274,7 +450,7 @@ class ConfigSubscription:
         delay = RETRY_MIN
         while not self._closed.is_set():
             try:
-                for update in _watch(self._cp, self._cursor):
+                for update in self._cp.stream(self._cursor):
                     if self._closed.is_set():
                         return
                     delay = RETRY_MIN

@@ -2,9 +2,12 @@
 
 Both are thin shells around `shoal.client.protocol`, which decides what to send, how to
 read the answer and whether to retry; a shell only moves bytes (httpx), reads the clock
-and sleeps. Each public method is one line that hands a `Call` to `call()`, so the two
-classes cannot drift apart in behaviour. This is the only module that imports httpx; its
-exceptions are translated into `shoal.client.errors` here and nowhere else.
+and sleeps. Each public method is one line that hands a `Call` to `call()`, or a
+`StreamCursor` to `stream()` -- the one loop per shell that opens, reads and resumes every
+SSE stream (KV and instance watches, config watches, keep-alive streams) -- so the two
+classes cannot drift apart in behaviour. The registry's and the config center's calls
+are reached as `cp.registry` and `cp.config`. This is the only module that imports
+httpx; its exceptions are translated into `shoal.client.errors` here and nowhere else.
 
     with ControlPlane("http://127.0.0.1:7700,http://127.0.0.1:7710") as cp:
         revision = cp.put("/config/a", "1")
@@ -23,8 +26,10 @@ import anyio
 import httpx
 
 from . import protocol as ops
+from .config import AsyncConfigCalls, ConfigCalls
 from .errors import ShoalError, Unavailable
-from .protocol import Attempts, Call, Consistency, Request, WatchCursor
+from .protocol import Attempts, Call, Consistency, Request, StreamCursor, WatchCursor
+from .registry import AsyncRegistryCalls, RegistryCalls
 from .sse import SseDecoder
 from .types import ClusterStatus, Event, KeyValue, LeaseTimeToLive, Page
 
@@ -88,6 +93,8 @@ class ControlPlane(_Shell):
     ) -> None:
         super().__init__(endpoints, timeout, retry_budget)
         self._http = httpx.Client(timeout=timeout, transport=transport)
+        self.registry = RegistryCalls(self)
+        self.config = ConfigCalls(self)
 
     def close(self) -> None:
         self._http.close()
@@ -111,7 +118,46 @@ class ControlPlane(_Shell):
                 self._preferred = attempts.index
                 return ops.finish(call, response.status_code, response.content)
             except ShoalError as error:
-                delay = attempts.after_failure(error, time.monotonic(), call.idempotent)
+                now = time.monotonic()
+                delay = attempts.after_failure(error, now, call.idempotent, call.repeat_on)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def stream(self, cursor: StreamCursor[T]) -> Iterator[T]:
+        """The values `cursor` makes of an SSE stream, reopened as it says (see
+        `StreamCursor`) on any endpoint until the retry budget is spent without progress."""
+        attempts = self._attempts()
+        while True:
+            request, url = cursor.request(), attempts.endpoint
+            try:
+                with (
+                    _translated(url),
+                    self._http.stream(
+                        request.method,
+                        url + request.path,
+                        params=list(request.params),
+                        timeout=self._watch_timeout(),
+                        follow_redirects=True,  # the keep-alive stream lives on the leader
+                    ) as response,
+                ):
+                    if response.status_code != 200:
+                        raise ops.watch_open_error(response.status_code, response.read())
+                    attempts.progress(time.monotonic())
+                    self._preferred = attempts.index
+                    decoder = SseDecoder()
+                    for chunk in response.iter_bytes():
+                        for item in decoder.feed(chunk):
+                            value = cursor.handle(item)
+                            if value is not None:
+                                yield value
+                if not cursor.resume:
+                    return
+                raise Unavailable(f"the stream from {url} ended")
+            except ShoalError as error:
+                if not cursor.reopen(error):
+                    raise
+                delay = attempts.after_failure(ops.as_retryable(error), time.monotonic())
                 if delay is None:
                     raise
                 time.sleep(delay)
@@ -228,41 +274,8 @@ class ControlPlane(_Shell):
         the start is older than the kept history and `WatchClosed` when the server ends
         the watch.
         """
-        cursor = WatchCursor(prefix, key, start_revision)  # bad arguments fail here, now
-        return self._watch(cursor, resume)
-
-    def _watch(self, cursor: WatchCursor, resume: bool) -> Iterator[Event]:
-        attempts = self._attempts()
-        while True:
-            request, url = cursor.request(), attempts.endpoint
-            try:
-                with (
-                    _translated(url),
-                    self._http.stream(
-                        request.method,
-                        url + request.path,
-                        params=list(request.params),
-                        timeout=self._watch_timeout(),
-                    ) as response,
-                ):
-                    if response.status_code != 200:
-                        raise ops.watch_open_error(response.status_code, response.read())
-                    attempts.progress(time.monotonic())
-                    self._preferred = attempts.index
-                    decoder = SseDecoder()
-                    for chunk in response.iter_bytes():
-                        for item in decoder.feed(chunk):
-                            event = cursor.handle(item)
-                            if event is not None:
-                                yield event
-                if not resume:
-                    return
-                raise Unavailable(f"the watch stream from {url} ended")
-            except ShoalError as error:
-                delay = attempts.after_failure(error, time.monotonic()) if resume else None
-                if delay is None:
-                    raise
-                time.sleep(delay)
+        # Bad arguments fail here, at the call, not at the first next().
+        return self.stream(WatchCursor(prefix, key, start_revision, resume))
 
 
 class AsyncControlPlane(_Shell):
@@ -278,6 +291,8 @@ class AsyncControlPlane(_Shell):
     ) -> None:
         super().__init__(endpoints, timeout, retry_budget)
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self.registry = AsyncRegistryCalls(self)
+        self.config = AsyncConfigCalls(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -300,7 +315,44 @@ class AsyncControlPlane(_Shell):
                 self._preferred = attempts.index
                 return ops.finish(call, response.status_code, response.content)
             except ShoalError as error:
-                delay = attempts.after_failure(error, time.monotonic(), call.idempotent)
+                now = time.monotonic()
+                delay = attempts.after_failure(error, now, call.idempotent, call.repeat_on)
+                if delay is None:
+                    raise
+                await anyio.sleep(delay)
+
+    async def stream(self, cursor: StreamCursor[T]) -> AsyncIterator[T]:
+        """As `ControlPlane.stream`, iterated with `async for`."""
+        attempts = self._attempts()
+        while True:
+            request, url = cursor.request(), attempts.endpoint
+            try:
+                with _translated(url):
+                    async with self._http.stream(
+                        request.method,
+                        url + request.path,
+                        params=list(request.params),
+                        timeout=self._watch_timeout(),
+                        follow_redirects=True,
+                    ) as response:
+                        if response.status_code != 200:
+                            body = await response.aread()
+                            raise ops.watch_open_error(response.status_code, body)
+                        attempts.progress(time.monotonic())
+                        self._preferred = attempts.index
+                        decoder = SseDecoder()
+                        async for chunk in response.aiter_bytes():
+                            for item in decoder.feed(chunk):
+                                value = cursor.handle(item)
+                                if value is not None:
+                                    yield value
+                if not cursor.resume:
+                    return
+                raise Unavailable(f"the stream from {url} ended")
+            except ShoalError as error:
+                if not cursor.reopen(error):
+                    raise
+                delay = attempts.after_failure(ops.as_retryable(error), time.monotonic())
                 if delay is None:
                     raise
                 await anyio.sleep(delay)
@@ -406,37 +458,4 @@ class AsyncControlPlane(_Shell):
         resume: bool = True,
     ) -> AsyncIterator[Event]:
         """As `ControlPlane.watch`, iterated with `async for`."""
-        cursor = WatchCursor(prefix, key, start_revision)
-        return self._watch(cursor, resume)
-
-    async def _watch(self, cursor: WatchCursor, resume: bool) -> AsyncIterator[Event]:
-        attempts = self._attempts()
-        while True:
-            request, url = cursor.request(), attempts.endpoint
-            try:
-                with _translated(url):
-                    async with self._http.stream(
-                        request.method,
-                        url + request.path,
-                        params=list(request.params),
-                        timeout=self._watch_timeout(),
-                    ) as response:
-                        if response.status_code != 200:
-                            body = await response.aread()
-                            raise ops.watch_open_error(response.status_code, body)
-                        attempts.progress(time.monotonic())
-                        self._preferred = attempts.index
-                        decoder = SseDecoder()
-                        async for chunk in response.aiter_bytes():
-                            for item in decoder.feed(chunk):
-                                event = cursor.handle(item)
-                                if event is not None:
-                                    yield event
-                if not resume:
-                    return
-                raise Unavailable(f"the watch stream from {url} ended")
-            except ShoalError as error:
-                delay = attempts.after_failure(error, time.monotonic()) if resume else None
-                if delay is None:
-                    raise
-                await anyio.sleep(delay)
+        return self.stream(WatchCursor(prefix, key, start_revision, resume))

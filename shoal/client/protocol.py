@@ -13,8 +13,13 @@ Theory of operation.
   and how long to wait: every endpoint once, then rounds with doubling backoff, until a
   deadline. Connection refused is always retried; a request that may have reached a
   server is repeated only when it is idempotent or the server said it did nothing (503).
-- `WatchCursor` turns SSE items into `Event`s and remembers where the stream is, so a
-  dropped watch resumes without loss or duplicates (see its docstring).
+- A stream (a watch, the keep-alive stream) is driven by a `StreamCursor`: the request
+  that opens (or reopens) it, what each SSE item means, and which errors to reopen after.
+  Each shell has one loop that runs any cursor (`stream`). `WatchCursor` turns SSE items
+  into `Event`s and remembers where the stream is, so a dropped watch resumes without
+  loss or duplicates (see its docstring).
+- The registry's and the config center's calls live beside their cursors in
+  `shoal.client.registry` and `shoal.client.config`, built the same way.
 
 No I/O, no clock (time comes in as `now`), no randomness.
 """
@@ -24,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from .errors import (
@@ -40,6 +45,7 @@ from .sse import SseComment, SseMessage
 from .types import ClusterMember, ClusterStatus, Event, KeyValue, LeaseTimeToLive, Page
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Consistency = Literal["linearizable", "stale"]
 Params = tuple[tuple[str, str], ...]
 
@@ -68,6 +74,9 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
     recover: Callable[[ShoalError], T] = _never  # an error that is an answer, or re-raise
     idempotent: bool = True
+    # Error codes after which the server did nothing and asks for the same request again
+    # (e.g. a config publish that lost a race: the server re-plans it from the new state).
+    repeat_on: frozenset[str] = frozenset()
 
 
 def parse_endpoints(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -335,7 +344,9 @@ def ready() -> Call[dict[str, Any]]:
 # -- retries --------------------------------------------------------------------------
 
 
-def retryable(error: ShoalError, idempotent: bool) -> bool:
+def retryable(error: ShoalError, idempotent: bool, repeat_on: frozenset[str] = frozenset()) -> bool:
+    if error.code is not None and error.code in repeat_on:
+        return True
     if not isinstance(error, Unavailable):
         return False
     if error.status is not None:  # the server answered: only "did nothing, try again" codes
@@ -380,9 +391,15 @@ class Attempts:
         self._failures_in_round = 0
         self._delay = self.backoff
 
-    def after_failure(self, error: ShoalError, now: float, idempotent: bool = True) -> float | None:
+    def after_failure(
+        self,
+        error: ShoalError,
+        now: float,
+        idempotent: bool = True,
+        repeat_on: frozenset[str] = frozenset(),
+    ) -> float | None:
         """Seconds to wait before trying `self.endpoint` again (moved on), or None: give up."""
-        if not retryable(error, idempotent):
+        if not retryable(error, idempotent, repeat_on):
             return None
         self.index = (self.index + 1) % len(self.endpoints)
         self._failures_in_round += 1
@@ -393,6 +410,39 @@ class Attempts:
         if now + delay >= self.deadline:
             return None
         return delay
+
+
+# -- streams --------------------------------------------------------------------------
+
+
+class StreamCursor(Protocol[T_co]):
+    """What a shell's one stream loop needs to run, and resume, an SSE stream.
+
+    `request()` is asked again before every (re)connection, so a cursor that remembers
+    its position reopens where it left off. `handle(item)` turns one SSE item into a
+    value to yield (None: nothing to yield) or raises the error the item reports.
+    `reopen(error)` says whether to reconnect (after the shell's backoff, within its
+    retry budget) or to raise `error` to the caller; a cursor may reposition itself here
+    (e.g. start from the present after `WatchCompacted`). `resume` False: a stream that
+    ends cleanly ends the iteration instead of being reopened.
+    """
+
+    @property
+    def resume(self) -> bool: ...
+
+    def request(self) -> Request: ...
+
+    def handle(self, item: SseMessage | SseComment) -> T_co | None: ...
+
+    def reopen(self, error: ShoalError) -> bool: ...
+
+
+def as_retryable(error: ShoalError) -> ShoalError:
+    """`error` in the form `Attempts` moves on after: a stream a cursor chose to reopen
+    after is retried like a connection failure."""
+    if isinstance(error, Unavailable) and retryable(error, True):
+        return error
+    return Unavailable(error.message, request_sent=False)
 
 
 # -- watch ----------------------------------------------------------------------------
@@ -414,6 +464,7 @@ class WatchCursor:
     prefix: str | None = None
     key: str | None = None
     start_revision: int | None = None
+    resume: bool = True
     _last: int | None = field(default=None, init=False)
     _seen_at_last: set[tuple[str, str]] = field(default_factory=set, init=False)
 
@@ -456,6 +507,11 @@ class WatchCursor:
             self._last, self._seen_at_last = event.revision, set()
         self._seen_at_last.add(mark)
         return event
+
+    def reopen(self, error: ShoalError) -> bool:
+        """Reconnect after connection trouble (when resuming); a compacted start or a
+        server that ended the watch is the caller's to handle."""
+        return self.resume and isinstance(error, Unavailable) and retryable(error, True)
 
 
 def _watch_error(data: str) -> ShoalError:

@@ -5,10 +5,11 @@ Theory of operation
 A worker is an asyncio TCP server (uvloop when installed) that registers itself in the
 control plane's registry as an instance of the service ``shoal-workers`` (instance id =
 worker id; address and port = its TCP server; metadata: ``slots``, ``resources``, ``pid``)
-with a ttl check, and holds that instance's lease open with the keep-alive stream
-(``GET /api/v1/leases/{id}/keepalive-stream``). The control plane revokes the lease the
-moment the stream's connection closes, so a worker that dies -- even by SIGKILL --
-vanishes from discovery within milliseconds, and drivers reschedule its tasks.
+attached to a lease it holds open with the keep-alive stream
+(``shoal.client.RegistrationHolder``, the same holder a ``shoal.Service`` uses). The
+control plane revokes the lease the moment the stream's connection closes, so a worker
+that dies -- even by SIGKILL -- vanishes from discovery within milliseconds, and drivers
+reschedule its tasks.
 
 Each driver connection gets its own ``slots`` slot processes (``_slots.serve``, the same
 task loop the local executor's workers run), started by a multiprocessing forkserver:
@@ -41,7 +42,9 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-import httpx
+from shoal.client import AsyncControlPlane
+from shoal.client.registration import RegistrationHolder
+from shoal.client.registry import Registration
 
 from . import _frames as fr
 from ._slots import slot_main
@@ -133,7 +136,7 @@ class Worker:
         self._ctx.set_forkserver_preload(_preload())
         self._sessions: set[_Session] = set()
         self._stopping: asyncio.Event | None = None
-        self._lease: int | None = None
+        self._announced = False
 
     # -- lifecycle --
 
@@ -142,7 +145,16 @@ class Worker:
         await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
         server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = int(server.sockets[0].getsockname()[1])
-        registration = asyncio.create_task(self._hold_registration())
+        plane = AsyncControlPlane(self.servers, timeout=10.0)
+        holder = RegistrationHolder(
+            plane,
+            fr.SERVICE,
+            self.worker_id,
+            ttl=self.ttl,
+            on_registered=self._announce,
+            **self._instance_fields(),
+        )
+        registration = asyncio.create_task(holder.run())
         if ready is not None and not ready.done():
             ready.set_result(self.port)
         try:
@@ -152,7 +164,8 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await registration
             server.close()
-            await self._deregister()
+            await holder.deregister()
+            await plane.aclose()
             for session in list(self._sessions):
                 await self._end_session(session)
 
@@ -162,7 +175,7 @@ class Worker:
 
     # -- registration --
 
-    def _instance_body(self) -> dict[str, Any]:
+    def _instance_fields(self) -> dict[str, Any]:
         return {
             "address": self.advertise,
             "port": self.port,
@@ -171,53 +184,16 @@ class Worker:
                 "resources": json.dumps(self.resources, separators=(",", ":")),
                 "pid": str(os.getpid()),
             },
-            "check": {"type": "ttl", "ttl": f"{self.ttl}s"},
         }
 
-    async def _hold_registration(self) -> None:
-        """Register, then hold the keep-alive stream; start over whenever it ends."""
-        path = f"/api/v1/services/{fr.SERVICE}/instances/{self.worker_id}"
-        delay = 0.1
-        announced = False
-        timeout = httpx.Timeout(10.0, read=None)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
-            while True:
-                for base in self.servers:
-                    try:
-                        response = await http.put(base + path, json=self._instance_body())
-                        if response.status_code >= 400:
-                            _log(f"registration refused by {base}: {response.text[:300]}")
-                            continue
-                        lease = int(response.json()["lease"])
-                        self._lease = lease
-                        stream_path = f"/api/v1/leases/{lease}/keepalive-stream"
-                        async with http.stream("GET", base + stream_path) as stream:
-                            if stream.status_code != 200:
-                                continue
-                            if not announced:
-                                _log(
-                                    f"shoal worker {self.worker_id} ({self.slots} slots, "
-                                    f"resources {self.resources}) listening on "
-                                    f"{self.advertise}:{self.port}, registered at {base}"
-                                )
-                                announced = True
-                            delay = 0.1
-                            async for _ in stream.aiter_bytes():
-                                pass
-                    except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
-                        _log(f"control plane {base}: {type(error).__name__}: {error}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    async def _deregister(self) -> None:
-        path = f"/api/v1/services/{fr.SERVICE}/instances/{self.worker_id}"
-        async with httpx.AsyncClient(timeout=2.0, follow_redirects=True) as http:
-            for base in self.servers:
-                with contextlib.suppress(httpx.HTTPError, OSError):
-                    if self._lease is not None:
-                        await http.delete(f"{base}/api/v1/leases/{self._lease}")
-                    await http.delete(base + path)
-                    return
+    def _announce(self, registration: Registration) -> None:
+        if not self._announced:
+            self._announced = True
+            _log(
+                f"shoal worker {self.worker_id} ({self.slots} slots, resources "
+                f"{self.resources}) listening on {self.advertise}:{self.port}, registered "
+                f"at revision {registration.revision}"
+            )
 
     # -- driver sessions --
 
