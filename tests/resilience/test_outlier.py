@@ -195,7 +195,7 @@ events = st.lists(
             st.just("record"),
             st.integers(0, 24),
             st.sampled_from(list(Outcome)),
-            st.floats(0.0, 20.0),
+            st.floats(0.0, 2.0),
         ),
         st.tuples(st.just("pool"), st.integers(1, 25), st.just(Outcome.SUCCESS), st.just(0.0)),
     ),
@@ -208,7 +208,7 @@ def test_never_more_than_the_allowed_share_and_at_least_one_is_possible(
     events: list[tuple[str, int, Outcome, float]], percent: float
 ) -> None:
     config = OutlierConfig(
-        consecutive_failures=2, consecutive_local_failures=2, max_ejection_percent=percent,
+        consecutive_failures=1, consecutive_local_failures=2, max_ejection_percent=percent,
         base_ejection=15.0, max_ejection=60.0, interval=5.0,
     )  # fmt: skip
     d = OutlierDetector(config)
