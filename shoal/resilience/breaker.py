@@ -54,6 +54,7 @@ class BreakerState(Enum):
     HALF_OPEN = "half_open"
 
 
+_SUCCESS = Outcome.SUCCESS
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
@@ -236,7 +237,9 @@ class CircuitBreaker:
 
     def record(self, now: float, outcome: Outcome, duration: float) -> None:
         """The outcome of a permitted call that ran for ``duration`` seconds."""
-        bad = _FAILED if outcome in self._failure_outcomes else 0
+        # Identity first: Enum hashing is a Python-level call, and success is the common case.
+        success = outcome is _SUCCESS or outcome not in self._failure_outcomes
+        bad = 0 if success else _FAILED
         slow_after = self._slow_duration
         if slow_after is not None and duration >= slow_after:
             bad |= _SLOW
@@ -245,20 +248,19 @@ class CircuitBreaker:
             ring = self._ring
             index = self._index
             old = ring[index]
-            ring[index] = bad
             self._index = index + 1 if index + 1 < self._window else 0
             count = self._count
             if count < self._window:
                 count += 1
                 self._count = count
-            failed = self._failed + (bad & _FAILED) - (old & _FAILED)
-            slow = self._slow + ((bad & _SLOW) >> 1) - ((old & _SLOW) >> 1)
-            self._failed = failed
-            self._slow = slow
-            if count >= self._min_calls:
-                if failed >= self._fail_trip[count]:
+            if old != bad:
+                ring[index] = bad
+                self._failed += (bad & _FAILED) - (old & _FAILED)
+                self._slow += ((bad & _SLOW) >> 1) - ((old & _SLOW) >> 1)
+            if count >= self._min_calls and (self._failed or self._slow):
+                if self._failed >= self._fail_trip[count]:
                     self._to_open(now, "failure_rate")
-                elif slow >= self._slow_trip[count]:
+                elif self._slow >= self._slow_trip[count]:
                     self._to_open(now, "slow_call_rate")
         elif state is _HALF_OPEN:
             if self._probes_in_flight == 0:

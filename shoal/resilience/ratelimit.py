@@ -11,8 +11,8 @@ is touched (no timer). resilience4j's RateLimiter instead refreshes a fixed numb
 permits per period; a token bucket gives the same long-run rate without the cliff at
 each period boundary.
 
-`KeyedRateLimiter` keeps one bucket per key (client address, API key header, ...) in a
-dict ordered by last use and holds at most ``max_keys``. When a new key needs room the
+`KeyedRateLimiter` keeps one bucket per key (client address, API key header, ...) in an
+`OrderedDict` ordered by last use and holds at most ``max_keys``. When a new key needs room the
 least recently used bucket is dropped. That loses nothing if the dropped bucket had
 refilled (a full bucket is exactly what a new key gets) -- which is the case whenever its
 key was idle for ``burst / rate`` seconds; only a flood of more than ``max_keys`` distinct
@@ -29,6 +29,7 @@ Pure and not thread-safe: used from one event loop or under the caller's lock.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 from ._validate import require_int, require_number
 
@@ -118,7 +119,9 @@ class KeyedRateLimiter:
         self._rate = float(rate)
         self._burst = float(burst)
         self._max_keys = max_keys
-        self._buckets: dict[str, TokenBucket] = {}
+        # OrderedDict, not dict: popping a plain dict's oldest key repeatedly leaves
+        # deleted slots at its front that every later scan for the oldest must skip.
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._evicted = 0
 
     @property
@@ -136,15 +139,14 @@ class KeyedRateLimiter:
     def try_take(self, key: str, now: float) -> bool:
         """Take one token from ``key``'s bucket; False if it is empty."""
         buckets = self._buckets
-        bucket = buckets.pop(key, None)
+        bucket = buckets.get(key)
         if bucket is None:
             if len(buckets) >= self._max_keys:
-                # Dicts keep insertion order and every use re-inserts: the first key is
-                # the least recently used.
-                del buckets[next(iter(buckets))]
+                buckets.popitem(last=False)  # the least recently used
                 self._evicted += 1
-            bucket = _fresh_bucket(self._rate, self._burst)
-        buckets[key] = bucket
+            bucket = buckets[key] = _fresh_bucket(self._rate, self._burst)
+        else:
+            buckets.move_to_end(key)
         return bucket.try_take(now)
 
     def retry_after(self, key: str, now: float) -> float:
