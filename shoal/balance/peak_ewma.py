@@ -1,0 +1,139 @@
+"""P2C over peak-EWMA latency: Finagle's PeakEwma load metric, as Linkerd uses it.
+
+A host's cost is its latency estimate times the requests it would have in flight,
+``estimate * (outstanding + 1)``; a pick compares two random hosts (p2c.py) and takes
+the cheaper. Weights (configured, or ramping under slow start) set the odds of being
+drawn as a candidate, not the cost: at equal cost the first draw wins, so traffic
+follows the weights until latency or load tells hosts apart.
+
+The estimate is a moving average of request latency that is hyper-sensitive to peaks
+and recovers cautiously:
+
+* A sample above the current estimate replaces it at once.
+* A sample below it moves the estimate toward the sample with weight ``1 - w``,
+  ``w = exp(-dt / tau)``, where dt is the time since the previous sample: an average over
+  an unevenly spaced series (Eckner), so a burst of samples counts by the time it spans,
+  not by its count. tau is `decay` (default 10 s: Finagle's decayTime default, Linkerd's
+  EWMA_DECAY).
+* Between samples the estimate fades toward zero with the same time constant,
+  ``estimate(now) = rtt * exp(-(now - rtt_at) / tau)``. That is what makes a host that
+  was slow, and so stopped getting traffic, get a probe again later. Finagle and tower
+  get the same fade by decaying the stored value on every read of the cost, which makes
+  their estimate depend on how often the balancer reads it; here a pick only looks, and
+  a sample blends with the faded estimate, so the estimate is a function of the samples
+  and their times alone.
+
+Hosts that have not finished a request yet are pessimistic, by a rule that holds at any
+latency scale: they are estimated as slow as the slowest healthy measured host of the
+pool (Linkerd2-proxy starts every endpoint at a default RTT estimate, EWMA_DEFAULT_RTT =
+30 ms; Finagle charges an unmeasured host a huge penalty while its first request is in
+flight). A new host therefore never wins a comparison against a known-faster host at
+equal load, but does get traffic as the pool gets busy, and its first sample replaces
+the guess outright. With no measured host at all every host is estimated at
+`default_rtt` (30 ms, Linkerd's), and the policy degrades to least outstanding requests.
+
+Failures count as latency, so a host that fails fast does not look fast: a failed
+request is a sample of ``max(latency, failure_multiplier * slowest healthy estimate)``
+(default multiplier 2). "Healthy" means measured and its last request succeeded; the
+penalty is relative to the other hosts, so it needs no tuning per service, and it cannot
+compound (a failing host's own estimate never raises the reference). With no healthy
+host the reference is `default_rtt`. The peak rule makes the penalty take effect on the
+first failure; the host recovers as its successes pull the estimate down.
+
+Rules: `pick` is O(1) with nothing excluded, except while an unmeasured host is among
+the candidates (O(n) to find the reference, until its first request finishes); the
+estimate of a host never becomes infinite or NaN (samples are finite, checked by the
+pool).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .p2c import PairSampler
+from .state import HostState
+
+DEFAULT_DECAY = 10.0  # seconds: Finagle's decayTime default, Linkerd2-proxy's EWMA_DECAY
+DEFAULT_RTT = 0.030  # seconds: Linkerd2-proxy's EWMA_DEFAULT_RTT
+DEFAULT_FAILURE_MULTIPLIER = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeakEwmaConfig:
+    decay: float = DEFAULT_DECAY
+    default_rtt: float = DEFAULT_RTT
+    failure_multiplier: float = DEFAULT_FAILURE_MULTIPLIER
+
+
+class LatencyModel:
+    """The peak-EWMA estimates of one pool: read by the picker, fed by `finished`."""
+
+    def __init__(self, config: PeakEwmaConfig) -> None:
+        self.config = config
+        self._tau = config.decay
+        self._pool: Sequence[HostState] = ()
+
+    def track(self, pool: Sequence[HostState]) -> None:
+        """The whole pool (every tier and zone): the reference for guesses and penalties."""
+        self._pool = pool
+
+    def _faded(self, state: HostState, now: float) -> float:
+        elapsed = now - state.rtt_at
+        return state.rtt * math.exp(-elapsed / self._tau) if elapsed > 0 else state.rtt
+
+    def reference(self, now: float) -> float:
+        """The slowest healthy measured host's estimate, or `default_rtt` if none."""
+        slowest = 0.0
+        found = False
+        for state in self._pool:
+            if state.measured and not state.failing:
+                found = True
+                slowest = max(slowest, self._faded(state, now))
+        return slowest if found else self.config.default_rtt
+
+    def estimate(self, state: HostState, now: float) -> float:
+        """The latency estimate of `state` at `now`, in seconds."""
+        return self._faded(state, now) if state.measured else self.reference(now)
+
+    def cost(self, state: HostState, now: float) -> float:
+        return self.estimate(state, now) * (state.outstanding + 1)
+
+    def observe(self, state: HostState, now: float, latency: float, ok: bool) -> None:
+        """Fold one finished request into `state`'s estimate."""
+        sample = latency
+        if not ok:
+            sample = max(latency, self.config.failure_multiplier * self.reference(now))
+        state.failing = not ok
+        if not state.measured:
+            state.rtt = sample
+            state.measured = True
+        else:
+            elapsed = max(now - state.rtt_at, 0.0)
+            w = math.exp(-elapsed / self._tau)
+            faded = state.rtt * w
+            state.rtt = sample if sample > faded else faded * w + sample * (1.0 - w)
+        state.rtt_at = max(now, state.rtt_at)
+
+
+class PeakEwmaPicker:
+    weighted: ClassVar[bool] = True
+
+    def __init__(self, rng: random.Random, model: LatencyModel) -> None:
+        self._model = model
+        self._sampler = PairSampler(rng)
+        self._now = 0.0  # the pick in progress, for the comparison callback
+
+    def rebuild(self, members: Sequence[HostState]) -> None:
+        self._sampler.rebuild(members)
+
+    def _better(self, a: HostState, b: HostState) -> bool:
+        cost = self._model.cost
+        return cost(a, self._now) <= cost(b, self._now)
+
+    def pick(self, now: float, point: int | None, exclude: Collection[str]) -> HostState | None:
+        self._now = now
+        return self._sampler.best(exclude, self._better)
