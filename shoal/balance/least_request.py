@@ -16,8 +16,9 @@ Theory of operation, as Envoy's `LeastRequestLoadBalancer`:
 
 New hosts start at a random phase of their first period (deadline = u / weight, u drawn
 from the RNG), so clients started together do not pick in lockstep; hosts that stay
-across a `rebuild` keep their deadlines. An excluded host is popped and put back with
-its deadline unchanged, so exclusion does not cost it its turn.
+across a `rebuild` keep their deadlines. An excluded host that comes up is passed over
+as if picked (its turn is used, as a retry's rejected pick uses it in Envoy), so it does
+not bank turns while excluded and come back in a burst.
 """
 
 from __future__ import annotations
@@ -96,20 +97,17 @@ class LeastRequestPicker:
 
     def _pick_scheduled(self, exclude: Collection[str]) -> HostState | None:
         heap = self._heap
-        skipped = []
+        passed = []
         chosen = None
         while heap:
-            entry = heapq.heappop(heap)
-            if exclude and entry[2].id in exclude:
-                skipped.append(entry)
-                continue
-            chosen = entry[2]
-            self._clock = entry[0]
-            deadline = entry[0] + 1.0 / self.dynamic_weight(chosen)
-            heapq.heappush(heap, (deadline, self._next_sequence(), chosen))
-            break
-        for entry in skipped:
-            heapq.heappush(heap, entry)
+            deadline, _, member = heapq.heappop(heap)
+            self._clock = deadline
+            passed.append((deadline + 1.0 / self.dynamic_weight(member), member))
+            if not exclude or member.id not in exclude:
+                chosen = member
+                break
+        for deadline, member in passed:
+            heapq.heappush(heap, (deadline, self._next_sequence(), member))
         return chosen
 
 
