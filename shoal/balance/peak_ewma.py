@@ -23,27 +23,32 @@ and recovers cautiously:
   a sample blends with the faded estimate, so the estimate is a function of the samples
   and their times alone.
 
-Hosts that have not finished a request yet are pessimistic, by a rule that holds at any
-latency scale: they are estimated as slow as the slowest healthy measured host of the
-pool (Linkerd2-proxy starts every endpoint at a default RTT estimate, EWMA_DEFAULT_RTT =
-30 ms; Finagle charges an unmeasured host a huge penalty while its first request is in
-flight). A new host therefore never wins a comparison against a known-faster host at
-equal load, but does get traffic as the pool gets busy, and its first sample replaces
-the guess outright. With no measured host at all every host is estimated at
-`default_rtt` (30 ms, Linkerd's), and the policy degrades to least outstanding requests.
+Both the guess for a new host and the penalty for a failure are relative to one
+reference, the *slowest recent success*: the largest, over the pool's hosts, of the
+latency of each host's last successful request (`default_rtt`, 30 ms as Linkerd's
+EWMA_DEFAULT_RTT, while no request has succeeded). It is built from real successful
+latencies only, so neither a guess nor a penalty can feed back into it, and it needs no
+tuning per service: it scales with the service's own latency.
+
+Hosts that have not finished a request yet are pessimistic: their estimate is the
+reference, so a new host is taken for as slow as the slowest host (Linkerd2-proxy
+starts every endpoint at its default RTT estimate; Finagle charges an unmeasured host a
+huge penalty while its first request is in flight). It never wins a comparison against
+a known-faster host at equal load, yet gets traffic as the pool gets busy, and its first
+sample replaces the guess outright. With nothing measured every host is estimated at
+`default_rtt` and the policy degrades to least outstanding requests.
 
 Failures count as latency, so a host that fails fast does not look fast: a failed
-request is a sample of ``max(latency, failure_multiplier * slowest healthy estimate)``
-(default multiplier 2). "Healthy" means measured and its last request succeeded; the
-penalty is relative to the other hosts, so it needs no tuning per service, and it cannot
-compound (a failing host's own estimate never raises the reference). With no healthy
-host the reference is `default_rtt`. The peak rule makes the penalty take effect on the
-first failure; the host recovers as its successes pull the estimate down.
+request is a sample of ``max(latency, failure_multiplier * reference)`` (default 4: a
+failing host is chosen over a healthy one of the slowest kind only when that one has
+three or more requests in flight). The peak rule makes the penalty take effect on the
+first failure; a host that recovers comes back as its estimate fades and its successes
+pull it down.
 
-Rules: `pick` is O(1) with nothing excluded, except while an unmeasured host is among
-the candidates (O(n) to find the reference, until its first request finishes); the
-estimate of a host never becomes infinite or NaN (samples are finite, checked by the
-pool).
+Rules: `pick` is O(1) with nothing excluded and equal weights (O(log n) with unequal
+ones), except while an unmeasured host is among the candidates: finding the reference is
+O(n), as it is for each failed request. An estimate never becomes infinite or NaN: the
+pool rejects non-finite latencies and the penalty is bounded by real latencies.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from .state import HostState
 
 DEFAULT_DECAY = 10.0  # seconds: Finagle's decayTime default, Linkerd2-proxy's EWMA_DECAY
 DEFAULT_RTT = 0.030  # seconds: Linkerd2-proxy's EWMA_DEFAULT_RTT
-DEFAULT_FAILURE_MULTIPLIER = 2.0
+DEFAULT_FAILURE_MULTIPLIER = 4.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,29 +90,27 @@ class LatencyModel:
         elapsed = now - state.rtt_at
         return state.rtt * math.exp(-elapsed / self._tau) if elapsed > 0 else state.rtt
 
-    def reference(self, now: float) -> float:
-        """The slowest healthy measured host's estimate, or `default_rtt` if none."""
-        slowest = 0.0
-        found = False
+    def reference(self) -> float:
+        """The slowest recent success: the largest last-success latency in the pool."""
+        slowest = -1.0
         for state in self._pool:
-            if state.measured and not state.failing:
-                found = True
-                slowest = max(slowest, self._faded(state, now))
-        return slowest if found else self.config.default_rtt
+            if state.ok_latency > slowest:
+                slowest = state.ok_latency
+        return slowest if slowest >= 0 else self.config.default_rtt
 
     def estimate(self, state: HostState, now: float) -> float:
         """The latency estimate of `state` at `now`, in seconds."""
-        return self._faded(state, now) if state.measured else self.reference(now)
+        return self._faded(state, now) if state.measured else self.reference()
 
     def cost(self, state: HostState, now: float) -> float:
         return self.estimate(state, now) * (state.outstanding + 1)
 
     def observe(self, state: HostState, now: float, latency: float, ok: bool) -> None:
         """Fold one finished request into `state`'s estimate."""
-        sample = latency
-        if not ok:
-            sample = max(latency, self.config.failure_multiplier * self.reference(now))
-        state.failing = not ok
+        if ok:
+            sample = state.ok_latency = latency
+        else:
+            sample = max(latency, self.config.failure_multiplier * self.reference())
         if not state.measured:
             state.rtt = sample
             state.measured = True

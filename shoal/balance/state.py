@@ -19,10 +19,10 @@ class HostState:
 
     __slots__ = (
         "current",
-        "failing",
         "host",
         "id",
         "measured",
+        "ok_latency",
         "outstanding",
         "rtt",
         "rtt_at",
@@ -40,7 +40,7 @@ class HostState:
         self.rtt = 0.0
         self.rtt_at = now
         self.measured = False  # no request has finished yet: the estimate is a guess
-        self.failing = False  # the last request that finished failed
+        self.ok_latency = -1.0  # latency of its last successful request; -1: none yet
         self.current = 0.0  # smooth weighted round robin's running weight (smooth_wrr.py)
 
     def __repr__(self) -> str:

@@ -51,32 +51,41 @@ def keyed_owners(b: Balancer, keys: Sequence[str], **kw: Any) -> dict[str, str]:
 Latency = Callable[[str, float], tuple[float, bool]]
 
 
-def run(
-    b: Balancer,
-    latency: Latency,
-    *,
-    rate: float,
-    duration: float,
-    start: float = 0.0,
-) -> Counter[str]:
-    """Drive `b` with a fake clock: a request every 1/rate seconds, each taking
-    `latency(host_id, t)` seconds (and succeeding or not), finished in time order before
-    the next pick. Returns how many requests each host got."""
-    inflight: list[tuple[float, int, str, float, bool]] = []
-    counts: Counter[str] = Counter()
-    step = 1.0 / rate
-    t = start
-    seq = 0
-    while t < start + duration:
-        while inflight and inflight[0][0] <= t:
-            end, _, host_id, began, ok = heapq.heappop(inflight)
-            b.finished(host_id, end, end - began, ok)
-        host = b.pick(t)
-        assert host is not None
-        b.started(host.id, t)
-        counts[host.id] += 1
-        took, ok = latency(host.id, t)
-        seq += 1
-        heapq.heappush(inflight, (t + took, seq, host.id, t, ok))
-        t += step
-    return counts
+class Simulation:
+    """Drive a balancer with a fake clock: a request every 1/rate seconds, each taking
+    `latency(host_id, t)` seconds (and succeeding or not). Requests finish in time order
+    before the next pick; in-flight requests carry over from one `run` to the next."""
+
+    def __init__(self, b: Balancer, latency: Latency) -> None:
+        self.balancer = b
+        self.latency = latency
+        self.now = 0.0
+        self._inflight: list[tuple[float, int, str, float, bool]] = []
+        self._seq = 0
+
+    def run(self, *, rate: float, duration: float) -> Counter[str]:
+        """Requests over the next `duration` seconds; how many each host got."""
+        b = self.balancer
+        counts: Counter[str] = Counter()
+        step = 1.0 / rate
+        end_at = self.now + duration
+        inflight = self._inflight
+        while self.now < end_at:
+            t = self.now
+            while inflight and inflight[0][0] <= t:
+                end, _, host_id, began, ok = heapq.heappop(inflight)
+                b.finished(host_id, end, end - began, ok)
+            host = b.pick(t)
+            assert host is not None
+            b.started(host.id, t)
+            counts[host.id] += 1
+            took, ok = self.latency(host.id, t)
+            self._seq += 1
+            heapq.heappush(inflight, (t + took, self._seq, host.id, t, ok))
+            self.now = t + step
+        return counts
+
+
+def run(b: Balancer, latency: Latency, *, rate: float, duration: float) -> Counter[str]:
+    """One `Simulation` run from t = 0."""
+    return Simulation(b, latency).run(rate=rate, duration=duration)
