@@ -46,9 +46,10 @@ first failure; a host that recovers comes back as its estimate fades and its suc
 pull it down.
 
 Rules: `pick` is O(1) with nothing excluded and equal weights (O(log n) with unequal
-ones), except while an unmeasured host is among the candidates: finding the reference is
-O(n), as it is for each failed request. An estimate never becomes infinite or NaN: the
-pool rejects non-finite latencies and the penalty is bounded by real latencies.
+ones). The reference is kept incrementally; it costs an O(n) scan only when the pool
+changes or the slowest host's latest success is faster than its previous one. An
+estimate never becomes infinite or NaN: the pool rejects non-finite latencies and the
+penalty is bounded by real latencies.
 """
 
 from __future__ import annotations
@@ -81,10 +82,21 @@ class LatencyModel:
         self.config = config
         self._tau = config.decay
         self._pool: Sequence[HostState] = ()
+        # The reference, kept incrementally: recomputed over the pool only when the pool
+        # changes or the host holding the maximum gets faster.
+        self._slowest = -1.0
+        self._slowest_id: str | None = None
 
     def track(self, pool: Sequence[HostState]) -> None:
         """The whole pool (every tier and zone): the reference for guesses and penalties."""
         self._pool = pool
+        self._recompute()
+
+    def _recompute(self) -> None:
+        self._slowest, self._slowest_id = -1.0, None
+        for state in self._pool:
+            if state.ok_latency > self._slowest:
+                self._slowest, self._slowest_id = state.ok_latency, state.id
 
     def _faded(self, state: HostState, now: float) -> float:
         elapsed = now - state.rtt_at
@@ -92,11 +104,7 @@ class LatencyModel:
 
     def reference(self) -> float:
         """The slowest recent success: the largest last-success latency in the pool."""
-        slowest = -1.0
-        for state in self._pool:
-            if state.ok_latency > slowest:
-                slowest = state.ok_latency
-        return slowest if slowest >= 0 else self.config.default_rtt
+        return self._slowest if self._slowest >= 0 else self.config.default_rtt
 
     def estimate(self, state: HostState, now: float) -> float:
         """The latency estimate of `state` at `now`, in seconds."""
@@ -109,6 +117,10 @@ class LatencyModel:
         """Fold one finished request into `state`'s estimate."""
         if ok:
             sample = state.ok_latency = latency
+            if latency >= self._slowest:
+                self._slowest, self._slowest_id = latency, state.id
+            elif state.id == self._slowest_id:
+                self._recompute()  # the slowest got faster: who is slowest now?
         else:
             sample = max(latency, self.config.failure_multiplier * self.reference())
         if not state.measured:

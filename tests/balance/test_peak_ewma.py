@@ -51,12 +51,17 @@ def test_unmeasured_hosts_are_as_slow_as_the_slowest_recent_success() -> None:
     assert estimate(b, "h2", 0.0) == pytest.approx(0.200)
     b.finished("h1", 0.0, 9.0, False)  # a failure is not a success: the reference stays
     assert estimate(b, "h2", 0.0) == pytest.approx(0.200)
+    b.finished("h1", 0.0, 0.100, True)  # the slowest got faster
+    assert estimate(b, "h2", 0.0) == pytest.approx(0.100)
+    b.finished("h1", 0.0, 0.200, True)
     # A new host does not win against a known-faster one at equal load...
     assert "h2" not in picks(b, 50, exclude={"h1"})
     for _ in range(4):
         b.started("h0", 0.0)
     # ... but does once that one is busy enough: 0.050 * 5 > 0.200.
     assert set(picks(b, 50, exclude={"h1"})) == {"h2"}
+    b.update(pool(3)[::2], 1.0)  # the slowest host left: the reference follows
+    assert estimate(b, "h2", 1.0) == pytest.approx(0.050)
 
 
 def test_default_rtt_option() -> None:
