@@ -43,8 +43,10 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "client": frozenset({"wire", "registry", "config"}),
     "balance": frozenset(),
     "resilience": frozenset(),
-    "service": frozenset({"client", "balance", "resilience", "observe"}),
-    "gateway": frozenset({"client", "balance", "resilience", "observe"}),
+    # The registry and config models are the vocabulary shared by server and clients
+    # (DESIGN.md's own row for them); the SDK and the gateway read them directly.
+    "service": frozenset({"client", "balance", "resilience", "observe", "registry", "config"}),
+    "gateway": frozenset({"client", "balance", "resilience", "observe", "registry", "config"}),
     "events": frozenset({"client"}),
     "compute": frozenset({"client"}),
     "observe": frozenset(),

@@ -1,0 +1,237 @@
+"""One request's attempts: the policies composed into a plan the shells carry out.
+
+    plan = CallPlan(policy, pool, idempotent=True, now=now, rng=rng)
+    while True:
+        step = plan.next(now)
+        if isinstance(step, Done): ...           # return step.response, or raise step.error
+        elif isinstance(step, Backoff): sleep(step.delay)
+        else:                                    # an Attempt: send it to step.host
+            plan.record(step, now, outcome, status, response)
+
+Theory of operation. A call is a sequence of attempts within one overall deadline
+(`Timeouts`). Each attempt goes to a host the pool chooses -- its balancer, minus the
+hosts this call already tried, minus ejected hosts and hosts whose breaker refuses --
+with the smaller of the per-attempt timeout and what is left of the deadline. After an
+attempt, the breaker, the outlier detector and the balancer learn its outcome (in the
+pool), and the plan decides: done, or retry after a full-jitter backoff when the
+`RetryPolicy` allows it (idempotent requests only, unless nothing was sent), the
+deadline leaves room, and the `RetryBudget` admits one more retry in flight.
+
+`Done` carries what the caller gets: the last response if there was one (a 503 after
+the retries ran out is still the upstream's answer), else the reason there is none
+(`NoHost`, `BudgetExhausted`, `DeadlineExceeded`, or the last attempt's outcome).
+
+Pure: no I/O, no clock, no threads; `now` and the RNG come in. The pool is the caller's
+(`Pool`), so the same plan drives the service SDK and the gateway; the pool locks what
+it shares between calls.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from .breaker import BreakerConfig
+from .outcome import Outcome
+from .outlier import OutlierConfig
+from .retry import RetryBudget, RetryPolicy
+from .timeouts import Timeouts
+
+__all__ = [
+    "Attempt",
+    "Backoff",
+    "CallPlan",
+    "CallPolicy",
+    "Done",
+    "Pool",
+    "StopReason",
+]
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallPolicy:
+    """Everything that decides how one upstream is called (see docs/resilience.md)."""
+
+    timeouts: Timeouts = Timeouts(overall=15.0, per_attempt=5.0)
+    retry: RetryPolicy = RetryPolicy()
+    budget_ratio: float = 0.2
+    budget_min_concurrent: int = 3
+    breaker: BreakerConfig | None = BreakerConfig()  # per host; None: no breakers
+    outlier: OutlierConfig | None = OutlierConfig()  # None: no ejection
+
+    def new_budget(self) -> RetryBudget:
+        return RetryBudget(self.budget_ratio, self.budget_min_concurrent)
+
+
+class Pool(Protocol):
+    """The hosts of one upstream and their shared state, as a call plan needs them.
+
+    `choose` picks a host not in `exclude` that may take a call now (not ejected, breaker
+    admitting it -- a True answer has taken the breaker's permit), or None. `finished`
+    reports the attempt to the balancer, breaker and outlier detector; `abandoned` gives
+    a permit back for an attempt that never ran. `budget` is the upstream's retry budget.
+    """
+
+    @property
+    def budget(self) -> RetryBudget: ...
+
+    def choose(
+        self, now: float, key: str | bytes | None, exclude: Collection[str]
+    ) -> str | None: ...
+
+    def finished(self, host: str, now: float, outcome: Outcome, latency: float) -> None: ...
+
+    def abandoned(self, host: str, now: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int  # 1-based
+    host: str
+    timeout: float  # seconds this attempt may take
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    delay: float
+
+
+class StopReason:
+    """Why a call ended without a response (`Done.reason`)."""
+
+    NO_HOST = "no_host"  # nothing to send to: empty pool, or every host refused
+    BUDGET_EXHAUSTED = "budget_exhausted"  # a retry was due but the budget said no
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # the overall timeout passed
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # the last attempt failed, no retry left
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Generic[R]):
+    response: R | None  # the last response, if any attempt got one
+    reason: str | None = None  # a StopReason when there is no usable response
+    outcome: Outcome | None = None  # the last attempt's outcome
+    status: int | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.response is not None
+
+
+@dataclass(slots=True)
+class CallPlan(Generic[R]):
+    """The attempts of one call; see the module docstring."""
+
+    policy: CallPolicy
+    pool: Pool
+    idempotent: bool
+    now: float
+    rng: random.Random
+    key: str | bytes | None = None
+    _tried: set[str] = field(default_factory=set, init=False)
+    _attempts: int = field(default=0, init=False)
+    _retries_in_flight: int = field(default=0, init=False)
+    _pending: Attempt | None = field(default=None, init=False)
+    _due: bool = field(default=True, init=False)  # an attempt may start (backoff done)
+    _done: Done[R] | None = field(default=None, init=False)
+    _last: tuple[Outcome, int | None, R | None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.pool.budget.request_started()
+
+    # -- the shell asks -----------------------------------------------------------------
+
+    def next(self, now: float) -> Attempt | Backoff | Done[R]:
+        if self._done is not None:
+            return self._done
+        if self._pending is not None:
+            raise RuntimeError("record the pending attempt before asking for the next step")
+        if not self._due:
+            self._due = True
+            if self._attempts and not self.pool.budget.try_start_retry():
+                return self._finish(StopReason.BUDGET_EXHAUSTED)
+            if self._attempts:
+                self._retries_in_flight += 1
+            delay = self.policy.retry.backoff(self._attempts, self.rng)
+            if delay > 0:
+                return Backoff(delay)
+        timeout = self.policy.timeouts.attempt_timeout(self.now, now)
+        if timeout is not None and timeout <= 0:
+            return self._finish(StopReason.DEADLINE_EXCEEDED)
+        host = self.pool.choose(now, self.key, self._tried)
+        if host is None and self._tried:
+            # Every host was tried once: a retry may go back to one rather than give up
+            # (a pool of one retries the same host, as Envoy does without a host predicate).
+            host = self.pool.choose(now, self.key, ())
+        if host is None:
+            return self._finish(StopReason.NO_HOST)
+        self._attempts += 1
+        self._tried.add(host)
+        attempt = Attempt(self._attempts, host, _finite(timeout), now)
+        self._pending = attempt
+        return attempt
+
+    def record(
+        self,
+        attempt: Attempt,
+        now: float,
+        outcome: Outcome,
+        status: int | None = None,
+        response: R | None = None,
+    ) -> None:
+        """What `attempt` came to; `response` is what the caller gets if it is the last."""
+        if attempt is not self._pending:
+            raise RuntimeError("record the attempt the plan handed out, once")
+        self._pending = None
+        self.pool.finished(attempt.host, now, outcome, now - attempt.started)
+        self._last = (outcome, status, response)
+        if self._retries_in_flight:
+            self._retries_in_flight -= 1
+            self.pool.budget.retry_finished()
+        if outcome is Outcome.SUCCESS and (
+            status is None or status not in self.policy.retry.retry_statuses
+        ):
+            self._finish(None)
+            return
+        if not self.policy.retry.should_retry(attempt.number, outcome, status, self.idempotent):
+            self._finish(StopReason.ATTEMPTS_EXHAUSTED if response is None else None)
+            return
+        self._due = False  # the next step is a retry, after its backoff
+
+    def cancel(self, attempt: Attempt | None, now: float) -> Done[R]:
+        """The caller gave up (e.g. cancelled): release what the plan holds."""
+        if attempt is not None and attempt is self._pending:
+            self._pending = None
+            self.pool.abandoned(attempt.host, now)
+            if self._retries_in_flight:
+                self._retries_in_flight -= 1
+                self.pool.budget.retry_finished()
+        return self._finish(StopReason.DEADLINE_EXCEEDED)
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _finish(self, reason: str | None) -> Done[R]:
+        if self._done is not None:
+            return self._done
+        while self._retries_in_flight:
+            self._retries_in_flight -= 1
+            self.pool.budget.retry_finished()
+        self.pool.budget.request_finished()
+        outcome, status, response = self._last if self._last is not None else (None, None, None)
+        if reason is None and response is None:
+            reason = StopReason.ATTEMPTS_EXHAUSTED
+        self._done = Done(response, reason, outcome, status, self._attempts)
+        return self._done
+
+
+def _finite(timeout: float | None) -> float:
+    return float("inf") if timeout is None else timeout
