@@ -71,13 +71,22 @@ class Pool(Protocol):
     """The hosts of one upstream and their shared state, as a call plan needs them.
 
     `choose` picks a host not in `exclude` that may take a call now (not ejected, breaker
-    admitting it -- a True answer has taken the breaker's permit), or None. `finished`
+    admitting it -- a host returned has taken the breaker's permit), or None. `finished`
     reports the attempt to the balancer, breaker and outlier detector; `abandoned` gives
-    a permit back for an attempt that never ran. `budget` is the upstream's retry budget.
+    a permit back for an attempt that never ran. The rest is the upstream's retry budget
+    (`RetryBudget`'s methods): `request_started` returns the budget the call counts
+    against, which the plan hands back to the other three, so a policy reload that
+    replaces the budget cannot unbalance it. Calls on many threads share a pool: it locks
+    its state.
     """
 
-    @property
-    def budget(self) -> RetryBudget: ...
+    def request_started(self) -> RetryBudget: ...
+
+    def request_finished(self, budget: RetryBudget) -> None: ...
+
+    def try_start_retry(self, budget: RetryBudget) -> bool: ...
+
+    def retry_finished(self, budget: RetryBudget) -> None: ...
 
     def choose(
         self, now: float, key: str | bytes | None, exclude: Collection[str]
@@ -140,9 +149,10 @@ class CallPlan(Generic[R]):
     _due: bool = field(default=True, init=False)  # an attempt may start (backoff done)
     _done: Done[R] | None = field(default=None, init=False)
     _last: tuple[Outcome, int | None, R | None] | None = field(default=None, init=False)
+    _budget: RetryBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pool.budget.request_started()
+        self._budget = self.pool.request_started()
 
     # -- the shell asks -----------------------------------------------------------------
 
@@ -153,7 +163,7 @@ class CallPlan(Generic[R]):
             raise RuntimeError("record the pending attempt before asking for the next step")
         if not self._due:
             self._due = True
-            if self._attempts and not self.pool.budget.try_start_retry():
+            if self._attempts and not self.pool.try_start_retry(self._budget):
                 return self._finish(StopReason.BUDGET_EXHAUSTED)
             if self._attempts:
                 self._retries_in_flight += 1
@@ -192,7 +202,7 @@ class CallPlan(Generic[R]):
         self._last = (outcome, status, response)
         if self._retries_in_flight:
             self._retries_in_flight -= 1
-            self.pool.budget.retry_finished()
+            self.pool.retry_finished(self._budget)
         if outcome is Outcome.SUCCESS and (
             status is None or status not in self.policy.retry.retry_statuses
         ):
@@ -210,7 +220,7 @@ class CallPlan(Generic[R]):
             self.pool.abandoned(attempt.host, now)
             if self._retries_in_flight:
                 self._retries_in_flight -= 1
-                self.pool.budget.retry_finished()
+                self.pool.retry_finished(self._budget)
         return self._finish(StopReason.DEADLINE_EXCEEDED)
 
     @property
@@ -224,8 +234,8 @@ class CallPlan(Generic[R]):
             return self._done
         while self._retries_in_flight:
             self._retries_in_flight -= 1
-            self.pool.budget.retry_finished()
-        self.pool.budget.request_finished()
+            self.pool.retry_finished(self._budget)
+        self.pool.request_finished(self._budget)
         outcome, status, response = self._last if self._last is not None else (None, None, None)
         if reason is None and response is None:
             reason = StopReason.ATTEMPTS_EXHAUSTED

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import Mapping
@@ -45,8 +46,6 @@ DISCOVERY_WAIT = 5.0  # how long a first call waits for the first view of the se
 # Keep-alive connections per instance; enough for a busy caller, bounded for a crowd.
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 
-_shared_agents: dict[str, Agent] = {}
-
 
 def _outcome_of(error: httpx.HTTPError) -> Outcome:
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -70,11 +69,10 @@ class CallCore:
         local_zone: str = "",
         rng: random.Random | None = None,
     ) -> None:
+        # A client of its own (a script, a test) gets an agent of its own, stopped on close.
+        self._own_agent = agent is None
         if agent is None:
-            key = endpoints or "http://127.0.0.1:7700"
-            agent = _shared_agents.get(key)
-            if agent is None:
-                agent = _shared_agents[key] = Agent(key)
+            agent = Agent(endpoints or os.environ.get("SHOAL_ENDPOINTS", "http://127.0.0.1:7700"))
         self.service, self.agent = service, agent
         self.rng = rng or random.Random()
         self.upstream = Upstream(
@@ -194,6 +192,8 @@ class CallCore:
 
     def close(self) -> None:
         self.upstream.close()
+        if self._own_agent:
+            self.agent.stop()
 
 
 class ServiceClient:

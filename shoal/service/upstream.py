@@ -24,7 +24,9 @@ from ..balance import Balancer, Host, make_balancer
 from ..client import ServiceSnapshot, ServiceView
 from ..registry import Instance, InstanceFilter
 from ..resilience import (
+    BreakerConfig,
     BreakerState,
+    BreakerTransition,
     CircuitBreaker,
     Outcome,
     OutlierDetector,
@@ -62,7 +64,9 @@ class Upstream:
         self._joined: dict[str, float] = {}
         self._first = True
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._open: frozenset[str] = frozenset()  # breakers not CLOSED (refusing or probing)
+        # Hosts whose breaker is open, with the time it half-opens: until then they are
+        # not offered to the balancer; after it, a pick asks the breaker for a probe.
+        self._open: dict[str, float] = {}
         self._snapshot: ServiceSnapshot | None = None
         self.set_policy(policy)
         self._unsubscribe = view.subscribe(self._refresh)
@@ -86,7 +90,7 @@ class Upstream:
             self._outlier = OutlierDetector(call.outlier) if call.outlier else None
             self._budget = call.new_budget()
             self._breakers = {}
-            self._open = frozenset()
+            self._open = {}
         if self._snapshot is not None:
             self._refresh(self._snapshot)
 
@@ -120,16 +124,29 @@ class Upstream:
             config = self.call_policy.breaker
             if config is not None:
                 self._breakers = {
-                    i: self._breakers.get(i) or CircuitBreaker(config) for i in endpoints
+                    i: self._breakers.get(i) or self._new_breaker(i, config) for i in endpoints
                 }
-            self._open = frozenset(i for i in self._open if i in endpoints)
+            self._open = {i: due for i, due in self._open.items() if i in endpoints}
         metrics.UPSTREAM_HOSTS.labels(self.name, "healthy").set(len(endpoints))
 
     # -- the Pool protocol -------------------------------------------------------------
 
-    @property
-    def budget(self) -> RetryBudget:
-        return self._budget
+    def request_started(self) -> RetryBudget:
+        with self._lock:
+            self._budget.request_started()
+            return self._budget
+
+    def request_finished(self, budget: RetryBudget) -> None:
+        with self._lock:
+            budget.request_finished()
+
+    def try_start_retry(self, budget: RetryBudget) -> bool:
+        with self._lock:
+            return budget.try_start_retry()
+
+    def retry_finished(self, budget: RetryBudget) -> None:
+        with self._lock:
+            budget.retry_finished()
 
     def choose(self, now: float, key: str | bytes | None, exclude: Collection[str]) -> str | None:
         with self._lock:
@@ -138,20 +155,17 @@ class Upstream:
             if ejected and len(ejected) < len(self._endpoints):
                 # Every host ejected means "use them all" (Envoy's panic threshold).
                 avoid = avoid | ejected
+            if self._open:
+                avoid = avoid | {h for h, due in self._open.items() if due > now}
             for _ in range(len(self._endpoints) + 1):
-                host = self._balancer.pick(now, key=key, exclude=avoid | self._open)
-                if host is None and self._open:
-                    # Only open or probing breakers left: ask each for a probe permit.
-                    host = self._balancer.pick(now, key=key, exclude=avoid)
+                host = self._balancer.pick(now, key=key, exclude=avoid)
                 if host is None:
                     return None
                 breaker = self._breakers.get(host.id)
-                allowed = breaker is None or breaker.allow(now)
-                self._note_breaker(host.id, breaker, now)
-                if allowed:
+                if breaker is None or breaker.allow(now):  # half-open: a probe's permit
                     self._balancer.started(host.id, now)
                     return host.id
-                avoid = avoid | {host.id}
+                avoid = avoid | {host.id}  # probes already in flight: try another
             return None
 
     def finished(self, host: str, now: float, outcome: Outcome, latency: float) -> None:
@@ -160,7 +174,6 @@ class Upstream:
             breaker = self._breakers.get(host)
             if breaker is not None:
                 breaker.record(now, outcome, latency)
-                self._note_breaker(host, breaker, now)
             if self._outlier is not None:
                 self._outlier.record(host, now, outcome)
 
@@ -171,14 +184,14 @@ class Upstream:
             if breaker is not None:
                 breaker.release(now)
 
-    def _note_breaker(self, host: str, breaker: CircuitBreaker | None, now: float) -> None:
-        if breaker is None:
-            return
-        closed = breaker.state(now) is BreakerState.CLOSED
-        if closed and host in self._open:
-            self._open = self._open - {host}
-        elif not closed and host not in self._open:
-            self._open = self._open | {host}
+    def _new_breaker(self, host: str, config: BreakerConfig) -> CircuitBreaker:
+        def moved(change: BreakerTransition) -> None:  # called under the lock
+            if change.to_state is BreakerState.OPEN:
+                self._open[host] = change.at + config.open_duration
+            else:
+                self._open.pop(host, None)
+
+        return CircuitBreaker(config, on_transition=moved)
 
     # -- for the shells and for people -------------------------------------------------
 

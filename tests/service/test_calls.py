@@ -1,0 +1,173 @@
+"""Calls between services over real processes: balancing, failures, slow and broken replicas.
+
+Every replica is a real uvicorn process registered through `shoal.Service`; the client is
+the SDK's `ServiceClient`, balancing over its watched view of the registry.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from shoal.resilience import BreakerConfig
+from shoal.service import ClientPolicy, ServiceClient
+from shoal.testing import AppProcess, ServerProcess, wait_for
+
+from .conftest import ReplicaFactory
+
+
+def client(server: ServerProcess, service: str = "replicas", **policy: object) -> ServiceClient:
+    return ServiceClient(
+        service, endpoints=server.url, policy=ClientPolicy(zone_aware=False, **policy)
+    )
+
+
+def wait_pool(c: ServiceClient, size: int) -> None:
+    wait_for(lambda: len(c.instances()) == size, 20, what=f"{size} instances in the pool")
+
+
+def served_by(c: ServiceClient, n: int) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    for _ in range(n):
+        response = c.get("/work")
+        assert response.status_code == 200, response.text
+        counts[response.json()["instance"]] += 1
+    return counts
+
+
+def instance_of(app: AppProcess) -> Callable[[], str]:
+    return lambda: str(httpx.get(app.url + "/work", timeout=5).json()["instance"])
+
+
+def test_requests_spread_over_replicas_in_the_proportion_the_balancer_promises(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    apps = replicas(3, weights=[1, 2, 3])
+    ids = [instance_of(a)() for a in apps]
+    with client(server, balancer="weighted_round_robin") as weighted:
+        wait_pool(weighted, 3)
+        counts = served_by(weighted, 600)
+    # Smooth weighted round robin is exact: every window of 6 picks is 1, 2, 3.
+    assert [counts[i] for i in ids] == [100, 200, 300], counts
+    with client(server, balancer="round_robin") as even:
+        wait_pool(even, 3)
+        counts = served_by(even, 300)
+    assert sorted(counts.values()) == [100, 100, 100], counts
+
+
+def test_sigkill_of_a_replica_mid_stream_fails_no_request_and_it_leaves_the_pool(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    apps = replicas(3)
+    victim = apps[0]
+    victim_id = instance_of(victim)()
+    failures: list[str] = []
+    done = threading.Event()
+    served: collections.Counter[str] = collections.Counter()
+    with client(server) as c:
+        wait_pool(c, 3)
+
+        def load() -> None:
+            while not done.is_set():
+                try:
+                    response = c.get("/work")
+                    if response.status_code != 200:
+                        failures.append(f"status {response.status_code}")
+                    else:
+                        served[response.json()["instance"]] += 1
+                except Exception as error:
+                    failures.append(repr(error))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: served[victim_id] > 20, 20, what="traffic on the victim")
+        victim.kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: victim_id not in {i["id"] for i in c.instances()}, 10, what="removal")
+        left_after = time.monotonic() - killed_at
+        before = sum(served.values())
+        wait_for(lambda: sum(served.values()) > before + 100, 20, what="traffic afterwards")
+        done.set()
+        for t in threads:
+            t.join(10)
+    assert failures == [], failures[:5]
+    assert left_after < 5, left_after  # the keep-alive stream closed: gone at once
+    assert len(served) == 3
+
+
+def test_peak_ewma_moves_traffic_away_from_a_slow_replica(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    apps = replicas(3)
+    slow = apps[0]
+    slow_id = instance_of(slow)()
+    httpx.post(slow.url + "/admin/mode", json={"mode": "slow", "delay": 0.25}, timeout=5)
+    counts: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+    with client(server, balancer="peak_ewma") as c:
+        wait_pool(c, 3)
+
+        def worker() -> None:
+            for _ in range(60):
+                instance = c.get("/work").json()["instance"]
+                with lock:
+                    counts[instance] += 1
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    share = counts[slow_id] / sum(counts.values())
+    # Round robin would give it a third; peak EWMA learns within a few requests.
+    assert share < 0.1, counts
+
+
+def test_breaker_opens_on_a_failing_replica_and_closes_after_it_recovers(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    apps = replicas(2)
+    bad = apps[0]
+    bad_id = instance_of(bad)()
+    breaker = BreakerConfig(window=10, minimum_calls=5, open_duration=1.0, half_open_calls=2)
+    with client(server, balancer="round_robin", breaker=breaker, outlier=None) as c:
+        wait_pool(c, 2)
+        httpx.post(bad.url + "/admin/mode", json={"mode": "fail"}, timeout=5)
+
+        def state() -> str | None:
+            return next(i["breaker"] for i in c.instances() if i["id"] == bad_id)  # type: ignore[return-value]
+
+        def opened() -> bool:
+            c.get("/work")
+            return state() == "open"
+
+        wait_for(opened, 20, interval=0, what="the breaker to open")
+        # Open: every call goes to the good replica.
+        assert {r.json()["instance"] for r in (c.get("/work") for _ in range(20))} != {bad_id}
+        assert all(c.get("/work").status_code == 200 for _ in range(20))
+
+        httpx.post(bad.url + "/admin/mode", json={"mode": "ok"}, timeout=5)
+
+        def closed() -> bool:
+            c.get("/work")
+            return state() == "closed"
+
+        wait_for(closed, 20, interval=0.05, what="the breaker to close again")
+        counts = served_by(c, 40)
+    assert counts[bad_id] >= 15, counts  # back in the rotation
+
+
+def test_calls_keep_flowing_on_the_last_view_while_the_control_plane_is_down(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    replicas(2)
+    with client(server) as c:
+        wait_pool(c, 2)
+        server.kill()
+        assert all(c.get("/work").status_code == 200 for _ in range(50))
+        assert len(c.instances()) == 2
