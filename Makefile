@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 LINT_DIRS   := $(wildcard shoal tests bench examples)
 FORMAT_DIRS := $(wildcard shoal tests bench examples)
 
-.PHONY: all venv demo test lint bench soak clean
+.PHONY: all venv demo tour test lint bench soak clean
 
 all: test
 
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: the blog (users + articles, two replicas each) on `shoal up`.
 demo: $(STAMP)
+	$(PY) -m examples.blog.demo
+
+# The earlier tours: Raft in the simulator, then a real single-member control plane.
+tour: $(STAMP)
 	$(PY) -m shoal.raft.sim.demo
 	$(PY) -m examples.control_plane_tour
 

@@ -15,8 +15,9 @@ import typer
 
 from shoal import __version__
 
-from . import cluster, config, job, kv, lease, registry, worker
+from . import call, cluster, config, job, kv, lease, registry, worker
 from .server import server
+from .up import commands as up
 
 app = typer.Typer(
     name="shoal",
@@ -35,6 +36,11 @@ app.add_typer(registry.app, name="service")
 app.command("server")(server)
 app.command("worker")(worker.worker)
 app.command("jobs")(job.jobs)
+app.command("call")(call.call)
+app.command("up")(up.up)
+app.command("scale")(up.scale)
+app.command("restart")(up.restart)
+app.command("ps")(up.ps)
 
 
 def _version(value: bool) -> None:

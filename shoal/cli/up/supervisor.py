@@ -1,0 +1,439 @@
+"""The supervisor behind `shoal up`: runs a manifest's processes and keeps them running.
+
+Theory of operation (one asyncio loop, no threads):
+
+- The control plane: unless the manifest (or `--endpoints`) names a running one, a
+  single-member `shoal server` is started first, with its data in `.shoal/control-plane`
+  beside the manifest, and everything waits until it has a leader. Then the manifest's
+  config items are published where their content differs from what is stored.
+- A service is a group of replicas, each a child process on a free loopback port of its
+  own, numbered from 1; its instance id is `{service}-{number}`. A replica is *up* once
+  its health path answers 200. A replica that exits without being asked is started
+  again on the same port after a backoff that doubles from 0.5 s to 30 s, and falls back
+  to 0.5 s once a run has lasted 30 s (what supervisord and systemd do, in spirit).
+- `scale` starts new numbers or retires the highest ones; `restart` is rolling and
+  surge-first: for each replica a new one (a new number) is started, and the old one is
+  stopped only once the new one is up -- at no moment fewer replicas serve than before.
+- Stopping a replica is SIGTERM (the SDK deregisters, waits, drains), then SIGKILL after
+  the service's `stop_timeout`. Ctrl-C stops every replica that way at once, then the
+  control plane.
+- Children run in sessions of their own (Ctrl-C in the terminal reaches only the
+  supervisor, which then stops them in order) and, on Linux, get SIGKILL should the
+  supervisor itself die, so nothing is left behind.
+- Every line a child prints is shown with a coloured `name |` prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.text import Text
+
+from shoal.client import AsyncControlPlane, ShoalError
+
+from .manifest import Manifest, ServiceSpec, expand
+
+__all__ = ["Supervisor"]
+
+BACKOFF_MIN, BACKOFF_MAX, HEALTHY_RUN = 0.5, 30.0, 30.0
+_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
+_SUFFIX_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the supervisor dies (Linux)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass(eq=False)
+class Replica:
+    service: str
+    number: int
+    port: int
+    process: asyncio.subprocess.Process | None = None
+    state: str = "starting"  # starting, up, crashed, stopping, stopped
+    restarts: int = 0
+    retired: bool = False
+    task: asyncio.Task[None] | None = None
+    up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.number}"
+
+
+@dataclass(eq=False)
+class Group:
+    name: str
+    spec: ServiceSpec
+    colour: str
+    replicas: dict[int, Replica] = field(default_factory=dict)
+    next_number: int = 1
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def live(self) -> list[Replica]:
+        return sorted((r for r in self.replicas.values() if not r.retired), key=lambda r: r.number)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        manifest: Manifest,
+        root: Path,
+        *,
+        endpoints: str | None = None,
+        data_dir: Path | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.manifest, self.root = manifest, root
+        self.data = data_dir or root / ".shoal"
+        self.console = console or Console(highlight=False)
+        self.endpoints = endpoints or manifest.endpoints
+        self.groups = {
+            name: Group(name, spec, _COLOURS[i % len(_COLOURS)])
+            for i, (name, spec) in enumerate(manifest.services.items())
+        }
+        self._control_plane: asyncio.subprocess.Process | None = None
+        self._stopping = asyncio.Event()
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data / "up.sock"
+
+    # -- the whole run -----------------------------------------------------------------
+
+    async def run(self, on_ready: Callable[[], object] | None = None) -> int:
+        self.data.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        from .control import serve_control
+
+        control = await serve_control(self, self.socket_path)
+        try:
+            if self.endpoints is None:
+                self.endpoints = await self._start_control_plane()
+            await self._seed_config()
+            for group in self.groups.values():
+                await self.scale(group.name, group.spec.replicas, wait=False)
+            await asyncio.wait_for(self._all_up(), self._start_budget())
+            self._print_summary()
+            if on_ready is not None:
+                on_ready()
+            await self._stopping.wait()
+            self.say(
+                "shoal", "yellow", "stopping: every replica gets SIGTERM, then the control plane"
+            )
+            return 0
+        except TimeoutError:
+            self.say("shoal", "red", "not every replica came up in time; stopping")
+            return 1
+        except (ShoalError, OSError, RuntimeError) as error:
+            self.say("shoal", "red", f"error: {error}")
+            return 1
+        finally:
+            control.close()
+            await self._stop_everything()
+            with contextlib.suppress(OSError):
+                self.socket_path.unlink()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _start_budget(self) -> float:
+        return max(g.spec.start_timeout for g in self.groups.values()) + 30.0
+
+    async def _all_up(self) -> None:
+        for group in self.groups.values():
+            for replica in group.live():
+                await replica.up.wait()
+
+    async def _stop_everything(self) -> None:
+        replicas = [r for g in self.groups.values() for r in g.live()]
+        await asyncio.gather(*(self._retire(r) for r in replicas), return_exceptions=True)
+        if self._control_plane is not None:
+            await self._terminate(self._control_plane, 15.0)
+        for pump in list(self._pumps):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(pump, 2)
+
+    # -- output ------------------------------------------------------------------------
+
+    def say(self, name: str, colour: str, line: str) -> None:
+        text = Text(f"{name:<12} | ", style=colour)
+        text.append(line)
+        self.console.print(text, soft_wrap=True)
+
+    def _print_summary(self) -> None:
+        self.say("shoal", "bold", f"{self.manifest.name} is up; control plane at {self.endpoints}")
+        for group in self.groups.values():
+            ports = ", ".join(f"{r.name} :{r.port}" for r in group.live())
+            self.say("shoal", "bold", f"  {group.name}: {ports or 'no replicas'}")
+        self.say(
+            "shoal",
+            "bold",
+            "Ctrl-C stops everything; `shoal scale SERVICE=N`, `shoal restart SERVICE`",
+        )
+
+    async def _pump(self, name: str, colour: str, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            self.say(name, colour, line.decode("utf-8", "replace").rstrip())
+
+    def _spawn_pump(self, name: str, colour: str, stream: asyncio.StreamReader | None) -> None:
+        task = asyncio.create_task(self._pump(name, colour, stream))
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    # -- the control plane -------------------------------------------------------------
+
+    async def _start_control_plane(self) -> str:
+        spec = self.manifest.control_plane
+        client = f"{spec.host}:{spec.port}"
+        url = f"http://{client}"
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url + "/healthz", timeout=0.5)
+            raise RuntimeError(
+                f"something already listens on {client}; set control_plane.port or --endpoints"
+            )
+        argv = [
+            sys.executable, "-m", "shoal.cli.main", "server",
+            "--name", "up",
+            "--data-dir", str(self.data / "control-plane"),
+            "--client-addr", client,
+            "--peer-addr", f"{spec.host}:{spec.port + 1}",
+        ]  # fmt: skip
+        self._control_plane = await self._exec(argv, os.environ.copy())
+        self._spawn_pump("shoal server", "bright_black", self._control_plane.stdout)
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(timeout=1) as http:
+            while time.monotonic() < deadline:
+                if self._control_plane.returncode is not None:
+                    raise RuntimeError("the control plane exited at start; see its lines above")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url + "/readyz")).status_code == 200:
+                        return url
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the control plane did not get ready within 30 s")
+
+    async def _seed_config(self) -> None:
+        if not self.manifest.config:
+            return
+        assert self.endpoints is not None
+        async with AsyncControlPlane(self.endpoints) as cp:
+            for item, seed in self.manifest.config.items():
+                if seed.file is not None:
+                    path = self.root / seed.file
+                    content = path.read_text(encoding="utf-8")
+                    fmt = seed.format or _SUFFIX_FORMATS.get(path.suffix.lower(), "text")
+                else:
+                    content, fmt = seed.content or "", seed.format or "text"
+                try:
+                    current = await cp.config.get(item)
+                except ShoalError:
+                    current = None
+                if current is not None and current.get("content") == content:
+                    continue
+                done = await cp.config.publish(item, content, fmt, author="shoal up")
+                self.say("shoal", "bold", f"published {item} version {done['version']}")
+
+    # -- replicas ----------------------------------------------------------------------
+
+    def _env(self, group: Group, replica: Replica) -> tuple[list[str], dict[str, str]]:
+        values = {
+            "port": replica.port,
+            "replica": replica.number,
+            "service": group.name,
+            "data": self.data,
+            "root": self.root,
+        }
+        argv = [expand(word, **values) for word in shlex.split(group.spec.command)]
+        env = {
+            **os.environ,
+            **{k: expand(v, **values) for k, v in group.spec.env.items()},
+            "SHOAL_ENDPOINTS": self.endpoints or "",
+            "SHOAL_INSTANCE_ID": replica.name,
+            "PORT": str(replica.port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable  # the interpreter shoal runs on, with its packages
+        return argv, env
+
+    async def _exec(self, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=self.root,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+
+    async def _keep(self, group: Group, replica: Replica) -> None:
+        """Run `replica` until it is retired, restarting it whenever it dies."""
+        delay = BACKOFF_MIN
+        while not replica.retired:
+            argv, env = self._env(group, replica)
+            started = time.monotonic()
+            try:
+                replica.process = await self._exec(argv, env)
+            except OSError as error:
+                self.say(replica.name, "red", f"cannot start {argv[0]}: {error}")
+                replica.state = "crashed"
+                replica.up.set()  # do not hold up the start: it is reported
+                return
+            replica.state = "starting"
+            self._spawn_pump(replica.name, group.colour, replica.process.stdout)
+            if replica.retired:  # retired while it was being started
+                await self._terminate(replica.process, group.spec.stop_timeout)
+                break
+            watcher = asyncio.create_task(self._wait_healthy(group, replica))
+            code = await replica.process.wait()
+            watcher.cancel()
+            if replica.retired:
+                break
+            replica.state = "crashed"
+            replica.restarts += 1
+            if time.monotonic() - started >= HEALTHY_RUN:
+                delay = BACKOFF_MIN
+            self.say(replica.name, "red", f"exited with status {code}; restarting in {delay:g} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                break
+            delay = min(delay * 2, BACKOFF_MAX)
+        replica.state = "stopped"
+
+    async def _wait_healthy(self, group: Group, replica: Replica) -> None:
+        url = f"http://127.0.0.1:{replica.port}{group.spec.health}"
+        deadline = time.monotonic() + group.spec.start_timeout
+        async with httpx.AsyncClient(timeout=1) as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url)).status_code == 200:
+                        replica.state = "up"
+                        replica.up.set()
+                        return
+                await asyncio.sleep(0.05)
+        self.say(replica.name, "red", f"not healthy at {url} after {group.spec.start_timeout:g} s")
+        replica.up.set()
+
+    def _start(self, group: Group) -> Replica:
+        replica = Replica(group.name, group.next_number, free_port())
+        group.next_number += 1
+        group.replicas[replica.number] = replica
+        replica.task = asyncio.create_task(self._keep(group, replica))
+        return replica
+
+    async def _retire(self, replica: Replica) -> None:
+        replica.retired = True
+        replica.state = "stopping"
+        group = self.groups[replica.service]
+        if replica.process is not None and replica.process.returncode is None:
+            await self._terminate(replica.process, group.spec.stop_timeout)
+        if replica.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await replica.task
+        replica.state = "stopped"
+        group.replicas.pop(replica.number, None)
+
+    async def _terminate(self, process: asyncio.subprocess.Process, timeout: float) -> None:
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    # -- what `shoal scale` / `shoal restart` / `shoal ps` ask for ---------------------
+
+    def group(self, name: str) -> Group:
+        group = self.groups.get(name)
+        if group is None:
+            known = ", ".join(self.groups)
+            raise KeyError(f"no service {name!r} in this application (it has: {known})")
+        return group
+
+    async def scale(self, name: str, count: int, *, wait: bool = True) -> list[str]:
+        """Run `count` replicas of `name`; the replicas it has afterwards."""
+        group = self.group(name)
+        if not 0 <= count <= 64:
+            raise ValueError(f"replicas must be between 0 and 64, got {count}")
+        async with group.lock:
+            live = group.live()
+            started = [self._start(group) for _ in range(count - len(live))]
+            for replica in live[count:][::-1]:
+                await self._retire(replica)
+            if wait:
+                for replica in started:
+                    await replica.up.wait()
+        return [r.name for r in group.live()]
+
+    async def restart(self, name: str) -> list[str]:
+        """Rolling, surge-first restart of every replica of `name` (see the module doc)."""
+        group = self.group(name)
+        async with group.lock:
+            for old in group.live():
+                new = self._start(group)
+                await new.up.wait()
+                if new.state != "up":
+                    raise RuntimeError(f"{new.name} did not come up; {old.name} is kept")
+                self.say("shoal", "bold", f"{new.name} is up; stopping {old.name}")
+                await self._retire(old)
+        return [r.name for r in group.live()]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.manifest.name,
+            "endpoints": self.endpoints,
+            "services": {
+                g.name: [
+                    {
+                        "name": r.name,
+                        "port": r.port,
+                        "state": r.state,
+                        "restarts": r.restarts,
+                        "pid": r.process.pid if r.process else None,
+                    }
+                    for r in g.live()
+                ]
+                for g in self.groups.values()
+            },
+        }
