@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.resilience import (
@@ -262,6 +262,7 @@ steps = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(steps=steps, half_open_calls=st.integers(1, 4), max_wait=st.sampled_from([None, 4.0]))
 def test_probes_in_flight_never_exceed_half_open_calls(
     steps: list[tuple[float, str]], half_open_calls: int, max_wait: float | None
@@ -297,6 +298,7 @@ def test_probes_in_flight_never_exceed_half_open_calls(
             b.record(now, BAD if action == "bad" else OK, 1.5 if action == "slow" else 0.1)
 
 
+@settings(deadline=None)
 @given(outcomes=st.lists(st.booleans(), min_size=1, max_size=300))
 def test_closed_window_counts_match_a_naive_model(outcomes: list[bool]) -> None:
     config = BreakerConfig(window=7, minimum_calls=7, failure_rate=1.0)

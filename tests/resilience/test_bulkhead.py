@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.resilience import Bulkhead
@@ -26,6 +26,7 @@ def test_release_without_acquire_is_a_caller_bug() -> None:
         Bulkhead(1).release()
 
 
+@settings(deadline=None)
 @given(cap=st.integers(1, 5), ops=st.lists(st.booleans(), max_size=200))
 def test_in_use_stays_within_bounds(cap: int, ops: list[bool]) -> None:
     b = Bulkhead(cap)

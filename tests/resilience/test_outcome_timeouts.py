@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.resilience import Outcome, Timeouts, classify_status
@@ -68,6 +68,7 @@ def test_defaults_follow_envoy() -> None:
     assert t.per_attempt is None
 
 
+@settings(deadline=None)
 @given(
     overall=st.floats(0.001, 100.0),
     per_attempt=st.one_of(st.none(), st.floats(0.001, 100.0)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.resilience import Outcome, OutlierConfig, OutlierDetector
@@ -203,6 +203,7 @@ events = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(events=events, percent=st.sampled_from([0.0, 10.0, 25.0, 50.0, 100.0]))
 def test_never_more_than_the_allowed_share_and_at_least_one_is_possible(
     events: list[tuple[str, int, Outcome, float]], percent: float
@@ -230,6 +231,7 @@ def test_never_more_than_the_allowed_share_and_at_least_one_is_possible(
             assert d.is_ejected(host, now) == (host in ejected)
 
 
+@settings(deadline=None)
 @given(
     hosts=st.integers(1, 30),
     percent=st.floats(0.0, 100.0),

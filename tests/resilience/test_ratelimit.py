@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.resilience import KeyedRateLimiter, TokenBucket
@@ -51,6 +51,7 @@ def test_n_must_be_positive() -> None:
         b.retry_after(0.0, -1)
 
 
+@settings(deadline=None)
 @given(
     rate=st.floats(0.1, 1000.0),
     burst=st.floats(1.0, 100.0),
@@ -100,6 +101,7 @@ def test_least_recently_used_key_is_evicted_at_the_cap() -> None:
     assert limiter.try_take("b", 0.3)  # "b" starts afresh
 
 
+@settings(deadline=None)
 @given(
     max_keys=st.integers(1, 50),
     ops=st.lists(st.tuples(st.integers(0, 500), st.floats(0.0, 1.0)), max_size=500),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.resilience import Outcome, RetryBudget, RetryPolicy
@@ -116,6 +116,7 @@ def test_backoff_spreads_over_the_whole_window() -> None:
     assert 0.045 < sum(draws) / len(draws) < 0.055
 
 
+@settings(deadline=None)
 @given(
     base=st.floats(0.0, 5.0),
     extra=st.floats(0.0, 60.0),
@@ -180,6 +181,7 @@ def test_unbalanced_finish_is_a_caller_bug() -> None:
         b.retry_finished()
 
 
+@settings(deadline=None)
 @given(
     ratio=st.floats(0.0, 1.0),
     min_concurrent=st.integers(0, 5),
