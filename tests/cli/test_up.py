@@ -76,7 +76,7 @@ def test_bad_yaml_and_a_missing_config_file_are_refused(tmp_path: Path) -> None:
         tmp_path,
         "name: x\nconfig:\n  a/b: {file: nope.yaml}\nservices:\n  s: {command: run}\n",
     )
-    with pytest.raises(ManifestError, match="nope.yaml does not exist"):
+    with pytest.raises(ManifestError, match=r"nope\.yaml does not exist"):
         load_manifest(path)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import httpx
 
+from shoal.client import ControlPlane
 from shoal.resilience import BreakerConfig
 from shoal.service import ClientPolicy, ServiceClient
 from shoal.testing import AppProcess, ServerProcess, wait_for
@@ -171,3 +172,48 @@ def test_calls_keep_flowing_on_the_last_view_while_the_control_plane_is_down(
         server.kill()
         assert all(c.get("/work").status_code == 200 for _ in range(50))
         assert len(c.instances()) == 2
+
+
+def test_a_client_policy_in_the_config_center_is_hot_reloaded(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    from shoal.service import NoInstance
+
+    replicas(2)
+    with ControlPlane(server.url) as cp:
+        cp.config.publish("ops/replicas-client", "balancer: round_robin\n", "yaml")
+        c = ServiceClient("replicas", endpoints=server.url, policy_item="ops/replicas-client")
+        with c:
+            wait_pool(c, 2)
+            assert c.get("/work").status_code == 200
+            cp.config.publish("ops/replicas-client", "tags: [canary]\n", "yaml")
+
+            def refused() -> bool:
+                try:
+                    c.get("/work")
+                except NoInstance:
+                    return True
+                return False
+
+            wait_for(refused, 20, what="the policy with a tag nobody has")
+            cp.config.publish("ops/replicas-client", "max_attempts: lots\n", "yaml")
+            time.sleep(0.5)
+            assert refused()  # a bad policy is refused; the last good one stays
+            cp.config.publish("ops/replicas-client", "balancer: random\n", "yaml")
+            wait_for(lambda: not refused(), 20, what="the policy back")
+
+
+def test_on_config_calls_back_with_every_new_content(server: ServerProcess) -> None:
+    from shoal.service import Service
+
+    svc = Service("configured", endpoints=server.url, register=False, config_namespace="ops")
+    seen: list[object] = []
+    svc.on_config("features")(seen.append)
+    try:
+        with ControlPlane(server.url) as cp:
+            cp.config.publish("ops/features", '{"search": false}', "json")
+            wait_for(lambda: seen == [{"search": False}], 20, what="the first content")
+            cp.config.publish("ops/features", '{"search": true}', "json")
+            wait_for(lambda: seen[-1:] == [{"search": True}], 20, what="the change")
+    finally:
+        svc.stop()
