@@ -12,7 +12,9 @@ Each part has its own picker of the configured policy (picker.py); `pick` asks t
 parts in order until one returns a host. Everything a request changes (outstanding
 count, latency estimate, smooth-WRR current weight) lives on the shared `HostState`, so
 it does not matter which part a host is in, and it carries across `update` for every
-id that stays.
+id that stays. What a picker keeps itself (the round-robin cursor, EDF deadlines, ring
+points, Maglev permutations) is kept by id while a host stays in the same part; a host
+that changes part (its weight becomes 0, its zone changes) starts afresh there.
 
 Rules it keeps:
 
