@@ -5,7 +5,7 @@ See `rawnode.py` for the driving contract (persist -> send -> apply -> advance) 
 package does I/O, reads a clock or uses global randomness.
 """
 
-from .config import RaftConfig
+from .options import RaftConfig
 from .errors import (
     CompactedError,
     ConfChangeRejected,

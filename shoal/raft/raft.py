@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import RaftConfig
+from .options import RaftConfig
 from .errors import ConfChangeRejected, NotLeader, ProposalRejected, TransferInProgress
 from .log import RaftLog
 from .messages import (

@@ -28,7 +28,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import RaftConfig
+from .options import RaftConfig
 from .errors import UsageError
 from .messages import AppendEntries, Heartbeat, InstallSnapshot, Message, TimeoutNow
 from .progress import ProgressState

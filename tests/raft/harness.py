@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from shoal.raft.config import RaftConfig
+from shoal.raft.options import RaftConfig
 from shoal.raft.messages import Message
 from shoal.raft.rawnode import RawNode, Ready
 from shoal.raft.sim.checker import SafetyChecker

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shoal.raft.config import RaftConfig
+from shoal.raft.options import RaftConfig
 from shoal.raft.messages import (
     AppendEntries,
     AppendResponse,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..config import RaftConfig
+from ..options import RaftConfig
 from ..errors import ProposalRejected
 from ..types import ConfChangeOp
 from .checker import Violation

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config import RaftConfig
+from ..options import RaftConfig
 from ..errors import ProposalRejected
 from ..rawnode import RawNode, Ready
 from ..types import ConfState, Entry, HardState, Role, Snapshot
