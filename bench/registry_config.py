@@ -1,10 +1,10 @@
 """shoal's service registry and config center, with etcd as the reference, in one invocation.
 
 Servers are real processes on loopback (ports from the kernel), fsync on, default settings;
-the processes, wrk runner, CPU pinning and raw-asyncio watch client are the ones of
-bench/control_plane.py (imported, not copied). Load comes from `wrk` with the Lua scripts
-in bench/lua/; the rest is small clients in this process (and child processes for the
-failure-detection sources).
+the processes, wrk runner, CPU pinning, raw-asyncio watch client and table are
+bench/harness.py's, shared with bench/control_plane.py. Load comes from `wrk` with the Lua
+scripts in bench/lua/; the rest is small clients in this process (and child processes for
+the failure-detection sources).
 
 * registration: wrk PUT /api/v1/services/bench/instances/<new id> {address, port, tags},
   64 connections, 1 and 3 members (on the leader); etcd: a put of the same JSON under a
@@ -58,8 +58,8 @@ from typing import Any
 
 import httpx
 
-from bench import control_plane
-from bench.control_plane import (
+from bench import harness
+from bench.harness import (
     Etcd,
     Member,
     Results,
@@ -68,19 +68,19 @@ from bench.control_plane import (
     System,
     WatchConnection,
     WrkResult,
-    _b64,
-    _percentile,
-    _prefix_end,
-    _raise_nofile,
-    _taskset,
-    _terminate,
+    b64,
     collect_logs,
     ensure_tools,
     log,
+    percentile,
     pick_cpus,
+    prefix_end,
+    raise_nofile,
     report_fanout,
     run_wrk,
     running,
+    taskset,
+    terminate,
 )
 from shoal.testing import HttpService
 from shoal.testing.processes import wait_for
@@ -140,7 +140,7 @@ def _cpu_ticks(pid: int) -> int:
 
 def _summary(values_ms: list[float]) -> str:
     return (
-        f"p50 {_percentile(values_ms, 0.5):.0f} / p99 {_percentile(values_ms, 0.99):.0f} / "
+        f"p50 {percentile(values_ms, 0.5):.0f} / p99 {percentile(values_ms, 0.99):.0f} / "
         f"max {max(values_ms):.0f}"
     )
 
@@ -181,7 +181,7 @@ def bench_discovery(system: System, size: int, results: Results) -> None:
                 path = f"/api/v1/services/disc-{run}/instances/i{i}"
                 _ok(client.put(leader.url + path, json=INSTANCE))
             else:
-                body = {"key": _b64(f"/disc/{run}/i{i}"), "value": _b64(value)}
+                body = {"key": b64(f"/disc/{run}/i{i}"), "value": b64(value)}
                 _ok(client.post(leader.url + "/v3/kv/put", json=body))
     system.wait_converged()
     for consistency in ("linearizable", "stale"):
@@ -193,7 +193,7 @@ def bench_discovery(system: System, size: int, results: Results) -> None:
             r = run_wrk(system.settings, leader.url, "shoal_discover.lua", [path], 64)
         else:
             prefix = f"/disc/{run}/"
-            args = [_b64(prefix), _prefix_end(prefix), consistency]
+            args = [b64(prefix), prefix_end(prefix), consistency]
             r = run_wrk(system.settings, leader.url, "etcd_range_prefix.lua", args, 64)
         log(
             f"  {system.name} {size}m discovery {consistency} c=64 -> {leader.name}: "
@@ -237,7 +237,7 @@ class ServiceWatch:
 
 
 def _child(args: list[str], cpus: str | None, **kwargs: Any) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*_taskset(cpus), sys.executable, *args], **kwargs)
+    return subprocess.Popen([*taskset(cpus), sys.executable, *args], **kwargs)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -286,7 +286,7 @@ def trial_ttl(m: Member, watch: ServiceWatch, i: int) -> float:
 
 
 def trial_http(m: Member, watch: ServiceWatch, i: int, cpus: str | None) -> float:
-    service = HttpService(prefix=_taskset(cpus))
+    service = HttpService(prefix=taskset(cpus))
     port = service.port
     try:
         iid = f"http{i}"
@@ -353,12 +353,12 @@ async def _fanout(system: System, m: Member, watchers: int) -> tuple[list[float]
         ready = b": watching"
     else:
         key = f"/config/bench/app-{run}"
-        body = json.dumps({"create_request": {"key": _b64(key)}}).encode()
+        body = json.dumps({"create_request": {"key": b64(key)}}).encode()
         request = (
             f"POST /v3/watch HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        markers = [f'"value":"{_b64(t)}"'.encode() for t in texts]
+        markers = [f'"value":"{b64(t)}"'.encode() for t in texts]
         ready = b'"created":true'
     loop = asyncio.get_running_loop()
     conns: list[WatchConnection] = []
@@ -386,7 +386,7 @@ async def _fanout(system: System, m: Member, watchers: int) -> tuple[list[float]
                     r = await client.put(m.url + item, json={"content": text, "format": "text"})
                 else:
                     r = await client.post(
-                        m.url + "/v3/kv/put", json={"key": _b64(key), "value": _b64(text)}
+                        m.url + "/v3/kv/put", json={"key": b64(key), "value": b64(text)}
                     )
                 _ok(r)
                 await asyncio.sleep(max(0.0, t0 + FANOUT_SPACING_S - time.perf_counter()))
@@ -440,11 +440,11 @@ def _run_fleet(
 ) -> FleetRun:
     """wrk with shoal_fleet.lua; like `run_wrk`, plus the script's FLEETJSON counters."""
     cmd = [
-        *_taskset(settings.loadgen_cpus), "wrk",
+        *taskset(settings.loadgen_cpus), "wrk",
         "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "5s",
-        "-s", str(control_plane.LUA_DIR / "shoal_fleet.lua"), url, "--", *args,
+        "-s", str(harness.LUA_DIR / "shoal_fleet.lua"), url, "--", *args,
     ]  # fmt: skip
-    env = dict(os.environ, BENCH_LUA_DIR=str(control_plane.LUA_DIR))
+    env = dict(os.environ, BENCH_LUA_DIR=str(harness.LUA_DIR))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration_s + 60)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr}\n{out.stdout}")
@@ -569,7 +569,7 @@ def bench_heartbeats(system: System, plan: Plan, results: Results) -> None:
 
 
 def print_table(results: Results) -> None:
-    control_plane.print_table(
+    harness.print_table(
         results,
         groups=(),  # keep the order the metrics were measured in
         footnote="(etcd has no registry: its rows are a put / prefix range / watch of the"
@@ -639,9 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {int(size) for size in args.members.split(",") if size.strip()}
     if not steps <= set(STEPS) or not sizes <= {1, 3}:
         parser.error(f"--only takes {', '.join(STEPS)}; --members takes 1 and/or 3")
-    signal.signal(signal.SIGTERM, _terminate)  # unwind: finally blocks kill every PID
+    signal.signal(signal.SIGTERM, terminate)  # unwind: finally blocks kill every PID
     ensure_tools()
-    _raise_nofile()
+    raise_nofile()
     server_cpus, loadgen_cpus = pick_cpus(not args.no_pin)
     if loadgen_cpus is not None:
         os.sched_setaffinity(0, {int(loadgen_cpus)})

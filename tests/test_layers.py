@@ -7,8 +7,12 @@ is imported, so a broken module cannot hide a violation):
    The layer of a file is the first package under ``shoal/`` (``shoal/raft/log.py`` is
    ``raft``); files directly in ``shoal/`` are the ``root`` facade.
 2. Purity: the pure layers import, outside shoal, only side-effect-free stdlib modules
-   from an allowlist -- no I/O, no clock, no threads, no global state.
-3. Determinism: the pure layers never touch the global ``random`` generator; an RNG is
+   from an allowlist -- no I/O, no clock, no threads, no global state -- and call no I/O
+   builtin (``open``, ``print``, ``input``, ...). So do the pure modules of layers that are
+   pure only in part (the job scheduler, the client's protocol core, the registry and
+   config models: ``PURE_MODULES``), each with the few parsers it needs (``json``,
+   ``yaml``, ...), and every shoal module that a pure module imports.
+3. Determinism: the pure code never touches the global ``random`` generator; an RNG is
    passed in as a ``random.Random``.
 
 The checkers are plain functions over source text, so the self-tests at the bottom can
@@ -18,8 +22,9 @@ prove that each one is able to fail.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -84,6 +89,51 @@ PURE_STDLIB = frozenset(
         "zlib",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PureModules:
+    """Modules that must be pure although their layer as a whole is not.
+
+    ``paths`` are globs over repo-relative paths; at least one must match a file (a list
+    of alternatives lets a module be renamed on one branch while another still has the old
+    name). ``parsers`` are the extra modules these may import: each parses or formats a
+    value handed to it and touches no file, socket or clock.
+    """
+
+    paths: tuple[str, ...]
+    parsers: frozenset[str] = frozenset()
+    why: str = ""
+
+
+PURE_MODULES: tuple[PureModules, ...] = (
+    PureModules(
+        ("shoal/compute/scheduler.py",),
+        why="the scheduler decides (handle(event) -> instructions); executors act",
+    ),
+    PureModules(
+        ("shoal/compute/messages.py", "shoal/compute/events.py"),
+        why="the scheduler's events and instructions",
+    ),
+    PureModules(
+        ("shoal/client/protocol.py",),
+        frozenset({"json", "urllib.parse"}),
+        why="the one request/response core under the sync and async clients",
+    ),
+    PureModules(
+        ("shoal/registry/*.py",),
+        frozenset({"json"}),
+        why="the registry's model, shared by server and clients",
+    ),
+    PureModules(
+        ("shoal/config/*.py",),
+        frozenset({"json", "tomllib", "yaml", "difflib"}),
+        why="the config center's model: formats, versions, diffs, selectors",
+    ),
+)
+
+# Builtins that do I/O (or import around the allowlist); pure code never calls them.
+IO_BUILTINS = frozenset({"open", "print", "input", "breakpoint", "__import__"})
 
 # Named explicitly so the failure message says why, not just "not allowed".
 FORBIDDEN_IN_PURE = frozenset(
@@ -234,28 +284,112 @@ def check_direction(source: str, rel: str) -> list[Violation]:
     return found
 
 
+def purity_rule(rel: str) -> frozenset[str] | None:
+    """What the file at ``rel`` may import beyond PURE_STDLIB if it must be pure, else None.
+
+    Pure layers get nothing extra; a PURE_MODULES entry gets its parsers. Modules that are
+    pure only because a pure module imports them are found by ``pure_files``.
+    """
+    if module_file(rel).layer in PURE_LAYERS:
+        return frozenset()
+    for group in PURE_MODULES:
+        if any(fnmatchcase(rel, pattern) for pattern in group.paths):
+            return group.parsers
+    return None
+
+
+def _describe(mod: ModuleFile) -> str:
+    if mod.layer in PURE_LAYERS:
+        return f"pure layer {mod.layer!r}"
+    return f"pure module {mod.name}"
+
+
 def check_purity(source: str, rel: str) -> list[Violation]:
+    """Check one file by its own rule (``purity_rule``)."""
+    parsers = purity_rule(rel)
+    return [] if parsers is None else check_pure(source, rel, parsers)
+
+
+def check_pure(source: str, rel: str, parsers: frozenset[str]) -> list[Violation]:
+    """Imports outside PURE_STDLIB + ``parsers``, and calls of I/O builtins, in a file that
+    must be pure (entry points excepted)."""
     mod = module_file(rel)
-    if mod.layer not in PURE_LAYERS or mod.is_entry_point:
+    if mod.is_entry_point:
         return []
     tree = ast.parse(source, filename=rel)
     found = []
+    what = _describe(mod)
     for ref in imports_of(tree, mod):
-        if ref.internal or ref.module in PURE_STDLIB:
+        if ref.internal or ref.module in PURE_STDLIB or ref.module in parsers:
             continue
         top = ref.module.split(".")[0]
         if top in FORBIDDEN_IN_PURE:
-            reason = f"pure layer {mod.layer!r} must not import {top!r} (I/O, clock or globals)"
+            reason = f"{what} must not import {top!r} (I/O, clock or globals)"
         else:
-            reason = f"{ref.module!r} is not in the pure-layer stdlib allowlist"
+            reason = f"{ref.module!r} is not in the allowlist of {what}"
         found.append(Violation(rel, ref.line, ref.statement, reason))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in IO_BUILTINS
+        ):
+            reason = f"{what} must not call {node.func.id}() (I/O belongs in the shell)"
+            found.append(Violation(rel, node.lineno, ast.unparse(node.func), reason))
     return found
 
 
-def check_global_random(source: str, rel: str) -> list[Violation]:
-    mod = module_file(rel)
+def module_paths(dotted: str) -> tuple[str, str]:
+    """The two files that could hold module ``dotted``: ``a/b.py`` or ``a/b/__init__.py``."""
+    base = dotted.replace(".", "/")
+    return f"{base}.py", f"{base}/__init__.py"
+
+
+def pure_files(sources: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Every file of ``sources`` (rel -> text) that must be pure, with its parsers.
+
+    The roots are the pure layers and PURE_MODULES; then every shoal module a pure module
+    imports must be pure too, with the importer's parsers (a pure scheduler that imports
+    its event types is pure only if they are, whatever the module holding them is called).
+    """
+    pure: dict[str, frozenset[str]] = {}
+    todo: list[str] = []
+    for rel in sources:
+        rule = purity_rule(rel)
+        if rule is not None:
+            pure[rel] = rule
+            todo.append(rel)
+    while todo:
+        rel = todo.pop()
+        mod = module_file(rel)
+        if mod.is_entry_point:
+            continue
+        tree = ast.parse(sources[rel], filename=rel)
+        targets: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level > 0 or (node.module or "").startswith("shoal")
+            ):
+                base = resolve_from(node, mod)
+                targets.append(base)
+                targets.extend(f"{base}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                targets.extend(a.name for a in node.names if a.name.split(".")[0] == "shoal")
+        for dotted in targets:
+            for path in module_paths(dotted):
+                if path in sources and path not in pure:
+                    pure[path] = pure[rel]
+                    todo.append(path)
+    return pure
+
+
+def check_global_random(source: str, rel: str, must_be_pure: bool | None = None) -> list[Violation]:
+    """Uses of the global random generator in pure code (by ``purity_rule`` unless
+    ``must_be_pure`` says)."""
+    if must_be_pure is None:
+        must_be_pure = purity_rule(rel) is not None
     # Entry points are not exempt here: a seed must replay the same run, demo included.
-    if mod.layer not in PURE_LAYERS:
+    if not must_be_pure:
         return []
     tree = ast.parse(source, filename=rel)
     aliases: set[str] = set()  # names bound to the random module in this file
@@ -284,15 +418,24 @@ def shoal_files() -> list[str]:
     return sorted(p.relative_to(REPO).as_posix() for p in SHOAL.rglob("*.py"))
 
 
+def shoal_sources() -> dict[str, str]:
+    return {rel: (REPO / rel).read_text(encoding="utf-8") for rel in shoal_files()}
+
+
 def run_check(check: str) -> list[Violation]:
-    checker = {
-        "direction": check_direction,
-        "purity": check_purity,
-        "global_random": check_global_random,
-    }[check]
+    sources = shoal_sources()
+    pure = pure_files(sources)
     found: list[Violation] = []
-    for rel in shoal_files():
-        found.extend(checker((REPO / rel).read_text(encoding="utf-8"), rel))
+    for rel, source in sources.items():
+        if check == "direction":
+            found.extend(check_direction(source, rel))
+        elif check == "purity":
+            if rel in pure:
+                found.extend(check_pure(source, rel, pure[rel]))
+        elif check == "global_random":
+            found.extend(check_global_random(source, rel, rel in pure))
+        else:
+            raise ValueError(f"unknown check {check!r}")
     return found
 
 
@@ -321,7 +464,102 @@ def test_pure_layers_use_no_global_randomness() -> None:
     assert not found, report(found)
 
 
+def test_every_pure_module_group_names_a_file() -> None:
+    files = shoal_files()
+    for group in PURE_MODULES:
+        matched = [rel for rel in files if any(fnmatchcase(rel, p) for p in group.paths)]
+        assert matched, f"no file matches {group.paths} ({group.why}): renamed? update the list"
+
+
+def test_pure_modules_and_what_they_import_are_checked() -> None:
+    pure = pure_files(shoal_sources())
+    for rel in [
+        "shoal/compute/scheduler.py",
+        "shoal/compute/errors.py",  # imported by the scheduler
+        "shoal/client/protocol.py",
+        "shoal/client/sse.py",  # imported by the protocol core
+        "shoal/registry/instance.py",
+        "shoal/config/formats.py",
+        "shoal/raft/rawnode.py",
+    ]:
+        assert rel in pure, rel
+    assert pure["shoal/config/formats.py"] >= {"yaml", "tomllib"}
+    assert pure["shoal/client/sse.py"] == pure["shoal/client/protocol.py"]
+    for rel in ["shoal/client/http.py", "shoal/compute/local.py", "shoal/node/api.py"]:
+        assert rel not in pure, rel
+
+
 # --- the checkers can fail -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "rel"),
+    [
+        ("import time\n", "shoal/compute/scheduler.py"),
+        ("import json\n", "shoal/compute/scheduler.py"),  # the scheduler parses nothing
+        ("from time import monotonic\n", "shoal/compute/events.py"),
+        ("import httpx\n", "shoal/client/protocol.py"),
+        ("import socket\n", "shoal/registry/checks.py"),
+        ("import yaml\n", "shoal/registry/instance.py"),  # yaml is the config model's
+        ("from pathlib import Path\n", "shoal/config/model.py"),
+        ("import urllib.request\n", "shoal/config/formats.py"),
+    ],
+)
+def test_purity_check_covers_the_pure_modules(source: str, rel: str) -> None:
+    found = check_purity(source, rel)
+    assert len(found) == 1, found
+    assert f"pure module {rel.removesuffix('.py').replace('/', '.')}" in found[0].reason
+
+
+@pytest.mark.parametrize(
+    ("source", "rel"),
+    [
+        ("import json\nfrom urllib.parse import quote\n", "shoal/client/protocol.py"),
+        ("import json\nfrom hashlib import blake2b\n", "shoal/registry/ownership.py"),
+        ("import tomllib\nimport yaml\n", "shoal/config/formats.py"),
+        ("import difflib\nimport hashlib\n", "shoal/config/model.py"),
+        ("import asyncio\nimport httpx\n", "shoal/client/http.py"),  # not a pure module
+        ("import time\n", "shoal/compute/local.py"),
+    ],
+)
+def test_purity_check_allows_the_parsers_where_they_are_used(source: str, rel: str) -> None:
+    assert check_purity(source, rel) == []
+
+
+def test_purity_follows_imports_of_pure_modules() -> None:
+    # Whatever the scheduler's events module is called, it is pure because the scheduler
+    # imports it; a module nobody pure imports is not checked.
+    sources = {
+        "shoal/compute/scheduler.py": "from .stimuli import Event\n",
+        "shoal/compute/stimuli.py": "import time\nfrom . import clock\n",
+        "shoal/compute/clock.py": "import os\n",
+        "shoal/compute/local.py": "import subprocess\n",
+    }
+    pure = pure_files(sources)
+    assert sorted(pure) == [
+        "shoal/compute/clock.py",
+        "shoal/compute/scheduler.py",
+        "shoal/compute/stimuli.py",
+    ]
+    found = [v for rel in pure for v in check_pure(sources[rel], rel, pure[rel])]
+    assert sorted((v.path, v.statement) for v in found) == [
+        ("shoal/compute/clock.py", "import os"),
+        ("shoal/compute/stimuli.py", "import time"),
+    ]
+
+
+def test_purity_check_flags_io_builtins() -> None:
+    source = "def f(path):\n    print(path)\n    return open(path).read()\n"
+    found = check_purity(source, "shoal/kv/store.py")
+    assert [(v.line, v.statement) for v in found] == [(2, "print"), (3, "open")]
+    assert check_purity(source, "shoal/registry/keys.py")
+    assert check_purity(source, "shoal/raft/sim/__main__.py") == []  # an entry point
+    assert check_purity(source, "shoal/node/server.py") == []  # not pure
+
+
+def test_global_random_check_covers_the_pure_modules() -> None:
+    assert check_global_random("import random\nrandom.shuffle(x)\n", "shoal/compute/scheduler.py")
+    assert check_global_random("import random\nrandom.random()\n", "shoal/compute/local.py") == []
 
 
 def test_purity_check_flags_time_in_raft() -> None:

@@ -1,11 +1,18 @@
 """The Raft consensus core: pure, sans-IO, driven through `RawNode`.
 
 See `rawnode.py` for the driving contract (persist -> send -> apply -> advance) and
-`raft.py` for the protocol rules with the thesis sections they implement. Nothing in this
-package does I/O, reads a clock or uses global randomness.
+`raft.py` for the protocol rules with the thesis sections they implement, and
+`describe.py` for the deterministic text of its values (golden traces, driver logs).
+Nothing in this package does I/O, reads a clock or uses global randomness.
 """
 
-from .config import RaftConfig
+from .describe import (
+    describe_entries,
+    describe_entry,
+    describe_message,
+    describe_ready,
+    describe_status,
+)
 from .errors import (
     CompactedError,
     ConfChangeRejected,
@@ -29,6 +36,7 @@ from .messages import (
     TimeoutNow,
     VoteResponse,
 )
+from .options import RaftConfig
 from .progress import ProgressState
 from .rawnode import MemberProgress, RawNode, Ready, Status
 from .types import (
@@ -78,4 +86,9 @@ __all__ = [
     "TransferInProgress",
     "UsageError",
     "VoteResponse",
+    "describe_entries",
+    "describe_entry",
+    "describe_message",
+    "describe_ready",
+    "describe_status",
 ]

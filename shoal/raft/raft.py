@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import RaftConfig
 from .errors import ConfChangeRejected, NotLeader, ProposalRejected, TransferInProgress
 from .log import RaftLog
 from .messages import (
@@ -50,6 +49,7 @@ from .messages import (
     TimeoutNow,
     VoteResponse,
 )
+from .options import RaftConfig
 from .progress import Progress, ProgressState
 from .quorum import VoteResult, has_quorum, majority_value, vote_result
 from .types import (

@@ -28,9 +28,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import RaftConfig
 from .errors import UsageError
 from .messages import AppendEntries, Heartbeat, InstallSnapshot, Message, TimeoutNow
+from .options import RaftConfig
 from .progress import ProgressState
 from .raft import Raft
 from .types import (

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from shoal.raft.config import RaftConfig
 from shoal.raft.messages import Message
+from shoal.raft.options import RaftConfig
 from shoal.raft.rawnode import RawNode, Ready
 from shoal.raft.sim.checker import SafetyChecker
 from shoal.raft.sim.cluster import DurableStore, decode_state, encode_state

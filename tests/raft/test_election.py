@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from shoal.raft.config import RaftConfig
 from shoal.raft.messages import AppendEntries, RequestVote, VoteResponse
+from shoal.raft.options import RaftConfig
 from shoal.raft.sim.bugs import inject
 from shoal.raft.types import Role
 

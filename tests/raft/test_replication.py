@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from shoal.raft.config import RaftConfig
 from shoal.raft.messages import (
     AppendEntries,
     AppendResponse,
@@ -17,6 +16,7 @@ from shoal.raft.messages import (
     TimeoutNow,
     VoteResponse,
 )
+from shoal.raft.options import RaftConfig
 from shoal.raft.sim.bugs import inject
 from shoal.raft.sim.checker import Violation
 from shoal.raft.types import Role

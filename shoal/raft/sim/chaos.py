@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..config import RaftConfig
 from ..errors import ProposalRejected
+from ..options import RaftConfig
 from ..types import ConfChangeOp
 from .checker import Violation
 from .cluster import SimCluster, Trace, encode_state

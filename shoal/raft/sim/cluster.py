@@ -13,8 +13,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config import RaftConfig
 from ..errors import ProposalRejected
+from ..options import RaftConfig
 from ..rawnode import RawNode, Ready
 from ..types import ConfState, Entry, HardState, Role, Snapshot
 from .checker import SafetyChecker, Violation

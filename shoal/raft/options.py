@@ -1,4 +1,9 @@
-"""Tunables of one Raft member. Times are in ticks: the driver decides how long a tick is."""
+"""`RaftConfig`: the options of one Raft member (its id, timeouts, PreVote/CheckQuorum,
+flow control), validated on construction.
+
+Times are in ticks: the driver decides how long a tick is. (The module is `options`, not
+`config`, so that it is never confused with `shoal.config`, the config center.)
+"""
 
 from __future__ import annotations
 
