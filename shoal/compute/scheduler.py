@@ -9,7 +9,7 @@ list of instructions (run this attempt of a task on that worker, cancel that att
 job is done, that job failed) and carries them out in order. Time only arrives as ``now``
 on the events, so the same events always give the same instructions; with
 ``record=True`` the scheduler keeps every event in ``log`` and ``replay(log)`` rebuilds
-the run exactly. (The event and instruction types live in ``messages`` and are
+the run exactly. (The event and instruction types live in ``events`` and are
 re-exported here.) Every event carries a ``stimulus_id`` (the driver's name for it; left
 empty, the scheduler numbers it ``#n`` in arrival order, which is just as unique); each
 task keeps a *story* (the lines of what happened to it, tagged with the stimulus that
@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ComputeError
-from .messages import (
+from .events import (
     AttemptView,
     CancelJob,
     CancelTask,

@@ -1,7 +1,9 @@
-"""What the scheduler reads and writes: task specs, events (stimuli), instructions, views.
+"""The scheduler's vocabulary: the events (stimuli) it handles and the instructions it returns.
 
-All frozen, slotted dataclasses that validate themselves on construction, so a malformed
-event fails where it is made, not deep inside ``Scheduler.handle``. Pure data: no I/O.
+Also the values those carry or expose: task specs, the scheduler's config and read-only
+views. All frozen, slotted dataclasses that validate themselves on construction, so a
+malformed event fails where it is made, not deep inside ``Scheduler.handle``. Pure
+data: no I/O.
 """
 
 from __future__ import annotations
