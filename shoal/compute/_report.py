@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from .errors import JobFailed
 from .job import AttemptReport, JobReport, JobResult, Progress, TaskReport
-from .scheduler import Scheduler
+from .scheduler import AttemptOutcome, Scheduler
 
 __all__ = ["RESTORED", "build_report", "hand_over", "report_progress"]
 
@@ -101,7 +101,7 @@ def build_report(
             )
             for v in views
         )
-        winner = next((v for v in views if v.outcome == "finished"), None)
+        winner = next((v for v in views if v.outcome is AttemptOutcome.FINISHED), None)
         times = timing.get(index)
         tasks.append(
             TaskReport(

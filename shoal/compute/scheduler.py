@@ -69,6 +69,7 @@ from typing import Any
 
 from .errors import ComputeError
 from .events import (
+    AttemptOutcome,
     AttemptView,
     CancelJob,
     CancelTask,
@@ -77,6 +78,7 @@ from .events import (
     Instruction,
     JobDone,
     JobFailed,
+    JobState,
     JobSubmitted,
     RunTask,
     SchedulerConfig,
@@ -85,12 +87,14 @@ from .events import (
     TaskFinished,
     TaskSpec,
     TaskStarted,
+    TaskState,
     Tick,
     WorkerJoined,
     WorkerLost,
 )
 
 __all__ = [
+    "AttemptOutcome",
     "AttemptView",
     "CancelJob",
     "CancelTask",
@@ -99,6 +103,7 @@ __all__ = [
     "Instruction",
     "JobDone",
     "JobFailed",
+    "JobState",
     "JobSubmitted",
     "RunTask",
     "Scheduler",
@@ -108,6 +113,7 @@ __all__ = [
     "TaskFinished",
     "TaskSpec",
     "TaskStarted",
+    "TaskState",
     "Tick",
     "WorkerJoined",
     "WorkerLost",
@@ -128,7 +134,7 @@ class _Attempt:
     assigned_at: float
     started_at: float | None = None
     ended_at: float | None = None
-    outcome: str = "live"
+    outcome: AttemptOutcome = AttemptOutcome.LIVE
     error: str = ""
 
 
@@ -136,7 +142,7 @@ class _Attempt:
 class _Task:
     spec: TaskSpec
     job: _Job
-    state: str = "pending"  # pending | waiting (backoff) | active | finished | failed
+    state: TaskState = TaskState.PENDING
     attempts: list[_Attempt] = field(default_factory=list)
     live: dict[int, _Attempt] = field(default_factory=dict)
     failures: int = 0
@@ -154,7 +160,7 @@ class _Job:
     pending: deque[_Task] = field(default_factory=deque)
     remaining: int = 0
     durations: list[float] = field(default_factory=list)  # sorted, for the median
-    state: str = "running"  # running | done | failed
+    state: JobState = JobState.RUNNING
 
     def median(self) -> float:
         d = self.durations
@@ -252,10 +258,10 @@ class Scheduler:
             for a in self._task(task_id).attempts
         )
 
-    def task_state(self, task_id: str) -> str:
+    def task_state(self, task_id: str) -> TaskState:
         return self._task(task_id).state
 
-    def job_state(self, job_id: str) -> str:
+    def job_state(self, job_id: str) -> JobState:
         return self._jobs[job_id].state
 
     def progress(self, job_id: str) -> tuple[int, int]:
@@ -317,10 +323,10 @@ class Scheduler:
         sid = self._sid(e.stimulus_id)
         lost = [*worker.running, *worker.queued]
         for attempt in lost:  # all off the worker first, so a job failure cancels none of them
-            self._end(attempt, "lost", sid)
+            self._end(attempt, AttemptOutcome.LOST, sid)
         for attempt in lost:
             task = attempt.task
-            if task.state != "active" or task.live:
+            if task.state is not TaskState.ACTIVE or task.live:
                 continue  # another copy is still running
             if attempt.started_at is not None:
                 error = f"worker {e.worker_id} was lost while running attempt {attempt.number}"
@@ -329,7 +335,7 @@ class Scheduler:
                 if task.failures > task.spec.retries:
                     self._fail_job(task.job, task, error, sid, out)
                     continue
-            task.state = "pending"
+            task.state = TaskState.PENDING
             task.job.pending.appendleft(task)
         self._place_stragglers(sid, out)
         self._schedule(sid, out)
@@ -351,15 +357,15 @@ class Scheduler:
         self._advance(e.now)
         sid = self._sid(e.stimulus_id)
         task, job = attempt.task, attempt.task.job
-        task.state = "finished"
+        task.state = TaskState.FINISHED
         started = attempt.started_at if attempt.started_at is not None else attempt.assigned_at
         bisect.insort(job.durations, max(0.0, e.now - started))
-        self._end(attempt, "finished", sid, at=e.now)
+        self._end(attempt, AttemptOutcome.FINISHED, sid, at=e.now)
         for other in list(task.live.values()):
             self._cancel(other, "another attempt finished first", sid, out)
         job.remaining -= 1
         if job.remaining == 0:
-            job.state = "done"
+            job.state = JobState.DONE
             self._order.remove(job)
             out.append(JobDone(job.job_id))
         self._release_due(sid)
@@ -372,7 +378,7 @@ class Scheduler:
             return
         self._advance(e.now)
         sid = self._sid(e.stimulus_id)
-        self._end(attempt, "failed", sid, at=e.now, error=e.error)
+        self._end(attempt, AttemptOutcome.FAILED, sid, at=e.now, error=e.error)
         self._after_failure(attempt.task, e.error, sid, out)
         self._release_due(sid)
         self._place_stragglers(sid, out)
@@ -389,7 +395,7 @@ class Scheduler:
 
     def _on_cancel_job(self, e: CancelJob, out: list[Instruction]) -> None:
         job = self._jobs.get(e.job_id)
-        if job is None or job.state != "running":
+        if job is None or job.state is not JobState.RUNNING:
             return
         sid = self._sid(e.stimulus_id)
         self._fail_job(job, None, e.error, sid, out)
@@ -399,7 +405,7 @@ class Scheduler:
         job = self._jobs.get(e.job_id)
         if job is None:
             raise ComputeError(f"unknown job {e.job_id!r}")
-        if job.state == "running":
+        if job.state is JobState.RUNNING:
             raise ComputeError(f"job {e.job_id!r} is still running; only an ended job is forgotten")
         del self._jobs[e.job_id]
         tasks = self._tasks
@@ -421,7 +427,7 @@ class Scheduler:
             return  # a speculative copy is still running; it may yet succeed
         delay = min(self.config.max_backoff, task.spec.backoff * 2 ** (task.failures - 1))
         ready_at = self._now + delay
-        task.state = "waiting"
+        task.state = TaskState.WAITING
         task.story.append(StoryLine(sid, "retry", 0, "", self._now, f"at {ready_at:.6f}"))
         heapq.heappush(self._delayed, (ready_at, self._seq, task.spec.task_id))
         self._release_due(sid)
@@ -429,14 +435,14 @@ class Scheduler:
     def _fail_job(
         self, job: _Job, task: _Task | None, error: str, sid: str, out: list[Instruction]
     ) -> None:
-        job.state = "failed"
+        job.state = JobState.FAILED
         self._order.remove(job)
         job.pending.clear()
         for t in job.tasks:
             for attempt in list(t.live.values()):
                 self._cancel(attempt, "job failed", sid, out)
-            if t.state != "finished":
-                t.state = "failed"
+            if t.state is not TaskState.FINISHED:
+                t.state = TaskState.FAILED
         if task is None:
             out.append(JobFailed(job.job_id, "", error, 0))
         else:
@@ -449,8 +455,8 @@ class Scheduler:
             task = self._tasks.get(task_id)
             if task is None:
                 continue  # its job was forgotten
-            if task.state == "waiting" and task.job.state == "running":
-                task.state = "pending"
+            if task.state is TaskState.WAITING and task.job.state is JobState.RUNNING:
+                task.state = TaskState.PENDING
                 task.job.pending.appendleft(task)
 
     def _check_timeouts(self, sid: str, out: list[Instruction]) -> None:
@@ -464,7 +470,7 @@ class Scheduler:
             and now - a.started_at > a.task.spec.timeout
         ]
         for attempt in expired:
-            if attempt.outcome != "live":
+            if attempt.outcome is not AttemptOutcome.LIVE:
                 continue  # its job failed while handling an earlier one
             spec = attempt.task.spec
             error = (
@@ -506,7 +512,11 @@ class Scheduler:
         waiting: list[_Attempt] = []
         for a in self._stragglers:
             task = a.task
-            if a.outcome != "live" or task.state != "active" or task.speculated:
+            if (
+                a.outcome is not AttemptOutcome.LIVE
+                or task.state is not TaskState.ACTIVE
+                or task.speculated
+            ):
                 continue
             need = task.spec.resources
             best: _Worker | None = None
@@ -579,7 +589,7 @@ class Scheduler:
         attempt = _Attempt(task, number, worker, speculative, self._now)
         task.attempts.append(attempt)
         task.live[number] = attempt
-        task.state = "active"
+        task.state = TaskState.ACTIVE
         if queued:
             worker.queued.append(attempt)
         else:
@@ -599,12 +609,12 @@ class Scheduler:
                 reason,
             )
         )
-        self._end(attempt, "cancelled", sid, detail=reason)
+        self._end(attempt, AttemptOutcome.CANCELLED, sid, detail=reason)
 
     def _end(
         self,
         attempt: _Attempt,
-        outcome: str,
+        outcome: AttemptOutcome,
         sid: str,
         *,
         at: float | None = None,
@@ -618,7 +628,9 @@ class Scheduler:
         attempt.error = error
         del task.live[attempt.number]
         task.story.append(
-            StoryLine(sid, outcome, attempt.number, worker.worker_id, attempt.ended_at, detail)
+            StoryLine(
+                sid, outcome.value, attempt.number, worker.worker_id, attempt.ended_at, detail
+            )
         )
         if attempt in worker.queued:
             worker.queued.remove(attempt)

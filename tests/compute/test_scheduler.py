@@ -6,12 +6,14 @@ import pytest
 
 from shoal.compute.errors import ComputeError
 from shoal.compute.scheduler import (
+    AttemptOutcome,
     CancelJob,
     CancelTask,
     ForgetJob,
     Instruction,
     JobDone,
     JobFailed,
+    JobState,
     JobSubmitted,
     RunTask,
     Scheduler,
@@ -20,6 +22,7 @@ from shoal.compute.scheduler import (
     TaskFinished,
     TaskSpec,
     TaskStarted,
+    TaskState,
     Tick,
     WorkerJoined,
     WorkerLost,
@@ -415,3 +418,17 @@ def test_events_validate_themselves() -> None:
     s.handle(JobSubmitted("j", specs("j", 1)))
     with pytest.raises(ComputeError, match="already submitted"):
         s.handle(JobSubmitted("j", specs("k", 1)))
+
+
+def test_states_are_typed_and_read_as_their_names() -> None:
+    s = Scheduler()
+    s.handle(WorkerJoined("w", CPU))
+    s.handle(JobSubmitted("j", specs("j", 2)))
+    assert s.task_state("j/0") is TaskState.ACTIVE and s.task_state("j/1") is TaskState.PENDING
+    assert s.job_state("j") is JobState.RUNNING
+    assert s.attempts("j/0")[0].outcome is AttemptOutcome.LIVE
+    s.handle(TaskFinished("j/0", 1, "w", 1.0))
+    s.handle(TaskFinished("j/1", 1, "w", 2.0))
+    assert s.job_state("j") is JobState.DONE and s.job_state("j") == "done"
+    assert [line.what for line in s.story("j/0")] == ["submitted", "run", "finished"]
+    assert type(s.story("j/0")[-1].what) is str  # stories hold plain names
