@@ -13,7 +13,10 @@ the run exactly. (The event and instruction types live in ``events`` and are
 re-exported here.) Every event carries a ``stimulus_id`` (the driver's name for it; left
 empty, the scheduler numbers it ``#n`` in arrival order, which is just as unique); each
 task keeps a *story* (the lines of what happened to it, tagged with the stimulus that
-caused them) for debugging.
+caused them) for debugging. ``validate()`` checks every invariant of the state (each
+task in exactly one state, live attempts on known workers, resource sums, queues holding
+only ready tasks, nothing left of a forgotten job; see ``_invariants``);
+``Scheduler(validate=True)`` runs it after every event, as the tests do.
 
 A task is run as *attempts*, numbered 1, 2, ... per task. An attempt is *live* from its
 ``RunTask`` until it finishes, fails, is cancelled or its worker is lost. Anything an
@@ -49,8 +52,10 @@ Rules
 5. Worker loss. Every live attempt on a lost worker is rescheduled at once. One that had
    started counts as a failure (so a task that crashes every worker is not retried for
    ever); one still queued does not.
-6. Timeouts. An attempt running longer than its task's ``timeout`` is cancelled and
-   counts as a failure (then rule 4).
+6. Timeouts. An attempt that has run (since its ``TaskStarted``; a repeated start report
+   changes nothing) for its task's ``timeout`` is cancelled on the next ``Tick`` and
+   counts as a failure (then rule 4). ``next_wakeup`` names the earliest such deadline,
+   so a driver can Tick right then.
 7. Stragglers. On a ``Tick``, a started attempt whose job has at least
    ``straggler_min_finished`` finished tasks and that has run longer than
    ``straggler_factor`` x the job's median duration (and ``straggler_min_runtime``) gets
@@ -67,6 +72,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._invariants import violations
 from .errors import ComputeError
 from .events import (
     AttemptOutcome,
@@ -208,14 +214,21 @@ class _Worker:
 class Scheduler:
     """Decides where and when every task runs; see the module docstring for the rules."""
 
-    def __init__(self, config: SchedulerConfig | None = None, *, record: bool = False) -> None:
+    def __init__(
+        self, config: SchedulerConfig | None = None, *, record: bool = False, validate: bool = False
+    ) -> None:
         self.config = config or SchedulerConfig()
         self.log: list[Event] | None = [] if record else None
+        self._validate = validate
         self._jobs: dict[str, _Job] = {}
         self._order: list[_Job] = []  # running jobs, best effective priority first
         self._tasks: dict[str, _Task] = {}
         self._workers: dict[str, _Worker] = {}
         self._delayed: list[tuple[float, int, str]] = []  # (ready_at, seq, task_id) heap
+        # (started_at + timeout, push number, attempt) of started attempts with a timeout;
+        # an entry outlives its attempt (skipped when popped): a heap cannot drop the middle.
+        self._deadlines: list[tuple[float, int, _Attempt]] = []
+        self._pushes = 0
         self._stragglers: list[_Attempt] = []  # flagged, waiting for a free slot elsewhere
         self._now = 0.0
         self._seq = 0
@@ -230,7 +243,19 @@ class Scheduler:
             self.log.append(event)
         out: list[Instruction] = []
         _HANDLERS[type(event)](self, event, out)
+        if self._validate:
+            self.validate()
         return out
+
+    def validate(self) -> None:
+        """Check every invariant of the state; raise ``AssertionError`` naming those broken.
+
+        A debugging aid (``Scheduler(validate=True)`` runs it after every event, as the
+        tests do): it walks all of the state, so it costs O(jobs + tasks + workers).
+        """
+        broken = violations(self)
+        if broken:
+            raise AssertionError("scheduler invariants broken:\n  " + "\n  ".join(broken))
 
     # -- queries (pure reads) --
 
@@ -274,8 +299,19 @@ class Scheduler:
         return {w.worker_id: len(w.running) + len(w.queued) for w in self._workers.values()}
 
     def next_wakeup(self) -> float | None:
-        """The earliest time a delayed retry becomes runnable (the driver's next Tick)."""
-        return self._delayed[0][0] if self._delayed else None
+        """The earliest time a ``Tick`` has work: a delayed retry falls due, or a running
+        attempt reaches its timeout (the driver's next Tick, at the latest).
+
+        Drops the deadlines of attempts already over from the top of their heap (no
+        decision changes), so a finished attempt does not cause a needless Tick.
+        """
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2].outcome is not AttemptOutcome.LIVE:
+            heapq.heappop(deadlines)
+        wake = self._delayed[0][0] if self._delayed else None
+        if deadlines and (wake is None or deadlines[0][0] < wake):
+            wake = deadlines[0][0]
+        return wake
 
     def can_ever_place(self, spec: TaskSpec) -> bool:
         """Whether some current worker could run this task (resources-wise) at all."""
@@ -344,11 +380,19 @@ class Scheduler:
         attempt = self._live(e.task_id, e.attempt, e.stimulus_id, "started", e.now)
         if attempt is None:
             return
+        sid = self._sid(e.stimulus_id)
+        if attempt.started_at is not None:  # a repeated report: the first start counts
+            attempt.task.story.append(
+                StoryLine(sid, "ignored", e.attempt, e.worker_id, e.now, "duplicate start")
+            )
+            return
         self._advance(e.now)
         attempt.started_at = e.now
-        attempt.task.story.append(
-            StoryLine(self._sid(e.stimulus_id), "started", e.attempt, e.worker_id, e.now)
-        )
+        timeout = attempt.task.spec.timeout
+        if timeout is not None:
+            self._pushes += 1
+            heapq.heappush(self._deadlines, (e.now + timeout, self._pushes, attempt))
+        attempt.task.story.append(StoryLine(sid, "started", e.attempt, e.worker_id, e.now))
 
     def _on_task_finished(self, e: TaskFinished, out: list[Instruction]) -> None:
         attempt = self._live(e.task_id, e.attempt, e.stimulus_id, "finished", e.now)
@@ -411,8 +455,16 @@ class Scheduler:
         tasks = self._tasks
         for task in job.tasks:
             del tasks[task.spec.task_id]
-        # Its attempts are all over (none is on a worker); entries of its tasks left in
-        # ``_delayed`` are skipped when they fall due.
+        # Its attempts are all over (none is on a worker). Drop what the timer heaps still
+        # hold of it, or a retry left over from this job could release a task of a later
+        # job that reuses the id.
+        if self._delayed:
+            gone = {task.spec.task_id for task in job.tasks}
+            self._delayed = [d for d in self._delayed if d[2] not in gone]
+            heapq.heapify(self._delayed)
+        if self._deadlines:
+            self._deadlines = [d for d in self._deadlines if d[2].task.job is not job]
+            heapq.heapify(self._deadlines)
         if self._stragglers:
             self._stragglers = [a for a in self._stragglers if a.task.job is not job]
 
@@ -460,15 +512,10 @@ class Scheduler:
                 task.job.pending.appendleft(task)
 
     def _check_timeouts(self, sid: str, out: list[Instruction]) -> None:
-        now = self._now
-        expired = [
-            a
-            for w in self._workers.values()
-            for a in w.running
-            if a.started_at is not None
-            and a.task.spec.timeout is not None
-            and now - a.started_at > a.task.spec.timeout
-        ]
+        deadlines, now = self._deadlines, self._now
+        expired: list[_Attempt] = []
+        while deadlines and deadlines[0][0] <= now:
+            expired.append(heapq.heappop(deadlines)[2])
         for attempt in expired:
             if attempt.outcome is not AttemptOutcome.LIVE:
                 continue  # its job failed while handling an earlier one
@@ -682,10 +729,10 @@ _HANDLERS: dict[type[Any], Callable[[Scheduler, Any, list[Instruction]], None]] 
 
 
 def replay(
-    events: Iterable[Event], config: SchedulerConfig | None = None
+    events: Iterable[Event], config: SchedulerConfig | None = None, *, validate: bool = False
 ) -> tuple[Scheduler, list[Instruction]]:
     """Feed ``events`` to a fresh scheduler; return it and every instruction, in order."""
-    scheduler = Scheduler(config, record=True)
+    scheduler = Scheduler(config, record=True, validate=validate)
     out: list[Instruction] = []
     for event in events:
         out.extend(scheduler.handle(event))
