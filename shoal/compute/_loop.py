@@ -1,4 +1,4 @@
-"""The scheduler's I/O shell, shared by the executors that drive it (local, shoal).
+"""The scheduler's I/O shell, shared by the local, shoal and ray executors.
 
 Every such executor drives the pure scheduler the same way, from the caller's thread:
 ``SchedulerLoop`` turns what arrives into scheduler events, carries out the instructions

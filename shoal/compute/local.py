@@ -29,8 +29,8 @@ Aggregation happens in the driver as results arrive (``RunMerger``): neighbourin
 partitions are combined at once, so the answer is the in-order combination whatever order
 the results come in, and only the combiner's associativity is relied on.
 
-The loop and the scheduler plumbing are the scheduler loop's (``_loop``, shared with
-the ``shoal`` executor); result merging and reports are the lane driver core's
+The loop and the scheduler plumbing are the scheduler loop's (``_loop``, shared with the
+``shoal`` and ``ray`` executors); result merging and reports are the lane driver core's
 (``_driver``, shared with the ``shoal`` executor), and so is forgetting a job once
 ``wait`` has handed over its result; this module holds the pipes and processes.
 """
