@@ -9,8 +9,9 @@ by the pure scheduler in ``shoal.compute.scheduler``::
     job.run().result
 
 Modules: ``partition`` (ranges, chunks, by_key, Partitioner), ``sources`` (files),
-``job`` (Job, reports, the Executor protocol), ``scheduler`` (pure decisions) and
-``messages`` (its events and instructions),
+``job`` (Job, reports, the Executor protocol; it imports no executor), ``executors``
+(the registry of executor names), ``scheduler`` (pure decisions) and ``events`` (its
+events and instructions),
 ``aggregate`` (tree and streaming combination), ``local`` (the local executor),
 ``dask_executor`` (the same jobs on dask.distributed; needs the ``compute`` extra and is
 imported only when asked for, as ``executor="dask"``), ``shoal_executor`` (the same jobs
@@ -23,21 +24,17 @@ plane), ``errors`` (the exception tree).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .aggregate import RunMerger, tree_reduce
 from .errors import ComputeError, ExecutorError, JobError, JobFailed
-from .job import (
-    AttemptReport,
-    Executor,
-    Job,
-    JobReport,
-    JobResult,
-    Progress,
-    TaskReport,
-    known_executors,
-)
-from .local import LocalExecutor
+from .executors import known_executors
+from .job import AttemptReport, Executor, Job, JobReport, JobResult, Progress, TaskReport
 from .partition import Partitioner, by_key, chunks, key_partition, ranges
 from .sources import files
+
+if TYPE_CHECKING:
+    from .local import LocalExecutor
 
 __all__ = [
     "AttemptReport",
@@ -62,3 +59,13 @@ __all__ = [
     "ranges",
     "tree_reduce",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # LocalExecutor is imported on first use, so ``import shoal.compute.job`` (which runs
+    # this module first) does not import an executor and its process machinery.
+    if name == "LocalExecutor":
+        from .local import LocalExecutor
+
+        return LocalExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,11 +7,12 @@ Reads the pure scheduler's views and the driver's timings; no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from .errors import JobFailed
 from .job import AttemptReport, JobReport, JobResult, Progress, TaskReport
-from .scheduler import Scheduler
+from .scheduler import AttemptOutcome, Scheduler
 
 __all__ = ["RESTORED", "build_report", "hand_over", "report_progress"]
 
@@ -80,8 +81,14 @@ def build_report(
     finished_at: float,
     pids: Mapping[str, int | None],
     restored: Collection[int] = (),
+    ran_on: Mapping[tuple[int, int], str] | None = None,
 ) -> JobReport:
-    """Times in the report are seconds since ``submitted_at`` (all on the driver's clock)."""
+    """Times in the report are seconds since ``submitted_at`` (all on the driver's clock).
+
+    ``ran_on`` maps ``(index, attempt)`` to the worker that really ran an attempt, for an
+    executor whose scheduler worker stands for a whole pool (ray); attempts missing from
+    it are reported on their scheduler worker.
+    """
     origin = submitted_at
     tasks = []
     for index, task_id in enumerate(task_ids):
@@ -89,6 +96,10 @@ def build_report(
             tasks.append(TaskReport(task_id, index, RESTORED, 0, 0, False, None, None))
             continue
         views = scheduler.attempts(task_id)
+        if ran_on:
+            views = tuple(
+                replace(v, worker_id=ran_on.get((index, v.attempt), v.worker_id)) for v in views
+            )
         history = tuple(
             AttemptReport(
                 attempt=v.attempt,
@@ -101,7 +112,7 @@ def build_report(
             )
             for v in views
         )
-        winner = next((v for v in views if v.outcome == "finished"), None)
+        winner = next((v for v in views if v.outcome is AttemptOutcome.FINISHED), None)
         times = timing.get(index)
         tasks.append(
             TaskReport(

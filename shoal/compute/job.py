@@ -11,6 +11,10 @@ anything runs) and runs on an executor chosen by name or given as an object::
 An executor is anything with ``submit(job) -> job id``, ``wait(job ids) -> results``
 and ``close()`` (the ``Executor`` protocol); several jobs may be submitted to one
 executor and compete by priority. The results and reports are plain frozen data.
+
+This module is the value type: it imports no executor. Names such as ``"local"`` are
+resolved by the registry in ``executors`` (imported by ``run`` when it is given a name),
+which imports an executor's module only when that executor is made.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ __all__ = [
     "JobResult",
     "Progress",
     "TaskReport",
-    "known_executors",
 ]
 
 Progress = Callable[[str, int, int], None]
@@ -150,53 +153,6 @@ class Executor(Protocol):
     ) -> list[JobResult]: ...
 
     def close(self) -> None: ...
-
-
-def _local(**options: Any) -> Executor:
-    from .local import LocalExecutor
-
-    return LocalExecutor(**options)
-
-
-def _dask(**options: Any) -> Executor:
-    from .dask_executor import DaskExecutor
-
-    return DaskExecutor(**options)
-
-
-def _shoal(**options: Any) -> Executor:
-    from .shoal_executor import ShoalExecutor
-
-    return ShoalExecutor(**options)
-
-
-def _ray(**options: Any) -> Executor:
-    from .ray_executor import RayExecutor
-
-    return RayExecutor(**options)
-
-
-_EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "local": _local,
-    "dask": _dask,
-    "shoal": _shoal,
-    "ray": _ray,
-}
-_PLANNED: tuple[str, ...] = ()
-
-
-def known_executors() -> tuple[str, ...]:
-    return tuple(sorted(_EXECUTORS))
-
-
-def executor_by_name(name: str, **options: Any) -> Executor:
-    factory = _EXECUTORS.get(name)
-    if factory is None:
-        known = ", ".join(known_executors())
-        if name in _PLANNED:
-            raise JobError(f"executor {name!r} is not available yet; known executors: {known}")
-        raise JobError(f"unknown executor {name!r}; known executors: {known}")
-    return factory(**options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +274,8 @@ class Job:
         closed afterwards) or an ``Executor`` object, which is left open.
         """
         if isinstance(executor, str):
+            from .executors import executor_by_name  # here: the registry imports this module
+
             made = executor_by_name(executor, **options)
             try:
                 return made.wait([made.submit(self)], progress=progress)[0]

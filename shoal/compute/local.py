@@ -29,7 +29,8 @@ Aggregation happens in the driver as results arrive (``RunMerger``): neighbourin
 partitions are combined at once, so the answer is the in-order combination whatever order
 the results come in, and only the combiner's associativity is relied on.
 
-The loop, the scheduler plumbing, result merging and reports are the driver core's
+The loop and the scheduler plumbing are the scheduler loop's (``_loop``, shared with the
+``shoal`` and ``ray`` executors); result merging and reports are the lane driver core's
 (``_driver``, shared with the ``shoal`` executor), and so is forgetting a job once
 ``wait`` has handed over its result; this module holds the pipes and processes.
 """
@@ -48,7 +49,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._driver import PROTOCOL, DriverCore, Key, Lane, Run, encode_run
+from ._driver import PROTOCOL, DriverCore, Lane, Run, RunState, encode_run
 from ._slots import worker_main
 from .errors import ExecutorError, JobError
 from .job import Job
@@ -223,7 +224,8 @@ class LocalExecutor(DriverCore):
         if worker is not None:  # else retired; its WorkerLost (queued) reschedules this
             self._enqueue(worker, worker.worker_id, run, index, instruction.attempt)
 
-    def _cancel_task(self, instruction: CancelTask, key: Key) -> None:
+    def _cancel_task(self, instruction: CancelTask, run: Run, index: int) -> None:
+        key = (run.job_no, index, instruction.attempt)
         worker = self._workers.get(instruction.worker_id)
         if worker is not None and worker.fifo and worker.fifo[0] == key:
             self._retire(worker, f"cancelled: {instruction.reason}", kill=True)
@@ -296,7 +298,7 @@ class LocalExecutor(DriverCore):
         if self._startup_deaths > _MAX_STARTUP_DEATHS:
             error = f"{self._startup_deaths} worker processes in a row died before answering"
             for run in self._runs.values():
-                if run.state == "running":
+                if run.state is RunState.RUNNING:
                     self._events.append(CancelJob(run.job_id, error))
         else:
             self._start_worker(self._resources[worker_id])

@@ -1,26 +1,39 @@
-"""The ``ray`` executor: the same ``Job`` on a Ray cluster.
+"""The ``ray`` executor: the same ``Job`` on a Ray cluster, driven by the pure scheduler.
 
 This is the one module that imports ``ray``; its errors become ours here. Ray places and
-runs the tasks; the driver (the caller's thread, inside ``wait``) keeps the job engine's
-semantics on top:
+runs the attempts; the decisions are the pure scheduler's, as for the local and shoal
+executors: the driver (the caller's thread, inside ``wait``) is the scheduler loop
+(``_loop``) with Ray as its transport. The whole cluster is one scheduler worker
+(``"ray"``) with ``max_in_flight`` slots and no resources of its own, and a task asks
+the scheduler for none: Ray enforces resources, the scheduler bounds what is in flight.
+So, exactly as on the other executors:
 
-* Resources. A task asks Ray for the job's ``resources``: ``cpu`` -> ``num_cpus`` (0 if
-  absent), ``gpu`` -> ``num_gpus``, ``memory`` -> ``memory`` (bytes, Ray's unit), every
-  other label -> a custom resource. A job that no live node could ever fit is refused at
-  ``submit`` with ``ExecutorError`` (Ray itself would wait for such a node for ever; pass
-  ``check_resources=False`` on an autoscaling cluster, where one may yet appear).
-* Retries. Every attempt is one Ray task with Ray's own retries off, so the driver sees
-  each failure -- an exception, a worker that died, a timeout -- and retries it after
-  ``backoff * 2**(failures - 1)`` seconds (at most 30) until it has failed
-  ``retries + 1`` times; then the job fails with the task's original traceback (formatted
-  in the worker) and its other attempts are cancelled. Reports list every attempt.
+* Priority. The scheduler hands Ray at most ``max_in_flight`` attempts at a time, from
+  the job of the best effective priority first (priority plus aging; retries ahead of
+  untried tasks); what Ray already holds runs in Ray's order.
+* Retries. Every attempt is one Ray task with Ray's own retries off, so each failure --
+  an exception, a worker that died -- comes back as ``TaskFailed`` and the scheduler
+  retries it after ``backoff * 2**(failures - 1)`` seconds (at most ``max_backoff``)
+  until it has failed ``retries + 1`` times; then the job fails with the task's original
+  traceback (formatted in the worker) and its other attempts are cancelled.
 * Timeouts. A job with a ``timeout`` runs its tasks as streaming generators that announce
-  their start, so an attempt is timed from when it started running (not from when it was
-  queued) and is force-cancelled -- its worker process killed -- when it overruns. That
-  costs a round trip more per task, so jobs without a timeout use plain tasks.
-* Priority. The driver hands Ray at most ``max_in_flight`` attempts at a time, taking
-  them from the job with the highest ``priority`` first (retries ahead of untried tasks);
-  what Ray already holds runs in Ray's order. No speculative copies are made.
+  their start (``TaskStarted``), so an attempt is timed from when it started running (not
+  from when it was queued); the scheduler's deadline for it wakes the driver, which
+  force-cancels the attempt -- its worker process killed -- and the scheduler counts a
+  failure. That costs a round trip more per task, so jobs without a timeout use plain
+  tasks (their start is reported with their result, as the worker measured it).
+* No speculative copies: the cluster is a single scheduler worker, and a copy must go to
+  another one. No locality either (Ray places).
+
+Resources: a task asks Ray for the job's ``resources``: ``cpu`` -> ``num_cpus`` (0 if
+absent), ``gpu`` -> ``num_gpus``, ``memory`` -> ``memory`` (bytes, Ray's unit), every
+other label -> a custom resource. A job that no live node could ever fit is refused at
+``submit`` with ``ExecutorError`` (Ray itself would wait for such a node for ever; pass
+``check_resources=False`` on an autoscaling cluster, where one may yet appear).
+
+Reports come from the scheduler's attempts, like the other executors' (a timed-out
+attempt is ``cancelled``, with the timeout as its error), with the Ray worker that ran
+each attempt (``node id/worker id``) as its worker.
 
 Map results stay in Ray's object store: the combiner runs there too, as a tree of pairwise
 tasks over neighbouring partitions (the shape of ``aggregate.tree_reduce``, so it needs
@@ -35,22 +48,32 @@ reconstruction would need its retries on).
 from __future__ import annotations
 
 import contextlib
-import heapq
+import dataclasses
 import importlib
-import itertools
 import os
 import time
 import traceback
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._report import hand_over, report_progress
+from ._loop import RunState, SchedulerLoop
+from ._report import build_report
 from .errors import ExecutorError, JobError
 from .errors import JobFailed as JobFailedError
-from .job import AttemptReport, Job, JobReport, JobResult, Progress, TaskReport
+from .job import Job, JobReport, JobResult
+from .scheduler import (
+    CancelTask,
+    JobSubmitted,
+    RunTask,
+    Scheduler,
+    SchedulerConfig,
+    TaskFailed,
+    TaskFinished,
+    TaskStarted,
+    WorkerJoined,
+)
 
 _MISSING: ImportError | None = None
 try:
@@ -61,8 +84,8 @@ except ImportError as missing:  # pragma: no cover - exercised only without ray 
 
 __all__ = ["RayExecutor"]
 
-_MAX_BACKOFF = 30.0  # the scheduler's default max_backoff: the same retry timing everywhere
-_TICK = 1.0  # the longest the driver waits without looking at its timers
+_POOL = "ray"  # the scheduler worker that stands for the whole cluster
+_TICK = 1.0  # the longest the driver waits without a Tick (timers wake it when due)
 
 # --- what runs on the Ray workers ---------------------------------------------------------
 
@@ -144,35 +167,27 @@ class _Attempt:
 class _Run:
     job_id: str
     job: Job
-    seq: int
     mode: str  # joined | split | streamed (see the remote functions above)
     partitions: list[Any]
+    task_ids: list[str]
     options: dict[str, Any]
     remote: Any  # the remote function of an attempt, the job's options applied
     fn_ref: Any
     combine_ref: Any
     submitted_at: float  # monotonic
-    submitted_wall: float  # time.time(): the origin of the workers' timestamps
-    pending: deque[int]
-    failures: list[int]
-    history: list[list[AttemptReport]]
-    winners: list[AttemptReport | None]
     values: list[Any]  # no combiner: each partition's result (streamed: its ObjectRef)
     levels: list[dict[int, Any]]  # the combine tree's waiting slots, level by level
     sizes: list[int]  # the combine tree's width, level by level
     final: Any = None
-    live: set[_Attempt] = field(default_factory=set)
-    pids: dict[str, int] = field(default_factory=dict)
+    state: RunState = RunState.RUNNING
+    scheduled: bool = True
     done: int = 0
-    state: str = "running"  # running | done | failed
     finished_at: float | None = None
     result: JobResult | None = None
     error: JobFailedError | None = None
-
-
-def _result_of(run: _Run) -> JobResult:
-    assert run.result is not None  # a run handed over has ended; without error, it has one
-    return run.result
+    timing: dict[int, tuple[str, float, float]] = field(default_factory=dict)  # index -> w, s, e
+    ran_on: dict[tuple[int, int], str] = field(default_factory=dict)  # (index, attempt) -> worker
+    pids: dict[str, int | None] = field(default_factory=dict)
 
 
 def _ray_options(resources: Mapping[str, float]) -> dict[str, Any]:
@@ -209,7 +224,7 @@ def _positive_int(value: Any, what: str) -> None:
         raise JobError(f"{what} must be a positive int, got {value!r}")
 
 
-class RayExecutor:
+class RayExecutor(SchedulerLoop[_Run]):
     """Run jobs on a Ray cluster.
 
     ``address`` is what ``ray.init`` takes. ``None`` runs on the Ray connection this
@@ -220,7 +235,8 @@ class RayExecutor:
     the other executors call it) sizes a local instance (default: every core);
     ``init_options`` go to ``ray.init`` (``include_dashboard`` defaults to False).
     ``max_in_flight`` bounds the attempts handed to Ray at a time (default: 16 per CPU of
-    the cluster). ``close()`` shuts Ray down only if this executor started it.
+    the cluster). ``config`` is the scheduler's (its ``prefetch`` does not apply: Ray
+    queues). ``close()`` shuts Ray down only if this executor started it.
     """
 
     name = "ray"
@@ -233,6 +249,7 @@ class RayExecutor:
         workers: int | None = None,
         max_in_flight: int | None = None,
         check_resources: bool = True,
+        config: SchedulerConfig | None = None,
         **init_options: Any,
     ) -> None:
         if _MISSING is not None:
@@ -247,7 +264,8 @@ class RayExecutor:
         _positive_int(max_in_flight, "max_in_flight")
         if num_cpus is not None and address not in (None, "local"):
             raise JobError("num_cpus sizes a local Ray instance; it cannot apply to an address")
-        self._closed = False
+        config = dataclasses.replace(config or SchedulerConfig(), prefetch=0)
+        super().__init__(Scheduler(config), _TICK)
         self._owns_ray = False
         if _ray.is_initialized():
             if address is not None or num_cpus is not None or init_options:
@@ -265,25 +283,14 @@ class RayExecutor:
         self._check_resources = check_resources
         if max_in_flight is None:
             max_in_flight = 16 * max(1, int(_ray.cluster_resources().get("CPU", 1)))
-        self._max_in_flight = max_in_flight
-        self._runs: dict[str, _Run] = {}
-        self._active: list[_Run] = []  # running jobs, highest priority first
-        self._waiting: dict[Any, _Attempt] = {}  # waitable -> attempt
-        self._delayed: list[tuple[float, int, _Run, int]] = []  # retries in backoff (heap)
-        self._touched: set[str] = set()
-        self._seq = 0
-        self._ticket = itertools.count()
-
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._waiting: dict[Any, _Attempt] = {}  # waitable -> its attempt
+        self._live: dict[tuple[str, int], _Attempt] = {}  # (task id, attempt) -> attempt
+        self._feed(WorkerJoined(_POOL, {}, max_in_flight, "join-ray"))
 
     # -- public API --
 
     def submit(self, job: Job) -> str:
-        """Hand ``job`` over; its first tasks start at once."""
+        """Hand ``job`` to the scheduler; its first tasks go to Ray at once."""
         self._check_open()
         partitions = job.resolve()
         options = _ray_options(job.resources)
@@ -307,137 +314,77 @@ class RayExecutor:
             raise ExecutorError(f"job {job.name!r}: ray could not store it: {error}") from error
         self._seq += 1
         count = len(partitions)
+        # Ray enforces the resources and places the attempts; the scheduler only orders
+        # them and bounds how many are in flight (the pool worker has no resources).
+        specs = tuple(
+            dataclasses.replace(spec, resources={}, speculative=False, locality=None)
+            for spec in job.task_specs(job_id, count)
+        )
         sizes = _tree_sizes(count) if job.combine is not None else []
         run = _Run(
             job_id=job_id,
             job=job,
-            seq=self._seq,
             mode=mode,
             partitions=partitions,
+            task_ids=[spec.task_id for spec in specs],
             options=options,
             remote=remote,
             fn_ref=fn_ref,
             combine_ref=combine_ref,
             submitted_at=time.monotonic(),
-            submitted_wall=time.time(),
-            pending=deque(range(count)),
-            failures=[0] * count,
-            history=[[] for _ in range(count)],
-            winners=[None] * count,
             values=[None] * count if job.combine is None else [],
             levels=[{} for _ in sizes],
             sizes=sizes,
         )
-        self._runs[job_id] = run
-        self._active.append(run)
-        self._active.sort(key=lambda r: (-r.job.priority, r.seq))
-        self._launch()
+        self._register(run)
+        self._feed(JobSubmitted(job_id, specs, job.priority, run.submitted_at, f"submit-{job_id}"))
         return job_id
 
-    def wait(self, job_ids: Sequence[str], *, progress: Progress | None = None) -> list[JobResult]:
-        """Drive Ray until every job in ``job_ids`` has ended; see ``Executor``."""
-        self._check_open()
-        runs = []
-        for job_id in job_ids:
-            if job_id not in self._runs:
-                raise JobError(f"unknown job id {job_id!r}")
-            runs.append(self._runs[job_id])
-        while any(r.state == "running" for r in runs):
-            self._step()
-            self._report(progress)
-        self._report(progress)
-        return hand_over(runs, _result_of, self._forget)
+    # -- the transport --
 
-    def _forget(self, runs: Sequence[_Run]) -> None:
-        """Drop runs whose result (or error) ``wait`` hands over: a second wait is an error."""
-        for run in runs:
-            self._runs.pop(run.job_id, None)
-            self._touched.discard(run.job_id)
-
-    def run(self, job: Job, *, progress: Progress | None = None) -> JobResult:
-        return self.wait([self.submit(job)], progress=progress)[0]
-
-    def close(self) -> None:
+    def _shut_down(self) -> None:
         """Cancel what is still running; shut Ray down if this executor started it."""
-        if self._closed:
-            return
-        self._closed = True
-        for run in self._active:
-            self._cancel_live(run)
+        for waitable in list(self._waiting):
+            with contextlib.suppress(Exception):
+                _ray.cancel(waitable, force=True)
         self._waiting.clear()
-        self._delayed.clear()
-        self._active.clear()
+        self._live.clear()
         if self._owns_ray and _ray.is_initialized():
             _ray.shutdown()
 
-    # -- submission --
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ExecutorError("this executor is closed")
-
-    def _check_fits(self, job: Job, options: Mapping[str, Any]) -> None:
-        needs = _ray_needs(options)
-        nodes = [n.get("Resources", {}) for n in _ray.nodes() if n.get("Alive")]
-        if any(all(node.get(k, 0) >= v for k, v in needs.items()) for node in nodes):
-            return
-        offered = sorted(
-            str({k: v for k, v in node.items() if not k.startswith("node:")}) for node in nodes
-        )
-        raise ExecutorError(
-            f"job {job.name!r} needs resources {dict(job.resources)} per task (ray: {needs}), "
-            f"which no live ray node offers (nodes offer {', '.join(offered) or 'nothing'}); "
-            "on an autoscaling cluster pass check_resources=False"
-        )
-
-    def _launch(self) -> None:
-        """Hand Ray attempts, highest-priority job first, up to ``max_in_flight``."""
-        room = self._max_in_flight - len(self._waiting)
-        for run in self._active:
-            while room > 0 and run.pending:
-                self._start_attempt(run, run.pending.popleft())
-                room -= 1
-            if room <= 0:
-                return
-
-    def _start_attempt(self, run: _Run, index: int) -> None:
-        attempt = _Attempt(run, index, len(run.history[index]) + 1)
+    def _run_task(self, instruction: RunTask, run: _Run, index: int) -> None:
+        attempt = _Attempt(run, index, instruction.attempt)
         handle = run.remote.remote(run.fn_ref, run.partitions[index])
         if run.mode == "split":
             attempt.value_ref, attempt.waitable = handle
         else:
             attempt.waitable = handle
         self._waiting[attempt.waitable] = attempt
-        run.live.add(attempt)
+        self._live[(instruction.task_id, instruction.attempt)] = attempt
 
-    # -- the loop --
+    def _cancel_task(self, instruction: CancelTask, run: _Run, index: int) -> None:
+        """Stop an attempt (it timed out, or its job failed): force-cancel its Ray task."""
+        attempt = self._live.pop((instruction.task_id, instruction.attempt), None)
+        if attempt is None:
+            return
+        self._waiting.pop(attempt.waitable, None)
+        with contextlib.suppress(Exception):
+            _ray.cancel(attempt.waitable, force=True)
 
-    def _step(self) -> None:
-        now = time.monotonic()
-        self._release_due(now)
-        self._check_timeouts(now)
-        self._launch()
-        deadline = now + _TICK
-        if self._delayed:
-            deadline = min(deadline, self._delayed[0][0])
-        for attempt in self._waiting.values():
-            timeout = attempt.run.job.timeout
-            if attempt.started is not None and timeout is not None:
-                deadline = min(deadline, attempt.started + timeout)
-        wait_for = max(0.0, deadline - time.monotonic())
+    def _poll(self, timeout: float) -> None:
         waitables = list(self._waiting)
         if not waitables:
-            if self._delayed:
-                time.sleep(wait_for)
+            # Nothing in flight: only a timer (a retry's backoff) or the tick can matter.
+            time.sleep(timeout)
             return
-        ready, _ = _ray.wait(waitables, num_returns=1, timeout=wait_for)
+        ready, _ = _ray.wait(waitables, num_returns=1, timeout=timeout)
         if ready and len(waitables) > 1:
             ready, _ = _ray.wait(waitables, num_returns=len(waitables), timeout=0)
         plain = []
         for waitable in ready:
             found = self._waiting.pop(waitable, None)
             if found is None:
-                continue  # its job failed while an earlier one of this batch was handled
+                continue  # cancelled while an earlier one of this batch was handled
             if found.run.mode == "streamed":
                 self._advance_stream(found)
             else:
@@ -477,6 +424,11 @@ class RayExecutor:
             attempt.started = time.monotonic()
             start, worker, pid = got
             attempt.meta = (start, start, worker, pid, "")
+            run = attempt.run
+            run.ran_on[(attempt.index, attempt.number)] = worker
+            run.pids[worker] = pid
+            task_id = run.task_ids[attempt.index]
+            self._feed(TaskStarted(task_id, attempt.number, _POOL, attempt.started))
         elif attempt.stage == 1:
             attempt.meta = got
             if got[4]:  # fn raised
@@ -486,8 +438,9 @@ class RayExecutor:
             assert attempt.meta is not None
             self._settle(attempt, attempt.meta, ref)
             return
-        attempt.stage += 1
-        self._waiting[attempt.waitable] = attempt
+        if (attempt.run.task_ids[attempt.index], attempt.number) in self._live:
+            attempt.stage += 1
+            self._waiting[attempt.waitable] = attempt  # else cancelled: its timeout passed
 
     def _lost(self, attempt: _Attempt, error: BaseException) -> Meta:
         """The meta of an attempt Ray could not finish (its worker died, it was cancelled)."""
@@ -495,72 +448,38 @@ class RayExecutor:
         text = f"ray could not run the task: {type(error).__name__}: {error}"
         return (start, time.time(), worker, 0, text)
 
-    def _attempt_report(self, attempt: _Attempt, meta: Meta, outcome: str) -> AttemptReport:
-        start, end, worker, _, error = meta
-        origin = attempt.run.submitted_wall
-        started = None if start != start else start - origin  # NaN: never announced a start
-        return AttemptReport(attempt.number, worker, False, outcome, started, end - origin, error)
-
     def _settle(self, attempt: _Attempt, meta: Meta, value: Any) -> None:
-        """An attempt ended: with ``value`` (maybe an ObjectRef), or with ``meta``'s error."""
-        run, index = attempt.run, attempt.index
-        run.live.discard(attempt)
-        if run.state != "running":
+        """An attempt ended: with ``value`` (maybe an ObjectRef), or with ``meta``'s error.
+
+        Reported to the scheduler on the driver's clock: it ended now, and (unless it
+        announced its start) started as long ago as the worker says it ran.
+        """
+        run, index, number = attempt.run, attempt.index, attempt.number
+        task_id = run.task_ids[index]
+        if self._live.pop((task_id, number), None) is not attempt:
+            return  # cancelled meanwhile (its job failed while this batch was handled)
+        start, end, worker, pid, error = meta
+        now = time.monotonic()
+        if worker:
+            run.ran_on[(index, number)] = worker
+            if pid:
+                run.pids[worker] = pid
+        began = attempt.started
+        if began is None:
+            ran = end - start
+            began = now - ran if ran == ran and ran > 0 else now  # NaN: it never started
+            self._feed(TaskStarted(task_id, number, _POOL, began))
+        if error:
+            self._feed(TaskFailed(task_id, number, _POOL, error, now))
             return
-        if meta[3]:
-            run.pids[meta[2]] = meta[3]
-        if meta[4]:
-            report = self._attempt_report(attempt, meta, "failed")
-            self._failed(run, index, report)
-            return
-        report = self._attempt_report(attempt, meta, "finished")
-        run.history[index].append(report)
-        run.winners[index] = report
+        run.timing[index] = (worker, began, now)
         run.done += 1
         self._touched.add(run.job_id)
         if run.job.combine is None:
             run.values[index] = value
         else:
             self._place(run, index, value)
-        if run.done == len(run.partitions):
-            self._complete(run)
-
-    def _failed(self, run: _Run, index: int, report: AttemptReport) -> None:
-        run.history[index].append(report)
-        run.failures[index] += 1
-        failures = run.failures[index]
-        if failures > run.job.retries:
-            self._fail(run, f"{run.job_id}/{index}", failures, report.error)
-            return
-        delay = min(_MAX_BACKOFF, run.job.backoff * 2 ** (failures - 1))
-        heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._ticket), run, index))
-
-    def _release_due(self, now: float) -> None:
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, run, index = heapq.heappop(self._delayed)
-            if run.state == "running":
-                run.pending.appendleft(index)
-
-    def _check_timeouts(self, now: float) -> None:
-        expired = [
-            a
-            for a in self._waiting.values()
-            if a.started is not None
-            and a.run.job.timeout is not None
-            and now - a.started > a.run.job.timeout
-        ]
-        for attempt in expired:
-            run = attempt.run
-            del self._waiting[attempt.waitable]
-            with contextlib.suppress(Exception):
-                _ray.cancel(attempt.waitable, force=True)
-            assert attempt.meta is not None
-            start, _, worker, pid, _ = attempt.meta
-            error = (
-                f"task {run.job_id}/{attempt.index} attempt {attempt.number} timed out after "
-                f"{run.job.timeout}s on worker {worker}"
-            )
-            self._settle(attempt, (start, time.time(), worker, pid, error), None)
+        self._feed(TaskFinished(task_id, number, _POOL, now))
 
     # -- aggregation and the end of a job --
 
@@ -580,7 +499,8 @@ class RayExecutor:
             level, index = level + 1, index // 2
         run.final = ref
 
-    def _complete(self, run: _Run) -> None:
+    def _job_done(self, run: _Run) -> None:
+        """Every map result is in: fetch the final value (Ray ran the combine tree)."""
         try:
             if run.job.combine is not None:
                 value = _ray.get(run.final)
@@ -589,72 +509,54 @@ class RayExecutor:
             else:
                 value = run.values
         except _ray.exceptions.RayError as error:
-            self._fail(run, "combine", 1, f"ray could not finish the job: {error}")
+            self._combine_failed(run, f"ray could not finish the job: {error}")
             return
         if isinstance(value, _CombineFailed):
-            self._fail(run, "combine", 1, value.traceback)
+            self._combine_failed(run, value.traceback)
             return
-        run.state = "done"
-        run.finished_at = time.monotonic()
+        self._end_run(run, RunState.DONE)
         run.result = JobResult(value, self._job_report(run))
-        self._end(run)
 
-    def _fail(self, run: _Run, task_id: str, attempts: int, error: str) -> None:
-        run.state = "failed"
-        run.finished_at = time.monotonic()
-        run.error = JobFailedError(run.job.name, task_id, attempts, error)
-        self._touched.add(run.job_id)
-        self._cancel_live(run)
-        self._end(run)
+    def _combine_failed(self, run: _Run, error: str) -> None:
+        run.error = JobFailedError(run.job.name, "combine", 1, error)
+        self._end_run(run, RunState.FAILED)
 
-    def _cancel_live(self, run: _Run) -> None:
-        for attempt in list(run.live):
-            self._waiting.pop(attempt.waitable, None)
-            with contextlib.suppress(Exception):
-                _ray.cancel(attempt.waitable, force=True)
-        run.live.clear()
-
-    def _end(self, run: _Run) -> None:
-        """Forget the job's Ray objects (so Ray can free them) and its place in the queue."""
-        run.pending.clear()
+    def _ended(self, run: _Run) -> None:
+        """Forget the job's Ray objects, so Ray can free them."""
         run.values, run.levels, run.final = [], [], None
         run.fn_ref = run.combine_ref = run.remote = None
-        if run in self._active:
-            self._active.remove(run)
+
+    def _result(self, run: _Run) -> JobResult:
+        assert run.result is not None  # a run handed over has ended; without error, it has one
+        return run.result
 
     def _job_report(self, run: _Run) -> JobReport:
-        tasks = []
-        for index, history in enumerate(run.history):
-            won = run.winners[index]
-            start = None if won is None else won.started_at
-            tasks.append(
-                TaskReport(
-                    task_id=f"{run.job_id}/{index}",
-                    index=index,
-                    worker_id="" if won is None else won.worker_id,
-                    attempts=len(history),
-                    speculative_copies=0,
-                    won_by_speculative=False,
-                    started_at=start,
-                    duration=None
-                    if won is None or start is None or won.ended_at is None
-                    else won.ended_at - start,
-                    history=tuple(history),
-                )
-            )
-        finished = run.finished_at if run.finished_at is not None else time.monotonic()
-        return JobReport(
+        return build_report(
+            self._scheduler,
+            executor=self.name,
             job_id=run.job_id,
             name=run.job.name,
-            executor=self.name,
             state=run.state,
-            wall_time=finished - run.submitted_at,
-            tasks=tuple(tasks),
-            workers={t.worker_id: run.pids.get(t.worker_id) for t in tasks if t.worker_id},
+            task_ids=run.task_ids,
+            timing=run.timing,
+            submitted_at=run.submitted_at,
+            finished_at=run.finished_at if run.finished_at is not None else time.monotonic(),
+            pids=run.pids,
+            ran_on=run.ran_on,
         )
 
-    def _report(self, progress: Progress | None) -> None:
-        if not self._touched:
+    # -- submission --
+
+    def _check_fits(self, job: Job, options: Mapping[str, Any]) -> None:
+        needs = _ray_needs(options)
+        nodes = [n.get("Resources", {}) for n in _ray.nodes() if n.get("Alive")]
+        if any(all(node.get(k, 0) >= v for k, v in needs.items()) for node in nodes):
             return
-        touched, self._touched = self._touched, set()
-        report_progress(progress, touched, self._runs)
+        offered = sorted(
+            str({k: v for k, v in node.items() if not k.startswith("node:")}) for node in nodes
+        )
+        raise ExecutorError(
+            f"job {job.name!r} needs resources {dict(job.resources)} per task (ray: {needs}), "
+            f"which no live ray node offers (nodes offer {', '.join(offered) or 'nothing'}); "
+            "on an autoscaling cluster pass check_resources=False"
+        )

@@ -9,11 +9,14 @@ list of instructions (run this attempt of a task on that worker, cancel that att
 job is done, that job failed) and carries them out in order. Time only arrives as ``now``
 on the events, so the same events always give the same instructions; with
 ``record=True`` the scheduler keeps every event in ``log`` and ``replay(log)`` rebuilds
-the run exactly. (The event and instruction types live in ``messages`` and are
+the run exactly. (The event and instruction types live in ``events`` and are
 re-exported here.) Every event carries a ``stimulus_id`` (the driver's name for it; left
 empty, the scheduler numbers it ``#n`` in arrival order, which is just as unique); each
 task keeps a *story* (the lines of what happened to it, tagged with the stimulus that
-caused them) for debugging.
+caused them) for debugging. ``validate()`` checks every invariant of the state (each
+task in exactly one state, live attempts on known workers, resource sums, queues holding
+only ready tasks, nothing left of a forgotten job; see ``_invariants``);
+``Scheduler(validate=True)`` runs it after every event, as the tests do.
 
 A task is run as *attempts*, numbered 1, 2, ... per task. An attempt is *live* from its
 ``RunTask`` until it finishes, fails, is cancelled or its worker is lost. Anything an
@@ -49,8 +52,10 @@ Rules
 5. Worker loss. Every live attempt on a lost worker is rescheduled at once. One that had
    started counts as a failure (so a task that crashes every worker is not retried for
    ever); one still queued does not.
-6. Timeouts. An attempt running longer than its task's ``timeout`` is cancelled and
-   counts as a failure (then rule 4).
+6. Timeouts. An attempt that has run (since its ``TaskStarted``; a repeated start report
+   changes nothing) for its task's ``timeout`` is cancelled on the next ``Tick`` and
+   counts as a failure (then rule 4). ``next_wakeup`` names the earliest such deadline,
+   so a driver can Tick right then.
 7. Stragglers. On a ``Tick``, a started attempt whose job has at least
    ``straggler_min_finished`` finished tasks and that has run longer than
    ``straggler_factor`` x the job's median duration (and ``straggler_min_runtime``) gets
@@ -67,8 +72,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._invariants import violations
 from .errors import ComputeError
-from .messages import (
+from .events import (
+    AttemptOutcome,
     AttemptView,
     CancelJob,
     CancelTask,
@@ -77,6 +84,7 @@ from .messages import (
     Instruction,
     JobDone,
     JobFailed,
+    JobState,
     JobSubmitted,
     RunTask,
     SchedulerConfig,
@@ -85,12 +93,14 @@ from .messages import (
     TaskFinished,
     TaskSpec,
     TaskStarted,
+    TaskState,
     Tick,
     WorkerJoined,
     WorkerLost,
 )
 
 __all__ = [
+    "AttemptOutcome",
     "AttemptView",
     "CancelJob",
     "CancelTask",
@@ -99,6 +109,7 @@ __all__ = [
     "Instruction",
     "JobDone",
     "JobFailed",
+    "JobState",
     "JobSubmitted",
     "RunTask",
     "Scheduler",
@@ -108,6 +119,7 @@ __all__ = [
     "TaskFinished",
     "TaskSpec",
     "TaskStarted",
+    "TaskState",
     "Tick",
     "WorkerJoined",
     "WorkerLost",
@@ -128,7 +140,7 @@ class _Attempt:
     assigned_at: float
     started_at: float | None = None
     ended_at: float | None = None
-    outcome: str = "live"
+    outcome: AttemptOutcome = AttemptOutcome.LIVE
     error: str = ""
 
 
@@ -136,7 +148,7 @@ class _Attempt:
 class _Task:
     spec: TaskSpec
     job: _Job
-    state: str = "pending"  # pending | waiting (backoff) | active | finished | failed
+    state: TaskState = TaskState.PENDING
     attempts: list[_Attempt] = field(default_factory=list)
     live: dict[int, _Attempt] = field(default_factory=dict)
     failures: int = 0
@@ -154,7 +166,7 @@ class _Job:
     pending: deque[_Task] = field(default_factory=deque)
     remaining: int = 0
     durations: list[float] = field(default_factory=list)  # sorted, for the median
-    state: str = "running"  # running | done | failed
+    state: JobState = JobState.RUNNING
 
     def median(self) -> float:
         d = self.durations
@@ -202,14 +214,21 @@ class _Worker:
 class Scheduler:
     """Decides where and when every task runs; see the module docstring for the rules."""
 
-    def __init__(self, config: SchedulerConfig | None = None, *, record: bool = False) -> None:
+    def __init__(
+        self, config: SchedulerConfig | None = None, *, record: bool = False, validate: bool = False
+    ) -> None:
         self.config = config or SchedulerConfig()
         self.log: list[Event] | None = [] if record else None
+        self._validate = validate
         self._jobs: dict[str, _Job] = {}
         self._order: list[_Job] = []  # running jobs, best effective priority first
         self._tasks: dict[str, _Task] = {}
         self._workers: dict[str, _Worker] = {}
         self._delayed: list[tuple[float, int, str]] = []  # (ready_at, seq, task_id) heap
+        # (started_at + timeout, push number, attempt) of started attempts with a timeout;
+        # an entry outlives its attempt (skipped when popped): a heap cannot drop the middle.
+        self._deadlines: list[tuple[float, int, _Attempt]] = []
+        self._pushes = 0
         self._stragglers: list[_Attempt] = []  # flagged, waiting for a free slot elsewhere
         self._now = 0.0
         self._seq = 0
@@ -224,7 +243,19 @@ class Scheduler:
             self.log.append(event)
         out: list[Instruction] = []
         _HANDLERS[type(event)](self, event, out)
+        if self._validate:
+            self.validate()
         return out
+
+    def validate(self) -> None:
+        """Check every invariant of the state; raise ``AssertionError`` naming those broken.
+
+        A debugging aid (``Scheduler(validate=True)`` runs it after every event, as the
+        tests do): it walks all of the state, so it costs O(jobs + tasks + workers).
+        """
+        broken = violations(self)
+        if broken:
+            raise AssertionError("scheduler invariants broken:\n  " + "\n  ".join(broken))
 
     # -- queries (pure reads) --
 
@@ -252,10 +283,10 @@ class Scheduler:
             for a in self._task(task_id).attempts
         )
 
-    def task_state(self, task_id: str) -> str:
+    def task_state(self, task_id: str) -> TaskState:
         return self._task(task_id).state
 
-    def job_state(self, job_id: str) -> str:
+    def job_state(self, job_id: str) -> JobState:
         return self._jobs[job_id].state
 
     def progress(self, job_id: str) -> tuple[int, int]:
@@ -268,8 +299,19 @@ class Scheduler:
         return {w.worker_id: len(w.running) + len(w.queued) for w in self._workers.values()}
 
     def next_wakeup(self) -> float | None:
-        """The earliest time a delayed retry becomes runnable (the driver's next Tick)."""
-        return self._delayed[0][0] if self._delayed else None
+        """The earliest time a ``Tick`` has work: a delayed retry falls due, or a running
+        attempt reaches its timeout (the driver's next Tick, at the latest).
+
+        Drops the deadlines of attempts already over from the top of their heap (no
+        decision changes), so a finished attempt does not cause a needless Tick.
+        """
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2].outcome is not AttemptOutcome.LIVE:
+            heapq.heappop(deadlines)
+        wake = self._delayed[0][0] if self._delayed else None
+        if deadlines and (wake is None or deadlines[0][0] < wake):
+            wake = deadlines[0][0]
+        return wake
 
     def can_ever_place(self, spec: TaskSpec) -> bool:
         """Whether some current worker could run this task (resources-wise) at all."""
@@ -317,10 +359,10 @@ class Scheduler:
         sid = self._sid(e.stimulus_id)
         lost = [*worker.running, *worker.queued]
         for attempt in lost:  # all off the worker first, so a job failure cancels none of them
-            self._end(attempt, "lost", sid)
+            self._end(attempt, AttemptOutcome.LOST, sid)
         for attempt in lost:
             task = attempt.task
-            if task.state != "active" or task.live:
+            if task.state is not TaskState.ACTIVE or task.live:
                 continue  # another copy is still running
             if attempt.started_at is not None:
                 error = f"worker {e.worker_id} was lost while running attempt {attempt.number}"
@@ -329,7 +371,7 @@ class Scheduler:
                 if task.failures > task.spec.retries:
                     self._fail_job(task.job, task, error, sid, out)
                     continue
-            task.state = "pending"
+            task.state = TaskState.PENDING
             task.job.pending.appendleft(task)
         self._place_stragglers(sid, out)
         self._schedule(sid, out)
@@ -338,11 +380,19 @@ class Scheduler:
         attempt = self._live(e.task_id, e.attempt, e.stimulus_id, "started", e.now)
         if attempt is None:
             return
+        sid = self._sid(e.stimulus_id)
+        if attempt.started_at is not None:  # a repeated report: the first start counts
+            attempt.task.story.append(
+                StoryLine(sid, "ignored", e.attempt, e.worker_id, e.now, "duplicate start")
+            )
+            return
         self._advance(e.now)
         attempt.started_at = e.now
-        attempt.task.story.append(
-            StoryLine(self._sid(e.stimulus_id), "started", e.attempt, e.worker_id, e.now)
-        )
+        timeout = attempt.task.spec.timeout
+        if timeout is not None:
+            self._pushes += 1
+            heapq.heappush(self._deadlines, (e.now + timeout, self._pushes, attempt))
+        attempt.task.story.append(StoryLine(sid, "started", e.attempt, e.worker_id, e.now))
 
     def _on_task_finished(self, e: TaskFinished, out: list[Instruction]) -> None:
         attempt = self._live(e.task_id, e.attempt, e.stimulus_id, "finished", e.now)
@@ -351,15 +401,15 @@ class Scheduler:
         self._advance(e.now)
         sid = self._sid(e.stimulus_id)
         task, job = attempt.task, attempt.task.job
-        task.state = "finished"
+        task.state = TaskState.FINISHED
         started = attempt.started_at if attempt.started_at is not None else attempt.assigned_at
         bisect.insort(job.durations, max(0.0, e.now - started))
-        self._end(attempt, "finished", sid, at=e.now)
+        self._end(attempt, AttemptOutcome.FINISHED, sid, at=e.now)
         for other in list(task.live.values()):
             self._cancel(other, "another attempt finished first", sid, out)
         job.remaining -= 1
         if job.remaining == 0:
-            job.state = "done"
+            job.state = JobState.DONE
             self._order.remove(job)
             out.append(JobDone(job.job_id))
         self._release_due(sid)
@@ -372,7 +422,7 @@ class Scheduler:
             return
         self._advance(e.now)
         sid = self._sid(e.stimulus_id)
-        self._end(attempt, "failed", sid, at=e.now, error=e.error)
+        self._end(attempt, AttemptOutcome.FAILED, sid, at=e.now, error=e.error)
         self._after_failure(attempt.task, e.error, sid, out)
         self._release_due(sid)
         self._place_stragglers(sid, out)
@@ -389,7 +439,7 @@ class Scheduler:
 
     def _on_cancel_job(self, e: CancelJob, out: list[Instruction]) -> None:
         job = self._jobs.get(e.job_id)
-        if job is None or job.state != "running":
+        if job is None or job.state is not JobState.RUNNING:
             return
         sid = self._sid(e.stimulus_id)
         self._fail_job(job, None, e.error, sid, out)
@@ -399,14 +449,22 @@ class Scheduler:
         job = self._jobs.get(e.job_id)
         if job is None:
             raise ComputeError(f"unknown job {e.job_id!r}")
-        if job.state == "running":
+        if job.state is JobState.RUNNING:
             raise ComputeError(f"job {e.job_id!r} is still running; only an ended job is forgotten")
         del self._jobs[e.job_id]
         tasks = self._tasks
         for task in job.tasks:
             del tasks[task.spec.task_id]
-        # Its attempts are all over (none is on a worker); entries of its tasks left in
-        # ``_delayed`` are skipped when they fall due.
+        # Its attempts are all over (none is on a worker). Drop what the timer heaps still
+        # hold of it, or a retry left over from this job could release a task of a later
+        # job that reuses the id.
+        if self._delayed:
+            gone = {task.spec.task_id for task in job.tasks}
+            self._delayed = [d for d in self._delayed if d[2] not in gone]
+            heapq.heapify(self._delayed)
+        if self._deadlines:
+            self._deadlines = [d for d in self._deadlines if d[2].task.job is not job]
+            heapq.heapify(self._deadlines)
         if self._stragglers:
             self._stragglers = [a for a in self._stragglers if a.task.job is not job]
 
@@ -421,7 +479,7 @@ class Scheduler:
             return  # a speculative copy is still running; it may yet succeed
         delay = min(self.config.max_backoff, task.spec.backoff * 2 ** (task.failures - 1))
         ready_at = self._now + delay
-        task.state = "waiting"
+        task.state = TaskState.WAITING
         task.story.append(StoryLine(sid, "retry", 0, "", self._now, f"at {ready_at:.6f}"))
         heapq.heappush(self._delayed, (ready_at, self._seq, task.spec.task_id))
         self._release_due(sid)
@@ -429,14 +487,14 @@ class Scheduler:
     def _fail_job(
         self, job: _Job, task: _Task | None, error: str, sid: str, out: list[Instruction]
     ) -> None:
-        job.state = "failed"
+        job.state = JobState.FAILED
         self._order.remove(job)
         job.pending.clear()
         for t in job.tasks:
             for attempt in list(t.live.values()):
                 self._cancel(attempt, "job failed", sid, out)
-            if t.state != "finished":
-                t.state = "failed"
+            if t.state is not TaskState.FINISHED:
+                t.state = TaskState.FAILED
         if task is None:
             out.append(JobFailed(job.job_id, "", error, 0))
         else:
@@ -449,22 +507,17 @@ class Scheduler:
             task = self._tasks.get(task_id)
             if task is None:
                 continue  # its job was forgotten
-            if task.state == "waiting" and task.job.state == "running":
-                task.state = "pending"
+            if task.state is TaskState.WAITING and task.job.state is JobState.RUNNING:
+                task.state = TaskState.PENDING
                 task.job.pending.appendleft(task)
 
     def _check_timeouts(self, sid: str, out: list[Instruction]) -> None:
-        now = self._now
-        expired = [
-            a
-            for w in self._workers.values()
-            for a in w.running
-            if a.started_at is not None
-            and a.task.spec.timeout is not None
-            and now - a.started_at > a.task.spec.timeout
-        ]
+        deadlines, now = self._deadlines, self._now
+        expired: list[_Attempt] = []
+        while deadlines and deadlines[0][0] <= now:
+            expired.append(heapq.heappop(deadlines)[2])
         for attempt in expired:
-            if attempt.outcome != "live":
+            if attempt.outcome is not AttemptOutcome.LIVE:
                 continue  # its job failed while handling an earlier one
             spec = attempt.task.spec
             error = (
@@ -506,7 +559,11 @@ class Scheduler:
         waiting: list[_Attempt] = []
         for a in self._stragglers:
             task = a.task
-            if a.outcome != "live" or task.state != "active" or task.speculated:
+            if (
+                a.outcome is not AttemptOutcome.LIVE
+                or task.state is not TaskState.ACTIVE
+                or task.speculated
+            ):
                 continue
             need = task.spec.resources
             best: _Worker | None = None
@@ -579,7 +636,7 @@ class Scheduler:
         attempt = _Attempt(task, number, worker, speculative, self._now)
         task.attempts.append(attempt)
         task.live[number] = attempt
-        task.state = "active"
+        task.state = TaskState.ACTIVE
         if queued:
             worker.queued.append(attempt)
         else:
@@ -599,12 +656,12 @@ class Scheduler:
                 reason,
             )
         )
-        self._end(attempt, "cancelled", sid, detail=reason)
+        self._end(attempt, AttemptOutcome.CANCELLED, sid, detail=reason)
 
     def _end(
         self,
         attempt: _Attempt,
-        outcome: str,
+        outcome: AttemptOutcome,
         sid: str,
         *,
         at: float | None = None,
@@ -618,7 +675,9 @@ class Scheduler:
         attempt.error = error
         del task.live[attempt.number]
         task.story.append(
-            StoryLine(sid, outcome, attempt.number, worker.worker_id, attempt.ended_at, detail)
+            StoryLine(
+                sid, outcome.value, attempt.number, worker.worker_id, attempt.ended_at, detail
+            )
         )
         if attempt in worker.queued:
             worker.queued.remove(attempt)
@@ -670,10 +729,10 @@ _HANDLERS: dict[type[Any], Callable[[Scheduler, Any, list[Instruction]], None]] 
 
 
 def replay(
-    events: Iterable[Event], config: SchedulerConfig | None = None
+    events: Iterable[Event], config: SchedulerConfig | None = None, *, validate: bool = False
 ) -> tuple[Scheduler, list[Instruction]]:
     """Feed ``events`` to a fresh scheduler; return it and every instruction, in order."""
-    scheduler = Scheduler(config, record=True)
+    scheduler = Scheduler(config, record=True, validate=validate)
     out: list[Instruction] = []
     for event in events:
         out.extend(scheduler.handle(event))

@@ -11,8 +11,9 @@ it advertised; the driver places every attempt the scheduler gives a worker on t
 process with the shortest queue, and infers starts the way the local executor does (the
 attempt behind the one that just finished on a slot started when that one ended).
 
-The loop is the local executor's (the driver core in ``_driver``: scheduler plumbing,
-result merging, reports, forgetting a job once ``wait`` has handed it over); this module
+The loop is the local executor's (the scheduler loop in ``_loop`` and the lane driver
+core in ``_driver``: scheduler plumbing, result merging, reports, forgetting a job once
+``wait`` has handed it over); this module
 adds the TCP transport, registry discovery (``_watch``) and records. It batches
 everything it can: one ``RUN`` frame per slot per loop iteration, a job's cloudpickled
 function sent once per slot process, results streamed back in batches (the worker
@@ -56,7 +57,7 @@ from shoal.client import ControlPlane, ShoalError
 
 from . import _frames as fr
 from . import records
-from ._driver import LIVE, PROTOCOL, DriverCore, Key, Lane, Run, encode_run
+from ._driver import LIVE, PROTOCOL, DriverCore, Key, Lane, Run, RunState, encode_run
 from ._watch import PrefixWatches
 from .errors import ExecutorError, JobError
 from .job import Job
@@ -214,7 +215,7 @@ class ShoalExecutor(DriverCore):
             self._record(run)
         else:
             run.scheduled = False
-            self._end_run(run, "done")
+            self._end_run(run, RunState.DONE)
         self._flush()
         return job_id
 
@@ -228,7 +229,7 @@ class ShoalExecutor(DriverCore):
         if self._recorder is not None:
             for run in self._runs.values():
                 if run.state in LIVE:
-                    run.state = "interrupted"
+                    run.state = RunState.INTERRUPTED
                     self._record(run)
             self._recorder.close()
         self._plane.close()
@@ -341,8 +342,8 @@ class ShoalExecutor(DriverCore):
             elif kind == "cancel" and item[1] is not None:
                 job_id = item[0][len(records.CANCEL_PREFIX) :]
                 run = self._runs.get(job_id)
-                if run is not None and run.state == "running":
-                    run.state = "cancelling"
+                if run is not None and run.state is RunState.RUNNING:
+                    run.state = RunState.CANCELLING
                     self._feed(CancelJob(job_id, "cancelled by request (shoal job cancel)"))
 
     def _receive(self, conn: _Conn) -> None:
@@ -420,7 +421,8 @@ class ShoalExecutor(DriverCore):
         else:
             self._enqueue(slot, conn.sid, run, index, instruction.attempt)
 
-    def _cancel_task(self, instruction: CancelTask, key: Key) -> None:
+    def _cancel_task(self, instruction: CancelTask, run: Run, index: int) -> None:
+        key = (run.job_no, index, instruction.attempt)
         conn = self._conns.get(instruction.worker_id)
         if conn is None:
             return
@@ -507,8 +509,9 @@ class ShoalExecutor(DriverCore):
                     conn.control.append(fr.frame(fr.RUN, slot.index, slot.gen, payload))
 
     def _ended(self, run: Run) -> None:
+        super()._ended(run)
         if self._recorder is not None:
-            if run.state == "done":
+            if run.state is RunState.DONE:
                 self._recorder.forget_checkpoints(run.job_id)
             self._record(run)
             self._dirty.discard(run.job_id)
@@ -516,6 +519,7 @@ class ShoalExecutor(DriverCore):
     # -- records --
 
     def _forgot(self, run: Run) -> None:
+        super()._forgot(run)
         self._dirty.discard(run.job_id)
         if self._recorder is not None:
             self._recorder.forget_job(run.job_id)

@@ -22,6 +22,7 @@ from examples.compute import sum as sum_example
 from examples.compute import wordcount
 from shoal.compute import ExecutorError, Job, JobError, JobFailed, by_key, known_executors
 from shoal.compute.ray_executor import RayExecutor
+from shoal.compute.scheduler import SchedulerConfig
 
 from . import tasks
 
@@ -124,6 +125,19 @@ def test_a_failing_task_is_retried_after_a_backoff(executor: RayExecutor, tmp_pa
     assert task.attempts == 2 and task.worker_id == second.worker_id
 
 
+def test_the_schedulers_retry_policy_applies_on_ray(tmp_path: Path) -> None:
+    """The backoff is the scheduler's: its max_backoff caps a job's 60 s backoff."""
+    job = Job("capped", fail_first_time, [(i, str(tmp_path)) for i in range(3)], backoff=60)
+    started = time.monotonic()
+    with RayExecutor(config=SchedulerConfig(max_backoff=0.2)) as capped:  # the module's ray
+        outcome = capped.run(job)
+    assert time.monotonic() - started < 30  # not the 60 s backoff
+    first, second = outcome.report.tasks[1].history
+    assert first.outcome == "failed" and second.outcome == "finished"
+    assert first.ended_at is not None and second.started_at is not None
+    assert second.started_at - first.ended_at >= 0.15  # the capped backoff, give or take
+
+
 def test_a_raising_task_fails_the_job_with_its_traceback(executor: RayExecutor) -> None:
     with pytest.raises(JobFailed) as caught:
         Job("bad", tasks.fail_always, [3], retries=1, backoff=0.01).run(executor)
@@ -149,7 +163,9 @@ def test_an_attempt_that_overruns_its_timeout_is_killed_and_retried(
     assert outcome.result == [0, 1, 2, 3]
     assert time.monotonic() - started < 30  # not the 60 s the first attempt would sleep
     first, second = outcome.report.tasks[2].history
-    assert first.outcome == "failed" and "timed out after 1.0s" in first.error
+    # The scheduler's report, as on the other executors: the attempt was cancelled.
+    assert first.outcome == "cancelled" and "timed out after 1.0s" in first.error
+    assert first.worker_id.count("/") == 1  # it announced its start: its ray worker is known
     assert second.outcome == "finished"
     assert [t.attempts for t in outcome.report.tasks] == [1, 1, 2, 1]
 
@@ -214,6 +230,9 @@ def test_several_jobs_on_one_executor(executor: RayExecutor) -> None:
     with pytest.raises(JobError, match="unknown job id"):
         executor.wait([low])  # forgotten once its result was handed over
     assert low not in executor._runs and high not in executor._runs
+    # The decisions were the pure scheduler's, and it forgot the jobs too.
+    executor._scheduler.validate()
+    assert executor._scheduler._jobs == {} and executor._live == {}
 
 
 def test_the_driver_hands_ray_the_highest_priority_first() -> None:

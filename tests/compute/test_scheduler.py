@@ -1,4 +1,9 @@
-"""The pure scheduler, driven by direct ``handle`` calls: one test (or more) per rule."""
+"""The pure scheduler, driven by direct ``handle`` calls: one test (or more) per rule.
+
+Every scheduler here is made by ``checked``: it validates its invariants after every
+event (``Scheduler(validate=True)``), so each test also checks that no event leaves the
+state inconsistent. The last tests corrupt the state by hand to prove the checks fail.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import pytest
 
 from shoal.compute.errors import ComputeError
 from shoal.compute.scheduler import (
+    AttemptOutcome,
     CancelJob,
     CancelTask,
     ForgetJob,
     Instruction,
     JobDone,
     JobFailed,
+    JobState,
     JobSubmitted,
     RunTask,
     Scheduler,
@@ -20,6 +27,7 @@ from shoal.compute.scheduler import (
     TaskFinished,
     TaskSpec,
     TaskStarted,
+    TaskState,
     Tick,
     WorkerJoined,
     WorkerLost,
@@ -27,6 +35,11 @@ from shoal.compute.scheduler import (
 )
 
 CPU = {"cpu": 1}
+
+
+def checked(config: SchedulerConfig | None = None, *, record: bool = False) -> Scheduler:
+    """A scheduler that runs ``validate()`` after every event it handles."""
+    return Scheduler(config, record=record, validate=True)
 
 
 def specs(job: str, n: int, **options: object) -> tuple[TaskSpec, ...]:
@@ -51,7 +64,7 @@ def start_and_finish(s: Scheduler, out: list[Instruction], at: float) -> list[In
 
 
 def test_higher_priority_first_then_fifo_within_a_priority() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(JobSubmitted("a", specs("a", 1), priority=0, submitted_at=0))
     s.handle(JobSubmitted("b", specs("b", 1), priority=5, submitted_at=0))
     s.handle(JobSubmitted("c", specs("c", 1), priority=5, submitted_at=0))
@@ -65,7 +78,7 @@ def test_higher_priority_first_then_fifo_within_a_priority() -> None:
 
 @pytest.mark.parametrize(("aging", "first"), [(0.0, "new"), (0.1, "old")])
 def test_aging_lets_a_long_waiting_low_priority_job_overtake(aging: float, first: str) -> None:
-    s = Scheduler(SchedulerConfig(aging=aging))
+    s = checked(SchedulerConfig(aging=aging))
     s.handle(JobSubmitted("old", specs("old", 1), priority=0, submitted_at=0))
     # 100 s later, a job 5 levels higher arrives; with aging 0.1/s the old one has gained 10.
     s.handle(JobSubmitted("new", specs("new", 1), priority=5, submitted_at=100))
@@ -74,7 +87,7 @@ def test_aging_lets_a_long_waiting_low_priority_job_overtake(aging: float, first
 
 
 def test_a_job_that_fits_nowhere_does_not_block_lower_priorities() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(JobSubmitted("big", specs("big", 1, resources={"cpu": 8}), priority=9))
     s.handle(JobSubmitted("small", specs("small", 1), priority=0))
     out = s.handle(WorkerJoined("w", {"cpu": 2}))
@@ -88,7 +101,7 @@ def test_a_job_that_fits_nowhere_does_not_block_lower_priorities() -> None:
 
 
 def test_tasks_go_only_where_resources_fit() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("plain", {"cpu": 4}, slots=4))
     s.handle(WorkerJoined("gpu", {"cpu": 1, "gpu": 1}))
     out = s.handle(JobSubmitted("j", specs("j", 2, resources={"gpu": 1})))
@@ -98,7 +111,7 @@ def test_tasks_go_only_where_resources_fit() -> None:
 
 
 def test_resources_are_summed_over_the_slots_of_a_worker() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", {"cpu": 2, "memory": 1000}, slots=8))
     out = s.handle(JobSubmitted("j", specs("j", 5, resources={"cpu": 1, "memory": 100})))
     assert len(runs(out)) == 2  # cpu 2 allows two at once, not eight
@@ -107,7 +120,7 @@ def test_resources_are_summed_over_the_slots_of_a_worker() -> None:
 
 
 def test_least_loaded_first_ties_by_join_order() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w1", {"cpu": 2}, slots=2))
     s.handle(WorkerJoined("w2", {"cpu": 2}, slots=2))
     out = s.handle(JobSubmitted("j", specs("j", 3)))
@@ -115,7 +128,7 @@ def test_least_loaded_first_ties_by_join_order() -> None:
 
 
 def test_locality_hint_is_honoured_when_that_worker_fits() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w1", CPU))
     s.handle(WorkerJoined("w2", CPU))
     tasks = (TaskSpec("j/0", locality="w2"), TaskSpec("j/1", locality="w2"))
@@ -125,7 +138,7 @@ def test_locality_hint_is_honoured_when_that_worker_fits() -> None:
 
 
 def test_prefetch_queues_short_tasks_only() -> None:
-    s = Scheduler(SchedulerConfig(prefetch=2, prefetch_under=0.01))
+    s = checked(SchedulerConfig(prefetch=2, prefetch_under=0.01))
     s.handle(WorkerJoined("w", CPU))
     out = s.handle(JobSubmitted("j", specs("j", 10)))
     assert len(runs(out)) == 1  # nothing known about the job yet: no queueing
@@ -134,7 +147,7 @@ def test_prefetch_queues_short_tasks_only() -> None:
     assert [t for t, _, _ in runs(out)] == ["j/1", "j/2", "j/3"]
     assert s.workers() == {"w": 3}
 
-    slow = Scheduler(SchedulerConfig(prefetch=2, prefetch_under=0.01))
+    slow = checked(SchedulerConfig(prefetch=2, prefetch_under=0.01))
     slow.handle(WorkerJoined("w", CPU))
     slow.handle(JobSubmitted("j", specs("j", 10)))
     slow.handle(TaskStarted("j/0", 1, "w", 1.0))
@@ -146,7 +159,7 @@ def test_prefetch_queues_short_tasks_only() -> None:
 
 
 def test_failed_task_is_retried_with_exponential_backoff_then_the_job_fails() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", CPU))
     s.handle(JobSubmitted("j", specs("j", 1, retries=2, backoff=0.5), submitted_at=0))
     s.handle(TaskStarted("j/0", 1, "w", 10.0))
@@ -178,7 +191,7 @@ def test_failed_task_is_retried_with_exponential_backoff_then_the_job_fails() ->
 
 
 def test_a_failing_job_cancels_its_other_running_attempts() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w1", CPU))
     s.handle(WorkerJoined("w2", CPU))
     s.handle(JobSubmitted("j", specs("j", 2, retries=0)))
@@ -192,7 +205,7 @@ def test_a_failing_job_cancels_its_other_running_attempts() -> None:
 
 
 def test_cancel_job_from_outside() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", CPU))
     s.handle(JobSubmitted("j", specs("j", 3)))
     out = s.handle(CancelJob("j", "combine raised"))
@@ -203,7 +216,7 @@ def test_cancel_job_from_outside() -> None:
 
 
 def test_timeout_cancels_the_attempt_and_counts_as_a_failure() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", CPU))
     s.handle(JobSubmitted("j", specs("j", 1, timeout=1.0, backoff=0)))
     s.handle(TaskStarted("j/0", 1, "w", 0.0))
@@ -218,7 +231,7 @@ def test_timeout_cancels_the_attempt_and_counts_as_a_failure() -> None:
 
 
 def test_lost_worker_has_its_tasks_rescheduled() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w1", CPU))
     s.handle(JobSubmitted("j", specs("j", 2, retries=1)))
     s.handle(TaskStarted("j/0", 1, "w1", 0))
@@ -236,7 +249,7 @@ def test_lost_worker_has_its_tasks_rescheduled() -> None:
 
 
 def test_queued_attempts_on_a_lost_worker_do_not_count_as_failures() -> None:
-    s = Scheduler(SchedulerConfig(prefetch=3))
+    s = checked(SchedulerConfig(prefetch=3))
     s.handle(WorkerJoined("w1", CPU))
     s.handle(JobSubmitted("j", specs("j", 4, retries=0)))
     s.handle(TaskStarted("j/0", 1, "w1", 0))
@@ -253,7 +266,7 @@ def test_queued_attempts_on_a_lost_worker_do_not_count_as_failures() -> None:
 
 def straggling(speculative: bool = True) -> tuple[Scheduler, list[Instruction]]:
     """Three workers; j/0 starts at 0 and never ends; four others take 1 s each."""
-    s = Scheduler(SchedulerConfig(straggler_min_runtime=0.0), record=True)
+    s = checked(SchedulerConfig(straggler_min_runtime=0.0), record=True)
     for w in ("w1", "w2", "w3"):
         s.handle(WorkerJoined(w, CPU))
     out = s.handle(JobSubmitted("j", specs("j", 5, speculative=speculative)))
@@ -297,7 +310,7 @@ def test_no_speculation_when_the_job_opts_out() -> None:
 
 
 def test_straggler_copy_waits_for_a_free_slot_and_goes_before_other_tasks() -> None:
-    s = Scheduler(SchedulerConfig(straggler_min_runtime=0.0, straggler_min_finished=1))
+    s = checked(SchedulerConfig(straggler_min_runtime=0.0, straggler_min_finished=1))
     s.handle(WorkerJoined("w1", CPU))
     s.handle(WorkerJoined("w2", CPU))
     s.handle(JobSubmitted("j", specs("j", 4)))
@@ -316,7 +329,7 @@ def test_straggler_copy_waits_for_a_free_slot_and_goes_before_other_tasks() -> N
 
 
 def test_stale_and_duplicate_reports_change_nothing() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", CPU))
     s.handle(JobSubmitted("j", specs("j", 2)))
     assert s.handle(TaskFinished("j/0", 7, "w", 1)) == []  # an attempt that never was
@@ -336,7 +349,7 @@ def held(s: Scheduler) -> tuple[int, int]:
 
 
 def test_a_done_job_is_forgotten_and_late_reports_about_it_are_ignored() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", CPU))
     out = s.handle(JobSubmitted("j", specs("j", 2)))
     out = start_and_finish(s, out, 1.0)
@@ -357,7 +370,7 @@ def test_a_done_job_is_forgotten_and_late_reports_about_it_are_ignored() -> None
 
 
 def test_a_failed_job_is_forgotten_with_its_queued_and_waiting_tasks() -> None:
-    s = Scheduler(SchedulerConfig(prefetch=2, prefetch_under=10.0))
+    s = checked(SchedulerConfig(prefetch=2, prefetch_under=10.0))
     s.handle(WorkerJoined("w1", CPU))
     s.handle(WorkerJoined("w2", CPU))
     out = s.handle(JobSubmitted("j", specs("j", 6, retries=1, backoff=1.0), submitted_at=0))
@@ -379,7 +392,7 @@ def test_a_failed_job_is_forgotten_with_its_queued_and_waiting_tasks() -> None:
 
 
 def test_only_an_ended_job_can_be_forgotten() -> None:
-    s = Scheduler()
+    s = checked()
     s.handle(WorkerJoined("w", CPU))
     s.handle(JobSubmitted("j", specs("j", 1)))
     with pytest.raises(ComputeError, match="still running"):
@@ -394,8 +407,8 @@ def test_replaying_the_log_gives_the_same_instructions() -> None:
     s.handle(Tick(3.1))
     s.handle(TaskFinished("j/0", 2, "w2", 3.2))
     assert s.log is not None
-    _, first = replay(s.log, s.config)
-    twin, second = replay(s.log, s.config)
+    _, first = replay(s.log, s.config, validate=True)
+    twin, second = replay(s.log, s.config, validate=True)
     assert first == second and any(isinstance(i, JobDone) for i in first)
     assert twin.story("j/0") == s.story("j/0")
 
@@ -411,7 +424,148 @@ def test_events_validate_themselves() -> None:
         TaskSpec("a", retries=-1)
     with pytest.raises(ValueError, match="resource 'cpu'"):
         TaskSpec("a", {"cpu": -1})
-    s = Scheduler()
+    s = checked()
     s.handle(JobSubmitted("j", specs("j", 1)))
     with pytest.raises(ComputeError, match="already submitted"):
         s.handle(JobSubmitted("j", specs("k", 1)))
+
+
+def test_states_are_typed_and_read_as_their_names() -> None:
+    s = checked()
+    s.handle(WorkerJoined("w", CPU))
+    s.handle(JobSubmitted("j", specs("j", 2)))
+    assert s.task_state("j/0") is TaskState.ACTIVE and s.task_state("j/1") is TaskState.PENDING
+    assert s.job_state("j") is JobState.RUNNING
+    assert s.attempts("j/0")[0].outcome is AttemptOutcome.LIVE
+    s.handle(TaskFinished("j/0", 1, "w", 1.0))
+    s.handle(TaskFinished("j/1", 1, "w", 2.0))
+    assert s.job_state("j") is JobState.DONE and s.job_state("j") == "done"
+    assert [line.what for line in s.story("j/0")] == ["submitted", "run", "finished"]
+    assert type(s.story("j/0")[-1].what) is str  # stories hold plain names
+
+
+# --- timers: deadlines and forgotten retries ------------------------------------------------
+
+
+def test_next_wakeup_names_the_earliest_timeout_and_the_first_start_counts() -> None:
+    s = checked()
+    s.handle(WorkerJoined("w", CPU))
+    s.handle(JobSubmitted("j", specs("j", 2, timeout=2.0, backoff=0)))
+    assert s.next_wakeup() is None  # nothing has started: no deadline yet
+    s.handle(TaskStarted("j/0", 1, "w", 1.0))
+    assert s.next_wakeup() == pytest.approx(3.0)
+    s.handle(TaskStarted("j/0", 1, "w", 2.5))  # a repeated report does not restart the clock
+    assert s.next_wakeup() == pytest.approx(3.0)
+    assert s.story("j/0")[-1][1:] == ("ignored", 1, "w", 2.5, "duplicate start")
+    out = s.handle(Tick(3.0))
+    assert out[0] == CancelTask("j/0", 1, "w", True, "timeout")
+    assert runs(out) == [("j/0", 2, "w")]
+
+
+def test_an_attempt_that_finished_in_time_causes_no_wakeup() -> None:
+    s = checked()
+    s.handle(WorkerJoined("w", CPU))
+    s.handle(JobSubmitted("j", specs("j", 1, timeout=2.0)))
+    s.handle(TaskStarted("j/0", 1, "w", 1.0))
+    s.handle(TaskFinished("j/0", 1, "w", 1.5))
+    assert s.next_wakeup() is None
+
+
+def test_a_forgotten_jobs_retry_does_not_release_a_task_that_reuses_its_id() -> None:
+    s = checked()
+    s.handle(WorkerJoined("w", CPU))
+    s.handle(JobSubmitted("j", specs("j", 1, retries=1, backoff=5.0)))
+    s.handle(TaskStarted("j/0", 1, "w", 0.0))
+    s.handle(TaskFailed("j/0", 1, "w", "boom", 0.0))  # its retry falls due at 5
+    s.handle(CancelJob("j", "stop"))
+    s.handle(ForgetJob("j"))
+    assert s.next_wakeup() is None
+    s.handle(JobSubmitted("j", specs("j", 1, retries=1, backoff=100.0), submitted_at=1.0))
+    s.handle(TaskStarted("j/0", 1, "w", 1.0))
+    s.handle(TaskFailed("j/0", 1, "w", "boom", 1.0))  # this retry falls due at 101
+    assert s.handle(Tick(6.0)) == []
+    assert s.task_state("j/0") is TaskState.WAITING
+    assert runs(s.handle(Tick(101.0))) == [("j/0", 2, "w")]
+
+
+# --- validate() can fail ---------------------------------------------------------------------
+
+
+def busy() -> Scheduler:
+    """A scheduler (not self-validating) with running, queued, pending and waiting tasks."""
+    s = Scheduler(SchedulerConfig(prefetch=1, prefetch_under=10.0))
+    s.handle(WorkerJoined("w1", {"cpu": 2}, slots=2))
+    s.handle(WorkerJoined("w2", CPU))
+    out = s.handle(JobSubmitted("j", specs("j", 12, retries=2, backoff=5.0, timeout=60.0)))
+    start_and_finish(s, out, 0.0)  # three done: queueing (prefetch) now applies
+    s.handle(TaskStarted("j/3", 1, "w1", 1.0))
+    s.handle(TaskFailed("j/3", 1, "w1", "boom", 1.5))  # j/3 waits for its retry
+    for worker in s._workers.values():  # what occupies a slot starts (its timeout runs)
+        for a in list(worker.running):
+            s.handle(TaskStarted(a.task.spec.task_id, a.number, worker.worker_id, 2.0))
+    s.validate()
+    assert {s.task_state(f"j/{i}") for i in range(12)} == {
+        TaskState.FINISHED,
+        TaskState.ACTIVE,
+        TaskState.PENDING,
+        TaskState.WAITING,
+    }
+    assert any(w.queued for w in s._workers.values())
+    return s
+
+
+def first_active(s: Scheduler) -> str:
+    return next(t for t, task in s._tasks.items() if task.state is TaskState.ACTIVE)
+
+
+CORRUPTIONS: dict[str, tuple[object, str]] = {
+    "a pending task dropped from its queue": (
+        lambda s: s._jobs["j"].pending.pop(),
+        r"pending task j/\d+ is in its job's queue 0 times",
+    ),
+    "a finished task put back in the queue": (
+        lambda s: s._jobs["j"].pending.append(s._tasks["j/0"]),
+        r"queue holds task j/0, which is finished",
+    ),
+    "resources counted twice": (
+        lambda s: s._workers["w1"].used.__setitem__("cpu", 3),
+        r"worker w1 counts 3 cpu in use, its running attempts take",
+    ),
+    "a live attempt taken off its worker": (
+        lambda s: s._workers["w2"].running.clear(),
+        r"is live on worker w2 but in neither its running nor its queued attempts",
+    ),
+    "a task in two states at once": (
+        lambda s: setattr(s._tasks[first_active(s)], "state", TaskState.FINISHED),
+        r"is finished but has live attempts",
+    ),
+    "a forgotten job's tasks left behind": (
+        lambda s: s._jobs.pop("j"),
+        r"belongs to no known job \(a forgotten job's leftover\)",
+    ),
+    "a waiting task without its timer": (
+        lambda s: s._delayed.clear(),
+        r"task j/3 waits for a retry but has 0 delayed entries",
+    ),
+    "a running attempt without its deadline": (
+        lambda s: s._deadlines.clear(),
+        r"runs with a timeout, but its deadline is None",
+    ),
+    "a running job missing from the order": (
+        lambda s: s._order.clear(),
+        r"the job order \[\] is not the running jobs \['j'\]",
+    ),
+    "a job counting the wrong number of unfinished tasks": (
+        lambda s: setattr(s._jobs["j"], "remaining", 12),
+        r"job j: remaining is 12, but 3 of 12 tasks finished",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_validate_catches_a_corrupted_state(corruption: str) -> None:
+    corrupt, message = CORRUPTIONS[corruption]
+    s = busy()
+    corrupt(s)  # type: ignore[operator]
+    with pytest.raises(AssertionError, match=message):
+        s.validate()

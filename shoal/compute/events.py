@@ -1,16 +1,20 @@
-"""What the scheduler reads and writes: task specs, events (stimuli), instructions, views.
+"""The scheduler's vocabulary: the events (stimuli) it handles and the instructions it returns.
 
-All frozen, slotted dataclasses that validate themselves on construction, so a malformed
-event fails where it is made, not deep inside ``Scheduler.handle``. Pure data: no I/O.
+Also the values those carry or expose: task specs, the scheduler's config, the typed
+task, job and attempt states, and read-only views. All frozen, slotted dataclasses that
+validate themselves on construction, so a malformed event fails where it is made, not
+deep inside ``Scheduler.handle``. Pure data: no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import NamedTuple, TypeAlias
 
 __all__ = [
+    "AttemptOutcome",
     "AttemptView",
     "CancelJob",
     "CancelTask",
@@ -19,6 +23,7 @@ __all__ = [
     "Instruction",
     "JobDone",
     "JobFailed",
+    "JobState",
     "JobSubmitted",
     "RunTask",
     "SchedulerConfig",
@@ -27,10 +32,40 @@ __all__ = [
     "TaskFinished",
     "TaskSpec",
     "TaskStarted",
+    "TaskState",
     "Tick",
     "WorkerJoined",
     "WorkerLost",
 ]
+
+
+# --- states -------------------------------------------------------------------------------
+# StrEnums: typed for mypy and compared by identity in the scheduler, yet equal to (and
+# serialised as) their plain names, so reports and JSON read the same as before.
+
+
+class TaskState(StrEnum):
+    """Where a task is; every task is in exactly one (``Scheduler.validate`` checks)."""
+
+    PENDING = "pending"  # ready to run: in its job's queue, no live attempt
+    WAITING = "waiting"  # failed, waiting out its backoff (in the delayed heap)
+    ACTIVE = "active"  # has one live attempt, or two (a speculative copy)
+    FINISHED = "finished"  # one attempt finished; its result is the task's
+    FAILED = "failed"  # its job failed (or was cancelled) before it finished
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # a task failed too often, or the job was cancelled
+
+
+class AttemptOutcome(StrEnum):
+    LIVE = "live"  # assigned to a worker (running or queued there), not yet over
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # lost a race, timed out, or its job failed
+    LOST = "lost"  # its worker was lost
 
 
 def _check_resources(resources: Mapping[str, float], what: str) -> None:
@@ -252,5 +287,5 @@ class AttemptView:
     assigned_at: float
     started_at: float | None
     ended_at: float | None
-    outcome: str  # live | finished | failed | cancelled | lost
+    outcome: AttemptOutcome
     error: str = ""
