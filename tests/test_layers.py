@@ -51,7 +51,11 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     # The registry and config models are the vocabulary shared by server and clients
     # (DESIGN.md's own row for them); the SDK and the gateway read them directly.
     "service": frozenset({"client", "balance", "resilience", "observe", "registry", "config"}),
-    "gateway": frozenset({"client", "balance", "resilience", "observe", "registry", "config"}),
+    # DESIGN.md: the gateway is "the same client inside a proxy" -- it reuses the SDK's
+    # upstream pools and client policies rather than a second copy of them.
+    "gateway": frozenset(
+        {"client", "balance", "resilience", "observe", "registry", "config", "service"}
+    ),
     "events": frozenset({"client"}),
     "compute": frozenset({"client"}),
     "observe": frozenset(),
