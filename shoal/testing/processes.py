@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,18 +25,40 @@ T = TypeVar("T")
 
 
 _handed_out: set[int] = set()
+_ports = random.Random()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on, never the same one twice in this process (the
-    kernel may hand a just-released port straight back, e.g. client and peer port)."""
-    while True:
+    """A loopback port nobody listens on, never the same one twice in this process.
+
+    Chosen below the kernel's ephemeral range: a port from bind(0) is one the kernel also
+    hands out as the local port of outgoing connections, so between this call and the
+    server's own bind, any process making connections could take it (seen as "address
+    already in use" on a loaded machine). Below the range only another picker like this
+    one could, and it checks that the port is free too.
+    """
+    low, _ = _ephemeral_range()
+    top = max(low, 12_000)
+    for _ in range(1000):
+        port = _ports.randrange(10_000, top)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port found below the ephemeral range")
 
 
 def wait_for(

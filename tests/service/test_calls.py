@@ -217,3 +217,41 @@ def test_on_config_calls_back_with_every_new_content(server: ServerProcess) -> N
             wait_for(lambda: seen[-1:] == [{"search": True}], 20, what="the change")
     finally:
         svc.stop()
+
+
+def test_shoal_call_sends_one_request_and_says_which_instance_answered(
+    server: ServerProcess, replicas: ReplicaFactory
+) -> None:
+    from typer.testing import CliRunner
+
+    from shoal.cli.main import app
+
+    (replica,) = replicas(1)
+    instance = instance_of(replica)()
+    runner = CliRunner()
+    ok = runner.invoke(app, ["call", "replicas", "get", "/work", "--endpoints", server.url])
+    assert ok.exit_code == 0, ok.output
+    assert f'"instance":"{instance}"' in ok.stdout
+    assert f"200 OK from {instance}" in ok.stderr
+    posted = runner.invoke(
+        app,
+        [
+            "call",
+            "replicas",
+            "POST",
+            "/admin/mode",
+            "-d",
+            '{"mode": "ok"}',
+            "--endpoints",
+            server.url,
+        ],
+    )
+    assert posted.exit_code == 0 and '"mode":"ok"' in posted.stdout
+    missing = runner.invoke(app, ["call", "replicas", "GET", "/nope", "--endpoints", server.url])
+    assert missing.exit_code == 1 and "404" in missing.stderr
+    bad = runner.invoke(
+        app, ["call", "replicas", "GET", "/work", "-d", "{oops", "--endpoints", server.url]
+    )
+    assert bad.exit_code == 2 and "not JSON" in bad.output
+    nobody = runner.invoke(app, ["call", "ghosts", "GET", "/", "--endpoints", server.url])
+    assert nobody.exit_code == 1 and "no healthy instance" in nobody.stderr

@@ -31,7 +31,6 @@ import ctypes
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from rich.console import Console
 from rich.text import Text
 
 from shoal.client import AsyncControlPlane, ShoalError
+from shoal.testing.processes import free_port  # below the ephemeral range: see its doc
 
 from .manifest import Manifest, ServiceSpec, expand
 
@@ -52,13 +52,6 @@ __all__ = ["Supervisor"]
 BACKOFF_MIN, BACKOFF_MAX, HEALTHY_RUN = 0.5, 30.0, 30.0
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
 _SUFFIX_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:
