@@ -32,6 +32,7 @@ terminationGracePeriodSeconds and gunicorn's graceful timeout).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -229,8 +230,6 @@ class Service:
     # -- registration ------------------------------------------------------------------
 
     async def _register_when_listening(self) -> None:
-        import asyncio
-
         delay, waited = 0.02, 0.0
         while True:
             found = addr.listeners()
