@@ -15,7 +15,9 @@ with the smaller of the per-attempt timeout and what is left of the deadline. Af
 attempt, the breaker, the outlier detector and the balancer learn its outcome (in the
 pool), and the plan decides: done, or retry after a full-jitter backoff when the
 `RetryPolicy` allows it (idempotent requests only, unless nothing was sent), the
-deadline leaves room, and the `RetryBudget` admits one more retry in flight.
+deadline leaves room, and the `RetryBudget` admits one more retry in flight -- except
+after a connection that was never made, which the upstream never saw (still bounded by
+`max_attempts`).
 
 `Done` carries what the caller gets: the last response if there was one (a 503 after
 the retries ran out is still the upstream's answer), else the reason there is none
@@ -163,9 +165,13 @@ class CallPlan(Generic[R]):
             raise RuntimeError("record the pending attempt before asking for the next step")
         if not self._due:
             self._due = True
-            if self._attempts and not self.pool.try_start_retry(self._budget):
-                return self._finish(StopReason.BUDGET_EXHAUSTED)
-            if self._attempts:
+            # A retry after a connection that was never made is "transparent" (gRPC's
+            # term): the upstream never saw the request, so it costs the upstream nothing
+            # and does not count against the budget that protects it.
+            transparent = self._last is not None and self._last[0] is Outcome.CONNECT_FAILURE
+            if not transparent:
+                if not self.pool.try_start_retry(self._budget):
+                    return self._finish(StopReason.BUDGET_EXHAUSTED)
                 self._retries_in_flight += 1
             delay = self.policy.retry.backoff(self._attempts, self.rng)
             if delay > 0:

@@ -227,3 +227,16 @@ def test_any_call_ends_within_its_attempts_and_balances_the_budget(
     assert (done.response is not None) == (last_status is not None)
     if not idempotent:  # only connection failures may have been retried
         assert all(o is Outcome.CONNECT_FAILURE for o, _ in outcomes[: len(attempts) - 1])
+
+
+def test_a_retry_after_a_connection_never_made_does_not_spend_the_budget() -> None:
+    budget = RetryBudget(ratio=0.0, min_concurrent=1)
+    budget.request_started()
+    assert budget.try_start_retry()  # someone else holds the only retry slot
+    pool = ScriptedPool(["a", "b", "c"], budget=budget)
+    plan: CallPlan[str] = CallPlan(policy(), pool, True, 0.0, random.Random(1))
+    done, attempts = run(plan, [(Outcome.CONNECT_FAILURE, None), (Outcome.SUCCESS, 200)])
+    assert done.response == "b:200" and len(attempts) == 2
+    refused: CallPlan[str] = CallPlan(policy(), pool, True, 0.0, random.Random(1))
+    done, _ = run(refused, [(Outcome.TIMEOUT, None)])
+    assert done.reason == StopReason.BUDGET_EXHAUSTED  # a timeout's retry still needs a slot
