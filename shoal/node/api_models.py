@@ -1,18 +1,67 @@
-"""Request bodies of the native HTTP API (`/api/v1`). Every model forbids unknown fields,
-so a typo is a clear 400 rather than a silently ignored option."""
+"""Request bodies of the native HTTP API (`/api/v1`).
+
+Every model forbids unknown fields, so a typo is a clear 400 rather than a silently
+ignored option, and validates strictly: a JSON `true` is not the integer 1, `"5"` is not
+a TTL and `0` is not `false` -- a wrong type is a 400 naming the field, never a guess.
+(An integer is still a number where a float is asked.)
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_ID = 2**63 - 1  # leases, revisions and compared numbers travel as 64-bit integers
-PEER_ADDR = r"^[^:]+:([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$"
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+# What the schema advertises; `split_peer_addr` has the last word (ranges, label rules).
+PEER_ADDR = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def split_peer_addr(text: str) -> tuple[str, int]:
+    """`host:port` -> `(host, port)`: an IPv4 address, a bracketed IPv6 address or an
+    ASCII DNS name (RFC 1123 labels), and a port 1-65535; ValueError says what is wrong.
+
+    Checked at the boundary because the peer link dials whatever is stored: a value
+    like `n/:7` or a non-ASCII host used to be accepted and then killed the link task.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{text!r}: the port must be 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        except ValueError:
+            raise ValueError(f"{text!r}: {host} is not an IPv6 address") from None
+    labels = host.split(".")
+    if not host.isascii() or len(host) > 253 or not all(_LABEL.match(x) for x in labels):
+        raise ValueError(
+            f"{text!r}: the host must be an IPv4 address, a bracketed IPv6 address or "
+            "a DNS name of ASCII letters, digits and inner hyphens"
+        )
+    return host, int(port)
+
+
+def format_peer_addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _peer_addr(text: str) -> str:
+    split_peer_addr(text)
+    return text
+
+
+PeerAddr = Annotated[str, Field(pattern=PEER_ADDR), AfterValidator(_peer_addr)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class PutBody(_Strict):
@@ -64,7 +113,7 @@ class LeaseGrantBody(_Strict):
 
 class MemberAddBody(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    peer_addr: str = Field(pattern=PEER_ADDR)
+    peer_addr: PeerAddr
     client_url: str | None = Field(default=None, pattern=r"^https?://")
     learner: bool = True
     # A learner that should become a voter once caught up (what `shoal server --join` asks).
@@ -73,7 +122,7 @@ class MemberAddBody(_Strict):
 
 class AdvertiseBody(_Strict):
     client_url: str = Field(pattern=r"^https?://")
-    peer_addr: str = Field(pattern=PEER_ADDR)
+    peer_addr: PeerAddr
 
 
 class TransferBody(_Strict):
