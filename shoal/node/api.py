@@ -65,7 +65,7 @@ from .api_models import (
     format_peer_addr,
     split_peer_addr,
 )
-from .member import MEMBERS_PREFIX, Member, NotLeaderError, Unavailable
+from .member import MEMBERS_PREFIX, Member, MembershipRefused, NotLeaderError, Unavailable
 from .watchhub import Watcher
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -237,7 +237,7 @@ class Routing:
             raise ApiError(503, "unavailable", str(error)) from error
         except KvError as error:
             raise _kv_error(error) from error
-        except ProposalRejected as error:
+        except (ProposalRejected, MembershipRefused) as error:
             raise ApiError(409, "rejected", str(error)) from error
 
     async def forward(self, request: Request, leader: str | None) -> Response:

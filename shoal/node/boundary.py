@@ -21,6 +21,7 @@ the problem is. Never: touch the store, or accept what a later step could fail t
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -58,26 +59,33 @@ def check_target(path: bytes, query: bytes) -> ApiError | None:
     return None
 
 
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The request body and whether it stayed within `limit` bytes.
+class BodyRead(enum.Enum):
+    COMPLETE = "complete"
+    TOO_LARGE = "too large"
+    DISCONNECTED = "disconnected"
 
-    Reading stops at the chunk that crosses the limit (the rest is never buffered);
-    the caller answers 413 and closes the connection. A disconnect ends the body.
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, BodyRead]:
+    """The request body and how reading it ended.
+
+    Reading stops at the chunk that crosses `limit` (the rest is never buffered): the
+    caller answers 413 and closes the connection. A client gone before the end of its
+    body (or cut off by the header timeout) sent no request: the caller must not act on
+    the part that arrived, which may happen to parse.
     """
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return b"", BodyRead.DISCONNECTED
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return b"", False
+            return b"", BodyRead.TOO_LARGE
         chunks.append(chunk)
         if not message.get("more_body"):
-            break
-    return b"".join(chunks), True
+            return b"".join(chunks), BodyRead.COMPLETE
 
 
 def parse_json_body(body: bytes) -> Any:
@@ -144,4 +152,4 @@ def _encodable(text: str) -> bool:
     return True
 
 
-__all__ = ["NO_BODY", "check_target", "parse_json_body", "read_body"]
+__all__ = ["NO_BODY", "BodyRead", "check_target", "parse_json_body", "read_body"]

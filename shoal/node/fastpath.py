@@ -37,7 +37,7 @@ from .api_registry import (
     register_instance,
     registry_cache,
 )
-from .boundary import NO_BODY, check_target, parse_json_body, read_body
+from .boundary import NO_BODY, BodyRead, check_target, parse_json_body, read_body
 from .member import Member, NotLeaderError, Unavailable
 from .registry_cache import json_bytes
 
@@ -109,10 +109,12 @@ class ApiFront:
         if refused is not None:
             await _respond(send, refused.status, _error_body(refused))
             return
-        body, within = await read_body(receive, MAX_BODY_BYTES)
-        if not within:
+        body, ending = await read_body(receive, MAX_BODY_BYTES)
+        if ending is BodyRead.TOO_LARGE:
             await _too_large(send, f"request body over {MAX_BODY_BYTES} bytes")
             return
+        if ending is BodyRead.DISCONNECTED:
+            return  # no complete request, nobody to answer
         method = scope["method"]
         data: Any = NO_BODY
         if method in ("PUT", "POST"):

@@ -63,6 +63,8 @@ from ..raft import (
 from ..registry import encode_roster
 from .kvcodec import decode_command, encode_command
 from .metrics import MemberMetrics
+from .reconfig import refusal
+from .recovery import force_new_cluster
 from .storage import MemberStorage
 from .transport import PeerTransport
 from .watchhub import WatchHub
@@ -88,6 +90,10 @@ class Unavailable(Exception):
     """The cluster cannot answer now (no leader, lost leadership mid-request, timeout)."""
 
 
+class MembershipRefused(Exception):
+    """A membership change that would leave the cluster without a reachable quorum."""
+
+
 @dataclass(slots=True)
 class MemberConfig:
     name: str
@@ -105,6 +111,12 @@ class MemberConfig:
     # automatically (a watcher further behind gets `compacted` and re-lists).
     keep_revisions: int = 100_000
     request_timeout: float = 5.0
+    # Start as the only voter of a new cluster, keeping this member's data (recovery.py).
+    force_new_cluster: bool = False
+    # The HTTP API's connection limits (http_protocol.py).
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 10_000
 
     @property
     def client_url(self) -> str:
@@ -161,6 +173,18 @@ class Member:
         for path, reason in restored.skipped_snapshots:
             log.warning("skipped damaged snapshot %s: %s", path, reason)
         snapshot, hard_state, entries = restored.snapshot, restored.hard_state, restored.entries
+        if cfg.force_new_cluster:
+            snapshot, hard_state = await asyncio.to_thread(
+                force_new_cluster, self.storage, restored, self.name, time.monotonic()
+            )
+            entries = ()
+            log.warning(
+                "--force-new-cluster: %s is now the only voter, at index %d (term %d); "
+                "members that were in the cluster must join again",
+                self.name,
+                snapshot.index,
+                hard_state.term,
+            )
         fresh = snapshot.index == 0 and not entries and hard_state.term == 0
         if fresh and not snapshot.conf.voters and not cfg.join:
             voters = frozenset(cfg.initial_cluster or {self.name: (cfg.peer_host, cfg.peer_port)})
@@ -177,6 +201,8 @@ class Member:
             entries=entries,
         )
         peers = {n: addr for n, addr in cfg.initial_cluster.items() if n != self.name}
+        if cfg.force_new_cluster:
+            peers = {}  # the old members are not this cluster's any more
         self._peers = dict(peers)
         self.transport = PeerTransport(
             self.name,
@@ -191,7 +217,8 @@ class Member:
             known = dict(self._peers)
             self._refresh_peers(snapshot.conf)
             for name, addr in known.items():  # the initial cluster fills any gap
-                self._peers.setdefault(name, addr)
+                if name in snapshot.conf.members:
+                    self._peers.setdefault(name, addr)
             self.transport.set_peers(dict(self._peers))
         self._task = asyncio.create_task(self._run(), name=f"member-{self.name}")
         if len(snapshot.conf.voters) == 1 and self.name in snapshot.conf.voters:
@@ -293,8 +320,17 @@ class Member:
         self, op: ConfChangeOp, name: str, peer: tuple[str, int], promote: bool = False
     ) -> int:
         """Propose one membership change; a learner added with `promote` becomes a voter
-        as soon as it has caught up (the leader checks on every tick)."""
+        as soon as it has caught up (the leader checks on every tick).
+
+        Raises `MembershipRefused` if the resulting configuration would have no reachable
+        quorum (reconfig.py), NotLeaderError, or the core's ProposalRejected."""
         assert self.node is not None and self.transport is not None
+        if not self.is_leader:
+            raise NotLeaderError(self.leader)
+        conf = self.node.conf
+        reason = refusal(op, name, conf.voters, conf.learners, self._reachable())
+        if reason is not None:
+            raise MembershipRefused(reason)
         context = json.dumps({"peer": list(peer), "promote": promote}).encode()
         try:
             index = self.node.propose_conf_change(op, name, context)
@@ -551,6 +587,21 @@ class Member:
             for checkpoint in self.kv.leases.checkpoints(now, CHECKPOINT_MIN_TTL):
                 self._queue_internal(checkpoint)
 
+    def _reachable(self) -> frozenset[str]:
+        """Members (voters and learners) this leader heard from within the last election
+        timeout, itself included. Until its first CheckQuorum round has ended a new
+        leader's progress calls every peer active, so then a peer counts once it has
+        acknowledged an append of this term (its match index is no longer zero)."""
+        assert self.node is not None
+        if self._leader_ticks <= self.config.election_ticks + 1:
+            progress = self.node.status().progress
+            acked = {name for name, pr in progress.items() if pr.match > 0}
+            return frozenset({self.name, *acked})
+        now = time.monotonic()
+        timeout = self.config.election_ticks * self.config.tick_seconds
+        heard = {name for name, at in self._heard.items() if now - at < timeout}
+        return frozenset({self.name, *heard})
+
     def _note_heard(self) -> None:
         """Record which voters answered this CheckQuorum round; called before a tick,
         which may start the next round and forget."""
@@ -597,7 +648,8 @@ class Member:
             progress = status.progress.get(name)
             if progress is None or progress.match < status.commit:
                 continue
-            with contextlib.suppress(ProposalRejected):  # another change pending: next tick
+            # Another change pending, or not heard from yet: try again next tick.
+            with contextlib.suppress(ProposalRejected, MembershipRefused):
                 self.propose_member_change(ConfChangeOp.ADD_VOTER, name, self.peer_of(name))
                 log.info("promoting caught-up learner %s", name)
             return  # one change at a time
