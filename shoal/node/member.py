@@ -9,9 +9,12 @@ Everything else talks to that task through queues and futures:
 - Each turn: tick if due, step inbound peer messages, propose, then drain `Ready`s in the
   contract's order (send leader traffic, persist + fsync in a worker thread, send the
   rest, apply to the KV store, release reads, advance).
-- Leases are leader-local (DESIGN.md decision 3): a new leader gives every lease its full
-  TTL plus an election timeout; expiry is checked on ticks, revoked through the log only
-  while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is spread.
+- Leases are leader-local (DESIGN.md decision 3): keep-alives stay on the leader, which
+  reports the renewed leases' remaining TTLs through the log once per election timeout
+  (and before a transfer); a new leader expires each lease at its deadline plus an
+  election timeout (kv/leases.py). Expiry is checked on ticks, revoked through the log
+  only while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is
+  spread.
 - Watchers are fed by the `WatchHub` after every apply.
 - The leader keeps the roster of live voters at `CHECKERS_KEY` (who runs active health
   checks, see health.py): a voter is live while the leader has heard from it within
@@ -42,7 +45,7 @@ from ..kv import (
     Compact,
     KeyValueStore,
     KvError,
-    LeaseCheckpoint,
+    LeaseCheckpoints,
     LeaseRevoke,
     Put,
     Result,
@@ -74,8 +77,7 @@ log = logging.getLogger("shoal.node")
 MEMBERS_PREFIX = b"/_shoal/members/"
 CHECKERS_KEY = b"/_shoal/checkers"  # JSON list of the live voters that run health checks
 MAX_REVOKES_PER_TICK = 64
-CHECKPOINT_EVERY_SECONDS = 60.0  # also how often history is compacted
-CHECKPOINT_MIN_TTL = 120
+COMPACT_EVERY_SECONDS = 60.0  # how often the leader considers compacting history
 
 
 class NotLeaderError(Exception):
@@ -153,7 +155,7 @@ class Member:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._last_checkpoint = time.monotonic()
+        self._last_compaction = time.monotonic()
         self._applied_since_snapshot = 0
         self._heard: dict[str, float] = {}  # leader only: when each voter last answered
         self._leader_ticks = 0
@@ -290,14 +292,8 @@ class Member:
             raise NotLeaderError(self.leader)
         if not self.kv.leases.is_primary:
             raise Unavailable("a new leader is taking over the leases; retry")
-        stale = self.kv.leases.checkpointed(lease_id)
-        ttl = self.kv.leases.keepalive(lease_id, time.monotonic())
-        if stale:
-            # Followers still hold the old remaining TTL; without this a failover right
-            # after a renewal would give the lease only what was left before it (etcd too).
-            self._queue_internal(LeaseCheckpoint(id=lease_id, remaining_seconds=float(ttl)))
-            self._wake.set()
-        return ttl
+        # The renewal reaches the followers with the next lease report (_report_leases).
+        return self.kv.leases.keepalive(lease_id, time.monotonic())
 
     def peer_of(self, name: str) -> tuple[str, int]:
         if name in self._peers:
@@ -310,6 +306,12 @@ class Member:
 
     def transfer_leadership(self, to: str) -> None:
         assert self.node is not None
+        if self.is_leader and self.node.transferee is None:
+            # Report the renewals since the last report first: the transfer catches the
+            # target up to our last entry, so it takes office knowing every deadline.
+            self._report_leases(time.monotonic())
+            if self._proposals:
+                self._submit_proposals()
         try:
             self.node.transfer_leadership(to)
         except NotLeader as error:
@@ -579,13 +581,22 @@ class Member:
             future.add_done_callback(self._revoke_settled(lease_id))
         self._promote_caught_up_learners()
         self._publish_checkers(now)
-        if now - self._last_checkpoint >= CHECKPOINT_EVERY_SECONDS:
-            self._last_checkpoint = now
+        if self._leader_ticks % self.config.election_ticks == 0:
+            self._report_leases(now)
+        if now - self._last_compaction >= COMPACT_EVERY_SECONDS:
+            self._last_compaction = now
             keep = self.config.keep_revisions
             if self.kv.revision - self.kv.compacted_revision > 2 * keep:
                 self._queue_internal(Compact(revision=self.kv.revision - keep))
-            for checkpoint in self.kv.leases.checkpoints(now, CHECKPOINT_MIN_TTL):
-                self._queue_internal(checkpoint)
+
+    def _report_leases(self, now: float) -> None:
+        """Propose the remaining TTLs of the leases kept alive since the last report, as
+        one entry (leases.py): every member's deadlines then trail ours by at most one
+        election timeout, so a new leader neither restarts a dead lease's TTL nor cuts a
+        live one short."""
+        checkpoints = self.kv.leases.checkpoints(now)
+        if checkpoints:
+            self._queue_internal(LeaseCheckpoints(checkpoints=tuple(checkpoints)))
 
     def _reachable(self) -> frozenset[str]:
         """Members (voters and learners) this leader heard from within the last election
