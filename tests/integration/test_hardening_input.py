@@ -321,3 +321,23 @@ def test_unknown_routes_and_methods_answer_the_error_shape(
     member: ServerProcess, method: str, path: str, status: int, code: str
 ) -> None:
     assert_error(send(member, method, path), status, code)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"value": "v", "prev_kv": "yes"}',
+        b'{"value": "v", "lease": true}',
+        b'{"value": %s}' % SURROGATE,
+        b'{"value": ' + DEEP + b"}",
+        b'{"value": "v"',
+        b'{"value": "\xff"}',
+    ],
+)
+def test_the_fast_path_and_fastapi_answer_a_bad_put_byte_for_byte_alike(
+    member: ServerProcess, body: bytes
+) -> None:
+    fast = send(member, "PUT", "/api/v1/kv/same", body)
+    slow = send(member, "PUT", "/api/v1/kv/same?via=fastapi", body)
+    assert fast.status_code == slow.status_code == 400, fast.text
+    assert fast.content == slow.content
