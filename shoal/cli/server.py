@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shoal.client import ControlPlane, ShoalError
+from shoal.node.peer_addr import split_peer_addr
 
 from .common import err, fail
 
@@ -46,14 +47,15 @@ DEFAULTS: dict[str, Any] = {
 
 
 def parse_addr(text: str, flag: str) -> tuple[str, int]:
-    """`"host:port"` -> `("host", port)`, or a `BadParameter` naming `flag`."""
-    host, sep, port = str(text).strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    """`"host:port"` -> `("host", port)`, or a `BadParameter` naming `flag`: the same rule
+    as the API's (`shoal.node.peer_addr`), since other members dial these addresses."""
+    try:
+        return split_peer_addr(str(text).strip())
+    except ValueError as error:
         raise typer.BadParameter(
-            f"{text!r} is not host:port (e.g. 127.0.0.1:7701, port 1-65535)", param_hint=flag
-        )
-    return host, int(port)
+            f"{text!r} is not host:port (e.g. 127.0.0.1:7701, port 1-65535): {error}",
+            param_hint=flag,
+        ) from None
 
 
 def parse_name(text: str, flag: str) -> str:

@@ -62,10 +62,9 @@ from .api_models import (
     TransferBody,
     TxnBody,
     TxnOpBody,
-    format_peer_addr,
-    split_peer_addr,
 )
 from .member import MEMBERS_PREFIX, Member, MembershipRefused, NotLeaderError, Unavailable
+from .peer_addr import format_peer_addr, split_peer_addr
 from .watchhub import Watcher
 
 MAX_BODY_BYTES = 2 * 1024 * 1024

@@ -16,7 +16,7 @@ from typing import Any
 
 import schemathesis
 
-from shoal.node.api_models import split_peer_addr
+from shoal.node.peer_addr import split_peer_addr
 
 
 def _peer_addr_ok(value: str) -> bool:
