@@ -22,8 +22,10 @@ from shoal.testing import LocalCluster, ServerProcess, local_cluster, wait_for
 
 TTL = 5
 ELECTION = 10 * 0.05  # --election-ticks x --tick-ms, the defaults
-# Beyond the bound itself: a tick to notice, a commit to revoke, our 20 ms polling.
-SLACK = 0.5
+# Beyond the bound itself: a tick to notice, a commit to revoke, and this test's own
+# polling (three HTTP reads a round) on a loaded 2-core machine. Measured here: gone
+# 5.55-5.67 s after the last renewal, against a bound of 6 s; it used to be ~25 s.
+SLACK = 1.0
 
 
 class KeepAlive:
@@ -106,6 +108,7 @@ def test_a_dead_lease_expires_on_time_while_leadership_moves_every_2s(tmp_path: 
                 time.sleep(0.02)
             assert gone_at is not None, "the dead lease outlived the whole test"
             late = gone_at - last_renewal
+            print(f"the dead lease went {late:.2f}s after its last renewal (TTL {TTL}s)")
             assert late <= TTL + 2 * ELECTION + SLACK, f"gone {late:.2f}s after its renewal"
             # Keep moving leadership a while longer: the live lease must stay.
             until = time.monotonic() + 2 * TTL

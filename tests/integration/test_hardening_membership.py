@@ -58,12 +58,13 @@ def test_force_new_cluster_recovers_a_member_whose_quorum_is_gone(tmp_path: Path
         )
         # Removing a live voter while another is down would strand the quorum: refused.
         lost = next(p for p in cluster.members.values() if p not in (leader, survivor))
+
+        def roster() -> set[str]:  # the leader's voters heard within 2 election timeouts
+            return set(leader.get("/api/v1/health/checks").json()["checkers"] or [])
+
+        wait_for(lambda: roster() == set(cluster.members), 20, what="the first roster")
         lost.kill()
-        wait_for(  # the leader's roster of live voters drops it once it stops answering
-            lambda: lost.name not in (leader.get("/api/v1/health/checks").json()["checkers"] or []),
-            10,
-            what=f"the leader to notice {lost.name} is gone",
-        )
+        wait_for(lambda: lost.name not in roster(), 20, what=f"{lost.name} noticed gone")
         r = leader.request("DELETE", f"/api/v1/cluster/members/{survivor.name}", timeout=10)
         assert r.status_code == 409 and lost.name in r.json()["message"], r.text
 
