@@ -9,6 +9,7 @@ member as a learner (the leader promotes it once it has caught up).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shoal.client import ControlPlane, ShoalError
+from shoal.node.peer_addr import split_peer_addr
 
 from .common import err, fail
 
@@ -36,18 +38,24 @@ DEFAULTS: dict[str, Any] = {
     "tick_ms": 50,
     "election_ticks": 10,
     "snapshot_entries": 100_000,
+    # Connection limits of the HTTP API (docs/operations.md says why these defaults).
+    "header_timeout": 10.0,
+    "idle_timeout": 60.0,
+    "max_connections": 10_000,
+    "force_new_cluster": False,
 }
 
 
 def parse_addr(text: str, flag: str) -> tuple[str, int]:
-    """`"host:port"` -> `("host", port)`, or a `BadParameter` naming `flag`."""
-    host, sep, port = str(text).strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    """`"host:port"` -> `("host", port)`, or a `BadParameter` naming `flag`: the same rule
+    as the API's (`shoal.node.peer_addr`), since other members dial these addresses."""
+    try:
+        return split_peer_addr(str(text).strip())
+    except ValueError as error:
         raise typer.BadParameter(
-            f"{text!r} is not host:port (e.g. 127.0.0.1:7701, port 1-65535)", param_hint=flag
-        )
-    return host, int(port)
+            f"{text!r} is not host:port (e.g. 127.0.0.1:7701, port 1-65535): {error}",
+            param_hint=flag,
+        ) from None
 
 
 def parse_name(text: str, flag: str) -> str:
@@ -116,6 +124,10 @@ class ServerSettings:
     tick_ms: int
     election_ticks: int
     snapshot_entries: int = 100_000
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 10_000
+    force_new_cluster: bool = False
 
 
 def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerSettings:
@@ -167,6 +179,23 @@ def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerS
     join = pick("join")
     if join is not None and not isinstance(join, str):
         raise typer.BadParameter("must be the URL of a running member", param_hint="--join")
+    timeouts = {}
+    for key in ("header_timeout", "idle_timeout"):
+        value = pick(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            flag = "--" + key.replace("_", "-")
+            raise typer.BadParameter("must be a number of seconds > 0", param_hint=flag)
+        timeouts[key] = float(value)
+    max_connections = pick("max_connections")
+    if not isinstance(max_connections, int) or isinstance(max_connections, bool):
+        raise typer.BadParameter("must be a whole number >= 1", param_hint="--max-connections")
+    if max_connections < 1:
+        raise typer.BadParameter("must be a whole number >= 1", param_hint="--max-connections")
+    force = pick("force_new_cluster")
+    if not isinstance(force, bool):
+        raise typer.BadParameter("must be true or false", param_hint="--force-new-cluster")
+    if force and join is not None:
+        raise typer.BadParameter("cannot be combined with --join", param_hint="--force-new-cluster")
     return ServerSettings(
         name=name,
         data_dir=Path(str(pick("data_dir"))),
@@ -177,6 +206,10 @@ def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerS
         tick_ms=tick_ms,
         election_ticks=election_ticks,
         snapshot_entries=snapshot_entries,
+        header_timeout=timeouts["header_timeout"],
+        idle_timeout=timeouts["idle_timeout"],
+        max_connections=max_connections,
+        force_new_cluster=force,
     )
 
 
@@ -195,6 +228,10 @@ def member_config(settings: ServerSettings) -> MemberConfig:
         tick_seconds=settings.tick_ms / 1000,
         election_ticks=settings.election_ticks,
         snapshot_entries=settings.snapshot_entries,
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        max_connections=settings.max_connections,
+        force_new_cluster=settings.force_new_cluster,
     )
 
 
@@ -232,17 +269,7 @@ def join_cluster(settings: ServerSettings, explicit_cluster: bool) -> ServerSett
     for member in status.members:
         if member.peer_addr and member.name != settings.name:
             cluster[member.name] = parse_addr(member.peer_addr, "--join")
-    return ServerSettings(
-        name=settings.name,
-        data_dir=settings.data_dir,
-        client_addr=settings.client_addr,
-        peer_addr=settings.peer_addr,
-        initial_cluster=cluster,
-        join=settings.join,
-        tick_ms=settings.tick_ms,
-        election_ticks=settings.election_ticks,
-        snapshot_entries=settings.snapshot_entries,
-    )
+    return dataclasses.replace(settings, initial_cluster=cluster)
 
 
 def server(
@@ -287,6 +314,29 @@ def server(
         int | None,
         typer.Option(help="Applied entries between snapshots (log compaction). [default: 100000]"),
     ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a client has to send a request's headers (and between body "
+            "chunks) before the connection is closed.  [default: 10]"
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds an idle keep-alive connection is kept.  [default: 60]"),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(help="Open HTTP connections at most; more are refused.  [default: 10000]"),
+    ] = None,
+    force_new_cluster: Annotated[
+        bool | None,
+        typer.Option(
+            "--force-new-cluster",
+            help="Recovery: start as the only voter of a new cluster, keeping this member's "
+            "data (when the old cluster's quorum is lost for good). Remove it afterwards.",
+        ),
+    ] = None,
 ) -> None:
     """Run a control-plane member (a cluster of one unless told otherwise)."""
     flags = {
@@ -299,6 +349,10 @@ def server(
         "tick_ms": tick_ms,
         "election_ticks": election_ticks,
         "snapshot_entries": snapshot_entries,
+        "header_timeout": header_timeout,
+        "idle_timeout": idle_timeout,
+        "max_connections": max_connections,
+        "force_new_cluster": force_new_cluster,
     }
     settings = resolve_settings(flags, config)
     if settings.join is not None:

@@ -132,6 +132,8 @@ def _check_toml(content: str) -> None:
             line, column = position(content, len(content))
             message = message[: end.start()] + " (at end of document)"
         raise InvalidContent("toml", message, line, column) from None
+    except RecursionError:
+        raise InvalidContent("toml", "nested too deeply", None, None) from None
 
 
 def _check_properties(content: str) -> None:

@@ -17,6 +17,9 @@ Every write is planned here as a `Plan` (guards + puts + deletes) and carried ou
 node as ONE store transaction whose compares are the guards: two publishes that read the
 same meta cannot both commit, so no two publishes ever share a version number; the loser
 gets `Conflict` and retries. Time comes in as ``now`` (seconds since the epoch). No I/O.
+
+Every text a record holds (content, author, message, selector) is checked to be
+encodable UTF-8 while planning, so no plan can carry a record that fails to render.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 from .errors import ConfigError, InvalidName, NotFound, VersionMismatch
 from .formats import content_bytes, validate
-from .selector import check_selector, matches
+from .selector import check_selector, check_text, matches
 
 CONFIG_PREFIX = "/config/"
 MAX_AUTHOR = 128
@@ -114,9 +117,12 @@ def sha256(content: str) -> str:
 
 
 def _text_field(value: str | None, default: str, what: str, limit: int) -> str:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string, got {type(value).__name__}")
     text = default if value is None or not value.strip() else value.strip()
     if len(text) > limit:
         raise ConfigError(f"{what} is {len(text)} characters; at most {limit}")
+    check_text(text, what)
     return text
 
 

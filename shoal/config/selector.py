@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .errors import InvalidSelector
+from .errors import ConfigError, InvalidSelector
 
 MAX_LABELS = 32
 MAX_LABEL_VALUE = 256
@@ -34,8 +34,19 @@ def check_labels(labels: Mapping[str, str], what: str = "labels") -> dict[str, s
                 f"{what}: the value of {key!r} must be a string of at most "
                 f"{MAX_LABEL_VALUE} characters"
             )
+        check_text(value, f"{what}: the value of {key!r}")
         out[key] = value
     return out
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse text UTF-8 cannot encode (a lone UTF-16 surrogate, as JSON's "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigError(
+            f"{what} holds a lone UTF-16 surrogate at character {error.start}, not Unicode text"
+        ) from None
 
 
 def check_selector(selector: Mapping[str, str]) -> dict[str, str]:

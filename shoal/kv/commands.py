@@ -264,6 +264,23 @@ class LeaseCheckpoint:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseCheckpoints:
+    """Many `LeaseCheckpoint`s in one log entry: the leader's periodic report of the
+    remaining TTLs of the leases kept alive since its last report. A lease revoked in
+    the meantime is skipped, not an error (the same on every member)."""
+
+    checkpoints: tuple[LeaseCheckpoint, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.checkpoints, tuple):
+            kind = type(self.checkpoints).__name__
+            raise InvalidCommand(f"checkpoints must be a tuple, got {kind}")
+        for c in self.checkpoints:
+            if not isinstance(c, LeaseCheckpoint):
+                raise InvalidCommand(f"checkpoint must be a LeaseCheckpoint, got {c!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Compact:
     """Drop history older than ``revision``; reads below it raise `Compacted` afterwards."""
 
@@ -275,4 +292,6 @@ class Compact:
             raise InvalidCommand("revision must be >= 1, got 0")
 
 
-Command = Put | Delete | Txn | LeaseGrant | LeaseRevoke | LeaseCheckpoint | Compact
+Command = (
+    Put | Delete | Txn | LeaseGrant | LeaseRevoke | LeaseCheckpoint | LeaseCheckpoints | Compact
+)

@@ -1,21 +1,36 @@
 """The lease table: which leases exist, which keys hang on each, and when each expires.
 
-Theory of operation (DESIGN.md decision 3). A lease has two kinds of state:
+Theory of operation (DESIGN.md decision 3). A lease has three kinds of state:
 
 - Replicated (changed only by `KeyValueStore.apply`, identical on every member, kept in
   snapshots): its id, granted TTL, attached keys and the last checkpointed remaining TTL.
   The store calls `grant`, `revoke`, `attach`, `detach` and `checkpoint`.
-- Leader-local (in memory, never replicated): the expiry instant. Only a *primary* table
+- Member-local, on every member: the *deadline*, when the lease's TTL runs out by this
+  member's own clock. Applying a grant sets it to ``now + ttl``, applying a checkpoint
+  of ``remaining`` seconds to ``now + remaining`` (``now`` is the apply time), a
+  keep-alive on the leader to ``now + ttl``. Not replicated and not in snapshots: a
+  member that restarts or restores a snapshot re-derives it as it applies (later, never
+  earlier, than the truth).
+- Leader-local: the *expiry* instant, when the leader revokes. Only a *primary* table
   (the leader's) has expiries; a follower's leases never expire. The node calls
   `promote(now, extend)` on becoming leader, `demote()` on losing it, `keepalive` for each
   client keep-alive, and `expired(now)` to find leases to revoke (through a LeaseRevoke
   command, after re-checking leadership).
 
-On promote every lease gets its full TTL (or its checkpointed remaining TTL, so repeated
-elections cannot keep a dead lease alive for ever) plus ``extend`` -- an election timeout
--- so a failover never expires the registry. A keep-alive restarts the full TTL and
-forgets the checkpoint locally; `checkpoints` gives the commands the leader proposes to
-record remaining TTLs (and to clear stale ones) on every member.
+Keep-alives do not go through the log; instead the leader reports, every election
+timeout, the remaining TTL of each lease kept alive since its last report
+(`checkpoints`, proposed as one `LeaseCheckpoints` entry). So every member's deadline of
+a lease trails the leader's by at most one report. On promote every lease expires at
+``max(deadline, now) + extend`` -- ``extend`` is an election timeout, for holders that
+could not reach anyone during the election -- so:
+
+- a failover never expires a live lease: its holder renews every TTL/3, so its deadline
+  on the new leader is at least 2/3 TTL minus one report ahead of its last renewal, and
+  it gets ``extend`` after the election on top;
+- repeated elections cannot keep a dead lease alive: its deadline does not move when
+  leadership does, so it is gone within TTL + 2 election timeouts of its last renewal
+  however often leadership moves (a new leader at most adds ``extend`` once past the
+  deadline, and revokes if it holds office that long).
 
 Never: read a clock (time is ``now``), replicate expiries, or expire on a follower.
 """
@@ -33,6 +48,7 @@ class _Lease:
     id: int
     ttl: int
     checkpoint: float | None = None  # replicated: remaining TTL at the last checkpoint
+    deadline: float | None = None  # member-local: None until a grant/checkpoint applied
     expiry: float | None = None  # leader-local: None on a follower
     keys: set[bytes] = field(default_factory=set)
 
@@ -62,6 +78,7 @@ class LeaseTable:
     def __init__(self) -> None:
         self._leases: dict[int, _Lease] = {}
         self._primary = False
+        self._renewed: set[int] = set()  # leader-local: kept alive since the last report
 
     # --- queries -------------------------------------------------------------------
 
@@ -88,10 +105,6 @@ class LeaseTable:
             for lease in sorted(self._leases.values(), key=lambda lease: lease.id)
         ]
 
-    def checkpointed(self, lease_id: int) -> bool:
-        """Whether a remaining TTL was recorded through the log for this lease."""
-        return self._get(lease_id).checkpoint is not None
-
     def time_to_live(self, lease_id: int, now: float) -> LeaseTimeToLive:
         lease = self._get(lease_id)
         if lease.expiry is not None:
@@ -115,18 +128,21 @@ class LeaseTable:
         ]
         return [lease_id for _, lease_id in sorted(due)]
 
-    def checkpoints(self, now: float, min_ttl: int = 0) -> list[LeaseCheckpoint]:
-        """Commands recording the remaining TTL of every lease with ``ttl >= min_ttl``.
+    def checkpoints(self, now: float) -> list[LeaseCheckpoint]:
+        """The remaining TTL of every lease kept alive since the last call, by id, for the
+        leader to report through the log (see the module docstring); forgets them.
 
-        Only a primary table has remaining TTLs to record; otherwise the list is empty.
+        Only a primary table has keep-alives to report; otherwise the list is empty.
         """
         if not self._primary:
             return []
         out = []
-        for lease in sorted(self._leases.values(), key=lambda lease: lease.id):
-            if lease.ttl < min_ttl or lease.expiry is None or lease.expiry <= now:
+        for lease_id in sorted(self._renewed):
+            lease = self._leases.get(lease_id)
+            if lease is None or lease.deadline is None or lease.deadline <= now:
                 continue
-            out.append(LeaseCheckpoint(id=lease.id, remaining_seconds=lease.expiry - now))
+            out.append(LeaseCheckpoint(id=lease_id, remaining_seconds=lease.deadline - now))
+        self._renewed.clear()
         return out
 
     # --- replicated mutations: called only from KeyValueStore.apply ---------------------
@@ -135,11 +151,12 @@ class LeaseTable:
         if lease_id in self._leases:
             raise LeaseExists(lease_id)
         expiry = now + ttl if self._primary else None
-        self._leases[lease_id] = _Lease(id=lease_id, ttl=ttl, expiry=expiry)
+        self._leases[lease_id] = _Lease(id=lease_id, ttl=ttl, deadline=now + ttl, expiry=expiry)
 
     def revoke(self, lease_id: int) -> None:
         self._get(lease_id)
         del self._leases[lease_id]
+        self._renewed.discard(lease_id)
 
     def attach(self, lease_id: int, key: bytes) -> None:
         self._get(lease_id).keys.add(key)
@@ -149,13 +166,21 @@ class LeaseTable:
         if lease is not None:
             lease.keys.discard(key)
 
-    def checkpoint(self, lease_id: int, remaining: float) -> None:
-        self._get(lease_id).checkpoint = remaining
+    def checkpoint(self, lease_id: int, remaining: float, now: float) -> None:
+        """Record the remaining TTL the leader reported (applied at ``now``).
+
+        The primary keeps its own deadline: a keep-alive may have come after the report.
+        """
+        lease = self._get(lease_id)
+        lease.checkpoint = remaining
+        if not self._primary:
+            lease.deadline = now + remaining
 
     def restore(self, states: list[LeaseState]) -> None:
         """Replace every lease with ``states`` (keys are re-attached by the store)."""
         self._leases = {s.id: _Lease(id=s.id, ttl=s.ttl, checkpoint=s.checkpoint) for s in states}
         self._primary = False
+        self._renewed.clear()
 
     # --- leader-local: called by the node, never through the log ------------------------
 
@@ -164,20 +189,28 @@ class LeaseTable:
         lease = self._get(lease_id)
         if not self._primary:
             raise NotPrimary()
-        lease.expiry = now + lease.ttl
-        lease.checkpoint = None
+        lease.expiry = lease.deadline = now + lease.ttl
+        self._renewed.add(lease_id)
         return lease.ttl
 
     def promote(self, now: float, extend: float) -> None:
-        """Become the primary: every lease expires after its (checkpointed) TTL + extend."""
+        """Become the primary: every lease expires at ``max(deadline, now) + extend``.
+
+        A lease with no deadline yet (restored from a snapshot) counts from ``now`` with
+        its checkpointed remaining TTL, or its full TTL.
+        """
         self._primary = True
+        self._renewed.clear()
         for lease in self._leases.values():
-            base = lease.checkpoint if lease.checkpoint is not None else lease.ttl
-            lease.expiry = now + base + extend
+            if lease.deadline is None:
+                base = lease.checkpoint if lease.checkpoint is not None else lease.ttl
+                lease.deadline = now + base
+            lease.expiry = max(lease.deadline, now) + extend
 
     def demote(self) -> None:
         """Stop being primary: forget every expiry (a follower never expires leases)."""
         self._primary = False
+        self._renewed.clear()
         for lease in self._leases.values():
             lease.expiry = None
 

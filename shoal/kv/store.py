@@ -36,6 +36,7 @@ from .commands import (
     CompareTarget,
     Delete,
     LeaseCheckpoint,
+    LeaseCheckpoints,
     LeaseGrant,
     LeaseRevoke,
     Put,
@@ -52,6 +53,7 @@ from .types import (
     EventType,
     KeyValue,
     LeaseCheckpointResult,
+    LeaseCheckpointsResult,
     LeaseGrantResult,
     LeaseRevokeResult,
     PutResult,
@@ -199,12 +201,19 @@ class KeyValueStore:
             case LeaseRevoke():
                 return self._apply_lease_revoke(command)
             case LeaseCheckpoint():
-                self.leases.checkpoint(command.id, command.remaining_seconds)
+                self.leases.checkpoint(command.id, command.remaining_seconds, now)
                 return LeaseCheckpointResult(
                     id=command.id,
                     remaining_seconds=command.remaining_seconds,
                     revision=self._revision,
                 )
+            case LeaseCheckpoints():
+                recorded = 0
+                for c in command.checkpoints:
+                    if c.id in self.leases:
+                        self.leases.checkpoint(c.id, c.remaining_seconds, now)
+                        recorded += 1
+                return LeaseCheckpointsResult(recorded=recorded, revision=self._revision)
             case Compact():
                 return self._apply_compact(command)
         raise InvalidCommand(f"not a KV command: {command!r}")

@@ -99,6 +99,12 @@ class LeaseCheckpointResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseCheckpointsResult:
+    recorded: int  # how many of the checkpoints named a lease that still exists
+    revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompactResult:
     revision: int
     compacted_revision: int
@@ -111,5 +117,6 @@ Result = (
     | LeaseGrantResult
     | LeaseRevokeResult
     | LeaseCheckpointResult
+    | LeaseCheckpointsResult
     | CompactResult
 )

@@ -22,6 +22,7 @@ import httpx
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..kv import (
     Compact,
@@ -62,7 +63,8 @@ from .api_models import (
     TxnBody,
     TxnOpBody,
 )
-from .member import MEMBERS_PREFIX, Member, NotLeaderError, Unavailable
+from .member import MEMBERS_PREFIX, Member, MembershipRefused, NotLeaderError, Unavailable
+from .peer_addr import format_peer_addr, split_peer_addr
 from .watchhub import Watcher
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -106,6 +108,9 @@ def sse_event(event: Event) -> bytes:
     """One event as an SSE frame, encoded once however many watchers receive it."""
     data = json.dumps(event_json(event), separators=(",", ":"))
     return f"id: {event.revision}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -231,7 +236,7 @@ class Routing:
             raise ApiError(503, "unavailable", str(error)) from error
         except KvError as error:
             raise _kv_error(error) from error
-        except ProposalRejected as error:
+        except (ProposalRejected, MembershipRefused) as error:
             raise ApiError(409, "rejected", str(error)) from error
 
     async def forward(self, request: Request, leader: str | None) -> Response:
@@ -287,6 +292,15 @@ def create_app(member: Member) -> FastAPI:
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
             problems.append(f"{where or 'body'}: {item.get('msg')}")
         return _error(400, "invalid_request", "; ".join(problems), details=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> Response:
+        # Starlette's own answers (no such route, wrong method) in the API's error shape.
+        code = _HTTP_CODES.get(error.status_code, "invalid_request")
+        response = _error(error.status_code, code, str(error.detail))
+        for name, value in (error.headers or {}).items():
+            response.headers[name] = value  # e.g. Allow on a 405
+        return response
 
     routing = Routing(member, client)
     leader_only, barrier = routing.leader_only, routing.barrier
@@ -496,7 +510,7 @@ def create_app(member: Member) -> FastAPI:
                     "voter": name in status.conf.voters,
                     "leader": name == status.leader,
                     "client_url": info.get("client_url"),
-                    "peer_addr": ":".join(map(str, info["peer"])) if "peer" in info else None,
+                    "peer_addr": format_peer_addr(*info["peer"]) if "peer" in info else None,
                     "match_index": progress.match if progress else None,
                 }
             )
@@ -513,15 +527,15 @@ def create_app(member: Member) -> FastAPI:
 
     @app.post("/api/v1/cluster/members")
     async def add_member(body: MemberAddBody, request: Request) -> Any:
-        host, port = body.peer_addr.rsplit(":", 1)
+        host, port = split_peer_addr(body.peer_addr)
         op = ConfChangeOp.ADD_LEARNER if body.learner else ConfChangeOp.ADD_VOTER
 
         async def act() -> Any:
             index = member.propose_member_change(
-                op, body.name, (host, int(port)), promote=body.learner and body.promote
+                op, body.name, (host, port), promote=body.learner and body.promote
             )
             if body.client_url:
-                record = {"client_url": body.client_url, "peer": [host, int(port)]}
+                record = {"client_url": body.client_url, "peer": [host, port]}
                 await member.propose(
                     Put(key=MEMBERS_PREFIX + body.name.encode(), value=json.dumps(record).encode())
                 )
@@ -535,8 +549,8 @@ def create_app(member: Member) -> FastAPI:
         assert member.node is not None
         if name not in member.node.conf.members:
             raise ApiError(404, "member_not_found", f"{name} is not a member of this cluster")
-        host, port = body.peer_addr.rsplit(":", 1)
-        record = json.dumps({"client_url": body.client_url, "peer": [host, int(port)]}).encode()
+        host, port = split_peer_addr(body.peer_addr)
+        record = json.dumps({"client_url": body.client_url, "peer": [host, port]}).encode()
 
         async def act() -> Any:
             result = await member.propose(Put(key=MEMBERS_PREFIX + name.encode(), value=record))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ..config import (
     Beta,
@@ -64,7 +64,7 @@ from ..kv import (
 )
 from ..kv import Txn as TxnCommand
 from .api import ApiError, Consistency, Routing, _kv_error, watch_stream
-from .api_models import MAX_ID
+from .api_models import MAX_ID, STRICT
 from .member import Member, NotLeaderError
 
 BASE = "/api/v1/config"
@@ -79,7 +79,7 @@ LABEL_PARAM = "labels."
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class PublishBody(_Strict):

@@ -1,18 +1,36 @@
-"""Request bodies of the native HTTP API (`/api/v1`). Every model forbids unknown fields,
-so a typo is a clear 400 rather than a silently ignored option."""
+"""Request bodies of the native HTTP API (`/api/v1`).
+
+Every model forbids unknown fields, so a typo is a clear 400 rather than a silently
+ignored option, and validates strictly: a JSON `true` is not the integer 1, `"5"` is not
+a TTL and `0` is not `false` -- a wrong type is a 400 naming the field, never a guess.
+(An integer is still a number where a float is asked.)
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .peer_addr import split_peer_addr
 
 MAX_ID = 2**63 - 1  # leases, revisions and compared numbers travel as 64-bit integers
-PEER_ADDR = r"^[^:]+:([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$"
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+# What the schema advertises; `split_peer_addr` has the last word (ranges, label rules).
+PEER_ADDR = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+
+
+def _peer_addr(text: str) -> str:
+    split_peer_addr(text)
+    return text
+
+
+PeerAddr = Annotated[str, Field(pattern=PEER_ADDR), AfterValidator(_peer_addr)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
 
 class PutBody(_Strict):
@@ -64,7 +82,7 @@ class LeaseGrantBody(_Strict):
 
 class MemberAddBody(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    peer_addr: str = Field(pattern=PEER_ADDR)
+    peer_addr: PeerAddr
     client_url: str | None = Field(default=None, pattern=r"^https?://")
     learner: bool = True
     # A learner that should become a voter once caught up (what `shoal server --join` asks).
@@ -73,7 +91,7 @@ class MemberAddBody(_Strict):
 
 class AdvertiseBody(_Strict):
     client_url: str = Field(pattern=r"^https?://")
-    peer_addr: str = Field(pattern=PEER_ADDR)
+    peer_addr: PeerAddr
 
 
 class TransferBody(_Strict):

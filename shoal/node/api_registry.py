@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ..kv import (
     Delete,
@@ -71,7 +71,7 @@ from ..registry import (
     settings_key,
 )
 from .api import ApiError, Routing, _kv_error, watch_stream
-from .api_models import MAX_ID
+from .api_models import MAX_ID, STRICT
 from .health import HealthChecker
 from .member import Member, NotLeaderError, Unavailable
 from .registry_cache import RegistryCache, instance_json, settings
@@ -84,9 +84,10 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class InstanceBody(BaseModel):
-    """A registration. `check` and durations are validated by `shoal.registry`."""
+    """A registration. `check` and durations are validated by `shoal.registry`; types are
+    strict (`"port": true` is not port 1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     address: str
     port: int
@@ -105,7 +106,7 @@ _BODY_FIELDS = frozenset(InstanceBody.model_fields)
 
 
 class SettingsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     protect_threshold: float = 0.0
 
@@ -373,15 +374,11 @@ _STATUSES = frozenset({"passing", "warning", "critical"})
 _TEXT_FIELDS = ("address", "zone", "version")
 
 
-def register_fields(body: bytes) -> dict[str, Any] | None:
-    """The registration body as `InstanceBody.model_dump(exclude_unset=True)` would give
-    it, for the plainly well-formed bodies only; None for anything else (wrong types,
-    unknown fields, values pydantic would coerce), which FastAPI then validates and words.
-    `registration` still checks every value."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
+def register_fields(data: Any) -> dict[str, Any] | None:
+    """The registration body (parsed JSON) as `InstanceBody.model_dump(exclude_unset=True)`
+    would give it, for the plainly well-formed bodies only; None for anything else (wrong
+    types, unknown fields), which FastAPI then validates and words. `registration` still
+    checks every value."""
     if not isinstance(data, dict) or not data.keys() <= _BODY_FIELDS:
         return None
     if type(data.get("port")) is not int or any(

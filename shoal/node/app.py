@@ -8,6 +8,7 @@ from .api import create_app
 from .api_config import router as config_router
 from .api_health import router as health_router
 from .api_registry import router as registry_router
+from .api_schema import install as install_schema
 from .member import Member
 
 
@@ -17,4 +18,5 @@ def build_app(member: Member) -> FastAPI:
     app.include_router(registry_router(member, routing))
     app.include_router(config_router(member, routing))
     app.include_router(health_router(member))
+    install_schema(app)
     return app

@@ -12,6 +12,11 @@ Rule: the fast path only ever handles a request it fully understands and that is
 formed. Anything else (a follower that must forward, an unknown field, a bad type, a
 query parameter it does not know) is handed to the FastAPI app with the body replayed, so
 there is exactly one implementation of every error message.
+
+Before either sees a request, the front applies the boundary rules of `boundary.py` to
+every request: the body limit while reading (chunked or not), a UTF-8 path and query, and
+a body that is JSON whose every text is encodable -- one implementation each, so the fast
+path and FastAPI cannot answer the same bad request differently.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .api_registry import (
     register_instance,
     registry_cache,
 )
+from .boundary import NO_BODY, BodyRead, check_target, parse_json_body, read_body
 from .member import Member, NotLeaderError, Unavailable
 from .registry_cache import json_bytes
 
@@ -74,21 +80,6 @@ class ApiFront:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = _content_length(scope)
-        if length is not None and (length < 0 or length > MAX_BODY_BYTES):
-            await _respond(
-                send,
-                413,
-                _dumps(
-                    {
-                        "error": "body_too_large",
-                        "message": f"request body over {MAX_BODY_BYTES} bytes ({length})",
-                    }
-                ),
-            )
-            return
-        if scope["method"] in ("PUT", "POST"):
-            _treat_body_as_json(scope)
         status = 0
 
         async def counting_send(message: Message) -> None:
@@ -99,17 +90,7 @@ class ApiFront:
 
         path: str = scope["path"]
         try:
-            if path.startswith(KV_PATH) and len(path) > len(KV_PATH):
-                method = scope["method"]
-                if method == "PUT" and await self._put(scope, receive, counting_send):
-                    return
-                if method == "GET" and await self._get(scope, receive, counting_send):
-                    return
-            elif path.startswith(SERVICES_PATH) and await self._registry(
-                scope, receive, counting_send
-            ):
-                return
-            await self.app(scope, receive, counting_send)
+            await self._route(scope, receive, counting_send)
         finally:
             label = "/".join(path.split("/", 4)[:4]) if path.startswith("/api/") else path
             counter = self._counted.get((label, status))
@@ -119,10 +100,43 @@ class ApiFront:
                     self._counted[(label, status)] = counter
             counter.inc()
 
-    async def _put(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        body = await _read_body(receive)
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = _content_length(scope)
+        if length is not None and (length < 0 or length > MAX_BODY_BYTES):
+            await _too_large(send, f"request body over {MAX_BODY_BYTES} bytes ({length})")
+            return
+        refused = check_target(scope.get("raw_path") or b"", scope.get("query_string", b""))
+        if refused is not None:
+            await _respond(send, refused.status, _error_body(refused))
+            return
+        body, ending = await read_body(receive, MAX_BODY_BYTES)
+        if ending is BodyRead.TOO_LARGE:
+            await _too_large(send, f"request body over {MAX_BODY_BYTES} bytes")
+            return
+        if ending is BodyRead.DISCONNECTED:
+            return  # no complete request, nobody to answer
+        method = scope["method"]
+        data: Any = NO_BODY
+        if method in ("PUT", "POST"):
+            _treat_body_as_json(scope)
+            try:
+                data = parse_json_body(body)
+            except ApiError as error:
+                await _respond(send, error.status, _error_body(error))
+                return
         replay = _replaying(body, receive)
-        command = self._parse_put(scope, body) if self.member.is_leader else None
+        path: str = scope["path"]
+        if path.startswith(KV_PATH) and len(path) > len(KV_PATH):
+            if method == "PUT" and await self._put(scope, data, replay, send):
+                return
+            if method == "GET" and await self._get(scope, send):
+                return
+        elif path.startswith(SERVICES_PATH) and await self._registry(scope, data, replay, send):
+            return
+        await self.app(scope, replay, send)
+
+    async def _put(self, scope: Scope, data: Any, replay: Receive, send: Send) -> bool:
+        command = self._parse_put(scope, data) if self.member.is_leader else None
         if command is None:
             await self.app(scope, replay, send)
             return True
@@ -145,12 +159,10 @@ class ApiFront:
         await _respond(send, 200, _dumps(out))
         return True
 
-    def _parse_put(self, scope: Scope, body: bytes) -> Put | None:
-        try:
-            data = json.loads(body)
-        except ValueError:
+    def _parse_put(self, scope: Scope, data: Any) -> Put | None:
+        if scope.get("query_string") or not isinstance(data, dict):
             return None
-        if not isinstance(data, dict) or not data.keys() <= _PUT_FIELDS:
+        if not data.keys() <= _PUT_FIELDS:
             return None
         value, lease, prev_kv = data.get("value"), data.get("lease"), data.get("prev_kv", False)
         if not isinstance(value, str) or not isinstance(prev_kv, bool):
@@ -167,7 +179,7 @@ class ApiFront:
         except ValueError:
             return None  # limits: FastAPI's path gives the one error message
 
-    async def _get(self, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def _get(self, scope: Scope, send: Send) -> bool:
         params = dict(parse_qsl(scope.get("query_string", b"").decode()))
         consistency = params.pop("consistency", "linearizable")
         if params or consistency not in ("linearizable", "stale"):
@@ -190,30 +202,35 @@ class ApiFront:
 
     # -- the registry -------------------------------------------------------------------
 
-    async def _registry(self, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def _registry(self, scope: Scope, data: Any, replay: Receive, send: Send) -> bool:
         """Route a /api/v1/services/... request; False: not one of ours, untouched."""
         parts = scope["path"][len(SERVICES_PATH) :].split("/")
         if len(parts) < 2 or parts[1] != "instances" or not _names(parts[0], *parts[2:3]):
             return False
         method = scope["method"]
         if len(parts) == 4 and parts[3] == "heartbeat" and method == "PUT":
-            await self._heartbeat(scope, receive, send, parts[0], parts[2])
+            await self._heartbeat(scope, replay, send, parts[0], parts[2])
             return True
         if len(parts) == 3 and method == "PUT":
-            await self._register(scope, receive, send, parts[0], parts[2])
+            await self._register(scope, data, replay, send, parts[0], parts[2])
             return True
         if len(parts) == 2 and method == "GET":
             return await self._discover(scope, send, parts[0])
         return False
 
     async def _register(
-        self, scope: Scope, receive: Receive, send: Send, service: str, instance_id: str
+        self,
+        scope: Scope,
+        data: Any,
+        replay: Receive,
+        send: Send,
+        service: str,
+        instance_id: str,
     ) -> None:
-        body = await _read_body(receive)
         member = self.member
         fields = None
         if member.is_leader and not scope.get("query_string"):
-            fields = register_fields(body)
+            fields = register_fields(data)
         if fields is not None:
             try:
                 out = await register_instance(member, service, instance_id, fields)
@@ -229,13 +246,11 @@ class ApiFront:
             else:
                 await _respond(send, 200, json_bytes(out))
                 return
-        await self.app(scope, _replaying(body, receive), send)
+        await self.app(scope, replay, send)
 
     async def _heartbeat(
-        self, scope: Scope, receive: Receive, send: Send, service: str, instance_id: str
+        self, scope: Scope, replay: Receive, send: Send, service: str, instance_id: str
     ) -> None:
-        # The handler ignores any body; read it so that FastAPI can be handed it again.
-        body = await _read_body(receive)
         member = self.member
         if member.is_leader and not scope.get("query_string"):
             kv = member.kv.get(instance_key(service, instance_id).encode())
@@ -258,7 +273,7 @@ class ApiFront:
                     await _respond(send, 200, out)
                     return
         # A follower (FastAPI forwards), an instance without a lease, a lost lease...
-        await self.app(scope, _replaying(body, receive), send)
+        await self.app(scope, replay, send)
 
     async def _discover(self, scope: Scope, send: Send, service: str) -> bool:
         query_string = scope.get("query_string", b"").decode("latin-1")
@@ -305,16 +320,16 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
+async def _too_large(send: Send, message: str) -> None:
+    """413, and close the connection: the rest of the body is never read."""
+    body = _dumps({"error": "body_too_large", "message": message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

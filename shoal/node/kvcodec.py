@@ -16,6 +16,7 @@ from ..kv import (
     CompareTarget,
     Delete,
     LeaseCheckpoint,
+    LeaseCheckpoints,
     LeaseGrant,
     LeaseRevoke,
     Put,
@@ -24,7 +25,7 @@ from ..kv import (
 )
 from .codec import CodecError, pack, unpack
 
-_PUT, _DELETE, _TXN, _GRANT, _REVOKE, _CHECKPOINT, _COMPACT, _RANGE = range(8)
+_PUT, _DELETE, _TXN, _GRANT, _REVOKE, _CHECKPOINT, _COMPACT, _RANGE, _CHECKPOINTS = range(9)
 _TARGETS = list(CompareTarget)
 _OPS = list(CompareOp)
 
@@ -67,6 +68,8 @@ def command_to_raw(command: Command) -> list[Any]:
         return [_REVOKE, command.id]
     if isinstance(command, LeaseCheckpoint):
         return [_CHECKPOINT, command.id, command.remaining_seconds]
+    if isinstance(command, LeaseCheckpoints):
+        return [_CHECKPOINTS, [[c.id, c.remaining_seconds] for c in command.checkpoints]]
     if isinstance(command, Compact):
         return [_COMPACT, command.revision]
     raise TypeError(f"not a KV command: {command!r}")
@@ -93,6 +96,10 @@ def command_from_raw(raw: list[Any]) -> Command:
         return LeaseRevoke(id=raw[1])
     if code == _CHECKPOINT:
         return LeaseCheckpoint(id=raw[1], remaining_seconds=raw[2])
+    if code == _CHECKPOINTS:
+        return LeaseCheckpoints(
+            checkpoints=tuple(LeaseCheckpoint(id=i, remaining_seconds=r) for i, r in raw[1])
+        )
     if code == _COMPACT:
         return Compact(revision=raw[1])
     raise CodecError(f"unknown command code {code!r}")

@@ -9,9 +9,12 @@ Everything else talks to that task through queues and futures:
 - Each turn: tick if due, step inbound peer messages, propose, then drain `Ready`s in the
   contract's order (send leader traffic, persist + fsync in a worker thread, send the
   rest, apply to the KV store, release reads, advance).
-- Leases are leader-local (DESIGN.md decision 3): a new leader gives every lease its full
-  TTL plus an election timeout; expiry is checked on ticks, revoked through the log only
-  while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is spread.
+- Leases are leader-local (DESIGN.md decision 3): keep-alives stay on the leader, which
+  reports the renewed leases' remaining TTLs through the log once per election timeout
+  (and before a transfer); a new leader expires each lease at its deadline plus an
+  election timeout (kv/leases.py). Expiry is checked on ticks, revoked through the log
+  only while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is
+  spread.
 - Watchers are fed by the `WatchHub` after every apply.
 - The leader keeps the roster of live voters at `CHECKERS_KEY` (who runs active health
   checks, see health.py): a voter is live while the leader has heard from it within
@@ -42,7 +45,7 @@ from ..kv import (
     Compact,
     KeyValueStore,
     KvError,
-    LeaseCheckpoint,
+    LeaseCheckpoints,
     LeaseRevoke,
     Put,
     Result,
@@ -63,6 +66,8 @@ from ..raft import (
 from ..registry import encode_roster
 from .kvcodec import decode_command, encode_command
 from .metrics import MemberMetrics
+from .reconfig import refusal
+from .recovery import force_new_cluster
 from .storage import MemberStorage
 from .transport import PeerTransport
 from .watchhub import WatchHub
@@ -72,8 +77,7 @@ log = logging.getLogger("shoal.node")
 MEMBERS_PREFIX = b"/_shoal/members/"
 CHECKERS_KEY = b"/_shoal/checkers"  # JSON list of the live voters that run health checks
 MAX_REVOKES_PER_TICK = 64
-CHECKPOINT_EVERY_SECONDS = 60.0  # also how often history is compacted
-CHECKPOINT_MIN_TTL = 120
+COMPACT_EVERY_SECONDS = 60.0  # how often the leader considers compacting history
 
 
 class NotLeaderError(Exception):
@@ -86,6 +90,10 @@ class NotLeaderError(Exception):
 
 class Unavailable(Exception):
     """The cluster cannot answer now (no leader, lost leadership mid-request, timeout)."""
+
+
+class MembershipRefused(Exception):
+    """A membership change that would leave the cluster without a reachable quorum."""
 
 
 @dataclass(slots=True)
@@ -105,6 +113,12 @@ class MemberConfig:
     # automatically (a watcher further behind gets `compacted` and re-lists).
     keep_revisions: int = 100_000
     request_timeout: float = 5.0
+    # Start as the only voter of a new cluster, keeping this member's data (recovery.py).
+    force_new_cluster: bool = False
+    # The HTTP API's connection limits (http_protocol.py).
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 10_000
 
     @property
     def client_url(self) -> str:
@@ -141,7 +155,7 @@ class Member:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._last_checkpoint = time.monotonic()
+        self._last_compaction = time.monotonic()
         self._applied_since_snapshot = 0
         self._heard: dict[str, float] = {}  # leader only: when each voter last answered
         self._leader_ticks = 0
@@ -161,6 +175,18 @@ class Member:
         for path, reason in restored.skipped_snapshots:
             log.warning("skipped damaged snapshot %s: %s", path, reason)
         snapshot, hard_state, entries = restored.snapshot, restored.hard_state, restored.entries
+        if cfg.force_new_cluster:
+            snapshot, hard_state = await asyncio.to_thread(
+                force_new_cluster, self.storage, restored, self.name, time.monotonic()
+            )
+            entries = ()
+            log.warning(
+                "--force-new-cluster: %s is now the only voter, at index %d (term %d); "
+                "members that were in the cluster must join again",
+                self.name,
+                snapshot.index,
+                hard_state.term,
+            )
         fresh = snapshot.index == 0 and not entries and hard_state.term == 0
         if fresh and not snapshot.conf.voters and not cfg.join:
             voters = frozenset(cfg.initial_cluster or {self.name: (cfg.peer_host, cfg.peer_port)})
@@ -177,6 +203,8 @@ class Member:
             entries=entries,
         )
         peers = {n: addr for n, addr in cfg.initial_cluster.items() if n != self.name}
+        if cfg.force_new_cluster:
+            peers = {}  # the old members are not this cluster's any more
         self._peers = dict(peers)
         self.transport = PeerTransport(
             self.name,
@@ -191,7 +219,8 @@ class Member:
             known = dict(self._peers)
             self._refresh_peers(snapshot.conf)
             for name, addr in known.items():  # the initial cluster fills any gap
-                self._peers.setdefault(name, addr)
+                if name in snapshot.conf.members:
+                    self._peers.setdefault(name, addr)
             self.transport.set_peers(dict(self._peers))
         self._task = asyncio.create_task(self._run(), name=f"member-{self.name}")
         if len(snapshot.conf.voters) == 1 and self.name in snapshot.conf.voters:
@@ -263,14 +292,8 @@ class Member:
             raise NotLeaderError(self.leader)
         if not self.kv.leases.is_primary:
             raise Unavailable("a new leader is taking over the leases; retry")
-        stale = self.kv.leases.checkpointed(lease_id)
-        ttl = self.kv.leases.keepalive(lease_id, time.monotonic())
-        if stale:
-            # Followers still hold the old remaining TTL; without this a failover right
-            # after a renewal would give the lease only what was left before it (etcd too).
-            self._queue_internal(LeaseCheckpoint(id=lease_id, remaining_seconds=float(ttl)))
-            self._wake.set()
-        return ttl
+        # The renewal reaches the followers with the next lease report (_report_leases).
+        return self.kv.leases.keepalive(lease_id, time.monotonic())
 
     def peer_of(self, name: str) -> tuple[str, int]:
         if name in self._peers:
@@ -283,6 +306,12 @@ class Member:
 
     def transfer_leadership(self, to: str) -> None:
         assert self.node is not None
+        if self.is_leader and self.node.transferee is None:
+            # Report the renewals since the last report first: the transfer catches the
+            # target up to our last entry, so it takes office knowing every deadline.
+            self._report_leases(time.monotonic())
+            if self._proposals:
+                self._submit_proposals()
         try:
             self.node.transfer_leadership(to)
         except NotLeader as error:
@@ -293,8 +322,17 @@ class Member:
         self, op: ConfChangeOp, name: str, peer: tuple[str, int], promote: bool = False
     ) -> int:
         """Propose one membership change; a learner added with `promote` becomes a voter
-        as soon as it has caught up (the leader checks on every tick)."""
+        as soon as it has caught up (the leader checks on every tick).
+
+        Raises `MembershipRefused` if the resulting configuration would have no reachable
+        quorum (reconfig.py), NotLeaderError, or the core's ProposalRejected."""
         assert self.node is not None and self.transport is not None
+        if not self.is_leader:
+            raise NotLeaderError(self.leader)
+        conf = self.node.conf
+        reason = refusal(op, name, conf.voters, conf.learners, self._reachable())
+        if reason is not None:
+            raise MembershipRefused(reason)
         context = json.dumps({"peer": list(peer), "promote": promote}).encode()
         try:
             index = self.node.propose_conf_change(op, name, context)
@@ -543,13 +581,37 @@ class Member:
             future.add_done_callback(self._revoke_settled(lease_id))
         self._promote_caught_up_learners()
         self._publish_checkers(now)
-        if now - self._last_checkpoint >= CHECKPOINT_EVERY_SECONDS:
-            self._last_checkpoint = now
+        if self._leader_ticks % self.config.election_ticks == 0:
+            self._report_leases(now)
+        if now - self._last_compaction >= COMPACT_EVERY_SECONDS:
+            self._last_compaction = now
             keep = self.config.keep_revisions
             if self.kv.revision - self.kv.compacted_revision > 2 * keep:
                 self._queue_internal(Compact(revision=self.kv.revision - keep))
-            for checkpoint in self.kv.leases.checkpoints(now, CHECKPOINT_MIN_TTL):
-                self._queue_internal(checkpoint)
+
+    def _report_leases(self, now: float) -> None:
+        """Propose the remaining TTLs of the leases kept alive since the last report, as
+        one entry (leases.py): every member's deadlines then trail ours by at most one
+        election timeout, so a new leader neither restarts a dead lease's TTL nor cuts a
+        live one short."""
+        checkpoints = self.kv.leases.checkpoints(now)
+        if checkpoints:
+            self._queue_internal(LeaseCheckpoints(checkpoints=tuple(checkpoints)))
+
+    def _reachable(self) -> frozenset[str]:
+        """Members (voters and learners) this leader heard from within the last election
+        timeout, itself included. Until its first CheckQuorum round has ended a new
+        leader's progress calls every peer active, so then a peer counts once it has
+        acknowledged an append of this term (its match index is no longer zero)."""
+        assert self.node is not None
+        if self._leader_ticks <= self.config.election_ticks + 1:
+            progress = self.node.status().progress
+            acked = {name for name, pr in progress.items() if pr.match > 0}
+            return frozenset({self.name, *acked})
+        now = time.monotonic()
+        timeout = self.config.election_ticks * self.config.tick_seconds
+        heard = {name for name, at in self._heard.items() if now - at < timeout}
+        return frozenset({self.name, *heard})
 
     def _note_heard(self) -> None:
         """Record which voters answered this CheckQuorum round; called before a tick,
@@ -597,7 +659,8 @@ class Member:
             progress = status.progress.get(name)
             if progress is None or progress.match < status.commit:
                 continue
-            with contextlib.suppress(ProposalRejected):  # another change pending: next tick
+            # Another change pending, or not heard from yet: try again next tick.
+            with contextlib.suppress(ProposalRejected, MembershipRefused):
                 self.propose_member_change(ConfChangeOp.ADD_VOTER, name, self.peer_of(name))
                 log.info("promoting caught-up learner %s", name)
             return  # one change at a time

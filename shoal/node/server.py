@@ -38,7 +38,10 @@ async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) 
             port=config.client_port,
             log_level="warning",
             access_log=False,
-            http=CoalescingHttpToolsProtocol,
+            http=CoalescingHttpToolsProtocol.configured(
+                header_timeout=config.header_timeout, max_connections=config.max_connections
+            ),
+            timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
             lifespan="off",
             timeout_graceful_shutdown=2,
         )

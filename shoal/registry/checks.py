@@ -38,6 +38,16 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+def check_encodable(text: str, field: str) -> None:
+    """Refuse text that UTF-8 cannot encode: a lone UTF-16 surrogate (JSON `"\ud800"`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RegistryError(
+            field, f"holds a lone UTF-16 surrogate at character {error.start}, not Unicode text"
+        ) from None
+
+
 def parse_duration(value: object, field: str) -> float:
     """Seconds from ``"500ms"``, ``"1s"``, ``"2m"``, ``"1h"`` or a number of seconds."""
     if isinstance(value, bool):
@@ -81,6 +91,9 @@ class CheckSpec:
             if not self.ttl > 0:
                 raise RegistryError("check.ttl", "a ttl check needs a positive ttl")
             return
+        if not isinstance(self.path, str):
+            raise RegistryError("check.path", "must be a string")
+        check_encodable(self.path, "check.path")
         if not self.path.startswith("/") or any(c.isspace() for c in self.path):
             raise RegistryError(
                 "check.path", f"must start with '/' and hold no spaces: {self.path!r}"

@@ -3,6 +3,10 @@
 An `Instance` is a frozen, slotted, keyword-only dataclass. Its JSON form is the value
 stored under `keys.instance_key(service, id)`; `from_json(to_json(i)) == i`. Nothing here
 does I/O or reads a clock: registration time and status times come from the caller.
+
+Rule: every text an instance holds is encodable UTF-8 (no lone surrogate, which JSON's
+`"\ud800"` can carry), checked on construction, so an instance that exists can always
+be rendered -- a registration can never be committed and then break every discovery.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .checks import CheckSpec, parse_check, parse_duration
+from .checks import CheckSpec, check_encodable, parse_check, parse_duration
 from .errors import RegistryError
 from .keys import check_name, instance_key
 from .status import Health, HealthStatus, parse_status
@@ -161,6 +165,7 @@ def _seconds_or_none(value: object) -> float | None:
 def _check_text(value: object, field: str, limit: int, *, allow_empty: bool = True) -> None:
     if not isinstance(value, str):
         raise RegistryError(field, f"must be a string, got {type(value).__name__}")
+    check_encodable(value, field)
     if not allow_empty and not value:
         raise RegistryError(field, "must not be empty")
     if len(value) > limit:

@@ -64,6 +64,11 @@ def test_sim_passthrough() -> None:
     [
         (["--client-addr", "nohost"], "not host:port"),
         (["--peer-addr", "h:70000"], "not host:port"),
+        (["--peer-addr", "n/:7"], "not host:port"),
+        (["--initial-cluster", "a=h\u00e9:1"], "not host:port"),
+        (["--header-timeout", "0"], "--header-timeout"),
+        (["--max-connections", "0"], "--max-connections"),
+        (["--force-new-cluster", "--join", "http://127.0.0.1:1"], "--force-new-cluster"),
         (["--name", "bad name"], "member name"),
         (["--name", "x", "--initial-cluster", "a=h:1"], "not in it"),
         (["--initial-cluster", "a"], "name=host:port"),

@@ -97,9 +97,9 @@ def test_registration_answers_and_errors_match_the_fastapi_handler(server: Serve
         "status": "warning",
     }
     fast = register(server, "api", "f", **body)
-    coerced = register(server, "api", "h", **{**body, "port": "8080"})  # pydantic's job
-    assert fast["lease"] and coerced["lease"] and fast["lease"] != coerced["lease"]
-    assert _comparable({**fast, "lease": 0}) == _comparable({**coerced, "lease": 0})
+    handled = register(server, "api", "h?via=fastapi", **body)  # declined: the handler
+    assert fast["lease"] and handled["lease"] and fast["lease"] != handled["lease"]
+    assert _comparable({**fast, "lease": 0}) == _comparable({**handled, "lease": 0})
     assert fast["weight"] == 2.0 and fast["deregister_after"] == 60.0
     assert fast["health"]["status"] == "warning"
 
@@ -119,9 +119,17 @@ def test_registration_answers_and_errors_match_the_fastapi_handler(server: Serve
         (b'{"address": "h", "port": 1, "status": {"a": 1}}', "status"),
         (b"[1, 2]", ""),
     ]
+    bad += [
+        (b'{"address": "h", "port": "8080"}', "port"),  # strict: never coerced
+        (b'{"address": "h", "port": true}', "port"),
+        (b'{"address": "\\ud800", "port": 1}', "address"),
+        (b'{"address": "h", "port": 1, "check": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", ""),
+    ]
     for content, where in bad:
         r = server.request("PUT", f"{PREFIX}/api/instances/x", content=content)
-        assert r.status_code == 400, (content, r.text)
+        handler = server.request("PUT", f"{PREFIX}/api/instances/x?via=fastapi", content=content)
+        assert r.status_code == handler.status_code == 400, (content, r.text)
+        assert r.content == handler.content  # one implementation of every error
         assert r.json()["error"] == "invalid_request" and where in r.json()["message"], r.text
     r = server.request(
         "PUT", f"{PREFIX}/api/instances/x", json={"address": "h", "port": 1, "lease": 77}

@@ -39,7 +39,7 @@ def test_what_the_fast_path_accepts_pydantic_accepts_and_means_the_same() -> Non
         if rng.random() < 0.6:
             body.update(address="10.0.0.1", port=rng.choice([1, 80, 0, "80"]))
         raw = json.dumps(body).encode()
-        fields = register_fields(raw)
+        fields = register_fields(json.loads(raw))  # the front hands it the parsed body
         if fields is None:
             continue
         accepted += 1
@@ -55,6 +55,6 @@ def test_what_the_fast_path_accepts_pydantic_accepts_and_means_the_same() -> Non
     assert accepted > 1000  # the generator does reach the fast path
 
 
-def test_bodies_that_are_not_plain_json_objects_are_left_to_the_handler() -> None:
-    for raw in [b"", b"{not json", b"[1]", b'"x"', b'{"address": "h", "port": "80"}']:
-        assert register_fields(raw) is None, raw
+def test_bodies_that_are_not_plainly_well_formed_are_left_to_the_handler() -> None:
+    for data in [None, [1], "x", {"address": "h", "port": "80"}, {"address": "h", "port": True}]:
+        assert register_fields(data) is None, data
