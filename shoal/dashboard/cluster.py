@@ -40,6 +40,12 @@ __all__ = [
 SAMPLE_INTERVAL = 1.0  # seconds between samples while a page follows the cluster
 MEMBER_TIMEOUT = 1.0  # seconds one member has to answer a sample
 RECENT_EVENTS = 100  # cluster events kept for pages that open later
+_HEALTH_TEXT = {
+    "healthy": "healthy",
+    "no_leader": "up but knows no leader",
+    "unreachable": "unreachable",
+    "unknown": "unknown",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +115,7 @@ def cluster_events(
             continue
         if was.health != member.health and "unknown" not in (was.health, member.health):
             events.append(
-                {"kind": "member", "text": f"{member.name} is {member.health.replace('_', ' ')}",
+                {"kind": "member", "text": f"{member.name} is {_HEALTH_TEXT[member.health]}",
                  "at": now, "member": member.name}
             )  # fmt: skip
     gone = set(old) - {m.name for m in after.members}

@@ -131,6 +131,7 @@ def test_a_worker_exposes_its_relaying_and_the_counters_move(
             during = scrape(url)
             assert value(during, "shoal_worker_drivers") == 1
             assert value(during, "shoal_worker_slot_processes") == 2
+
         def driver_gone() -> dict[str, Metric] | None:
             families = scrape(url)
             return families if value(families, "shoal_worker_drivers") == 0 else None

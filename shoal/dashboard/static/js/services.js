@@ -64,6 +64,19 @@ async function renderService(root, service, { live, base }) {
   const log = new InstanceLog();
   const history = [];
   let checks = new Map();
+  // One weight input per instance, kept across re-renders: what a person is typing
+  // survives a live update of the table.
+  const inputs = new Map();
+  const weightInput = (instance) => {
+    let input = inputs.get(instance.id);
+    if (!input) {
+      input = h("input", { type: "number", step: "any", class: "weight", "aria-label": `weight of ${instance.id}` });
+      input.addEventListener("input", () => (input.dataset.edited = "1"));
+      inputs.set(instance.id, input);
+    }
+    if (!input.dataset.edited) input.value = instance.weight;
+    return input;
+  };
   const listed = await listPrefix(prefix);
   log.load(listed.kvs);
 
@@ -89,7 +102,7 @@ async function renderService(root, service, { live, base }) {
     }
     replace(instancesBox, table(
       ["instance", "address", "status", "weight", "zone", "version", "tags / metadata", "check", "last probe", ""],
-      all.map((instance) => instanceRow(instance, checks.get(instance.id), { service, say })),
+      all.map((instance) => instanceRow(instance, checks.get(instance.id), { service, say, weightInput })),
       { class: "instances" }));
   }, 50);
 
@@ -127,13 +140,13 @@ async function renderService(root, service, { live, base }) {
   root.append(h("p", {}, h("button", { type: "button", onclick: () => loadChecks() }, "Refresh check results")));
 }
 
-function instanceRow(instance, check, { service, say }) {
+function instanceRow(instance, check, { service, say, weightInput }) {
   const status = instance.health ? instance.health.status : "passing";
-  const weight = h("input", { type: "number", step: "any", value: instance.weight, class: "weight",
-    "aria-label": `weight of ${instance.id}` });
+  const weight = weightInput(instance);
   const save = async () => {
     try {
       await changeWeight(service, instance, weight.value);
+      delete weight.dataset.edited;
       say(`${instance.id}: weight set to ${weight.value}`);
     } catch (error) {
       say(`${instance.id}: ${error.message}`, true);
@@ -161,7 +174,7 @@ function instanceRow(instance, check, { service, say }) {
     h("td", { class: "small" }, (instance.tags || []).map((t) => h("span", { class: "tag" }, t)),
       Object.entries(instance.metadata || {}).map(([k, v]) => h("div", { class: "meta" }, `${k}=${v}`))),
     h("td", { class: "small" }, c ? `${c.type}${c.path ? " " + c.path : ""}${c.interval ? " every " + c.interval : ""}${c.ttl ? " ttl " + c.ttl : ""}` : "none"),
-    h("td", { class: "small probe" }, probe
+    h("td", { class: "small probe", dataset: { ok: probe ? String(probe.ok) : "" } }, probe
       ? [badge(probe.ok ? "passing" : "critical"), ` ${probe.reason || ""} · ${ago(probe.at)} · by ${check.member}`,
         h("div", { class: "muted" }, `${check.successes} ok / ${check.failures} failed in a row`)]
       : check ? `run by ${check.member}, no probe yet` : ""),
