@@ -197,5 +197,4 @@ def setup_logging(
     quiet = logging.DEBUG if number <= logging.DEBUG else logging.WARNING
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
-    logging.captureWarnings(True)
     return handler

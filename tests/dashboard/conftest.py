@@ -40,18 +40,24 @@ def _chromium() -> str | None:
     return CHROMIUM if Path(CHROMIUM).exists() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """A fresh Chromium per test. Not shared across tests on purpose: Playwright's sync
+    API keeps an event loop running in this thread while it is started, which would
+    break every later test in the same process that calls asyncio.run."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     path = _chromium()
     if path is None:
         pytest.skip(f"{CHROMIUM} is missing and could not be installed (make chromium, as root)")
-    with sync_api.sync_playwright() as playwright:
+    playwright = sync_api.sync_playwright().start()
+    try:
         chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
             chromium.close()
+    finally:
+        playwright.stop()
 
 
 @pytest.fixture(scope="module")
