@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 LINT_DIRS   := $(wildcard shoal tests bench examples)
 FORMAT_DIRS := $(wildcard shoal tests bench examples)
 
-.PHONY: all venv demo tour test fuzz lint bench soak clean
+.PHONY: all venv chromium demo tour test screenshots fuzz lint bench soak clean
 
 all: test
 
@@ -30,8 +30,20 @@ tour: $(STAMP)
 	$(PY) -m shoal.raft.sim.demo
 	$(PY) -m examples.control_plane_tour
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 tests
+
+# The dashboard's browser tests drive Debian's chromium (Playwright with
+# executable_path, never a browser it downloads). Installed here when missing and
+# possible (root with apt-get); otherwise those tests skip and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } || \
+		echo "chromium is missing and cannot be installed here: the browser tests will skip"
+
+# Refresh docs/screenshots/ (the README shows them) from a run of the browser tests.
+screenshots: $(STAMP) chromium
+	SHOAL_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -p no:xdist tests/dashboard/test_browser.py
 
 # Schema-based fuzzing of a real member's HTTP API (schemathesis); `make test` runs a
 # bounded version. The bar: 0 server errors, 0 schema violations.

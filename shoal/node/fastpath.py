@@ -22,6 +22,7 @@ path and FastAPI cannot answer the same bad request differently.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -75,30 +76,45 @@ class ApiFront:
         self.member = member
         # Counter children by (route, status): `labels()` costs a lock and a tuple per call.
         self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 0
+        started = time.perf_counter()
+        answered = 0.0  # when the response began: a stream's duration is to its first byte
 
         async def counting_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = time.perf_counter()
             await send(message)
 
         path: str = scope["path"]
         try:
             await self._route(scope, receive, counting_send)
         finally:
-            label = "/".join(path.split("/", 4)[:4]) if path.startswith("/api/") else path
+            # Route labels, not raw paths: `/api/v1/kv`, `/ui`, `/metrics` (a crawler's
+            # random paths must not become series of their own).
+            if path.startswith("/api/"):
+                label = "/".join(path.split("/", 4)[:4])
+            else:
+                label = "/" + path.split("/", 2)[1] if len(path) > 1 else "/"
             counter = self._counted.get((label, status))
             if counter is None:
                 counter = self.member.metrics.requests.labels(label, str(status))
-                if len(self._counted) < 1024:  # paths outside /api/ are unbounded
+                if len(self._counted) < 1024:
                     self._counted[(label, status)] = counter
             counter.inc()
+            timer = self._timed.get(label)
+            if timer is None:
+                timer = self.member.metrics.request_seconds.labels(label)
+                if len(self._timed) < 256:
+                    self._timed[label] = timer
+            timer.observe((answered or time.perf_counter()) - started)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = _content_length(scope)

@@ -469,7 +469,7 @@ class Member:
         if rd.soft_state is not None:
             self._on_role_change()
         status = node.status()
-        self.metrics.observe(status)
+        self.metrics.observe(status, leases=len(self.kv.leases), revision=self.kv.revision)
 
     def _apply(self, index: int, term: int, data: bytes, now: float) -> None:
         result: Result | Exception

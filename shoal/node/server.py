@@ -14,9 +14,11 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from .app import build_app
 from .fastpath import ApiFront
@@ -27,10 +29,16 @@ from .wal import StorageError
 log = logging.getLogger("shoal.server")
 
 
-async def serve(config: MemberConfig, *, on_ready: asyncio.Event | None = None) -> None:
+async def serve(
+    config: MemberConfig,
+    *,
+    on_ready: asyncio.Event | None = None,
+    mounts: Mapping[str, ASGIApp] | None = None,
+) -> None:
+    """Run the member; `mounts` are served beside the API (see `app.build_app`)."""
     member = Member(config)
     await member.start()
-    app = build_app(member)
+    app = build_app(member, mounts)
     server = uvicorn.Server(
         uvicorn.Config(
             ApiFront(app, member),
@@ -103,7 +111,8 @@ async def advertise(member: Member, http: httpx.AsyncClient) -> None:
             await http.put(f"{target}/api/v1/cluster/members/{member.name}/address", json=body)
 
 
-def run(config: MemberConfig) -> int:
+def run(config: MemberConfig, mounts: Mapping[str, ASGIApp] | None = None) -> int:
+    # A no-op when the caller set logging up (`shoal server` does: shoal.observe.logs).
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # The store holds many small long-lived objects; default GC thresholds walk them all
     # every few thousand allocations, which showed up as write-latency tails. Collect the
@@ -113,7 +122,7 @@ def run(config: MemberConfig) -> int:
     try:
         import uvloop
 
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, mounts=mounts))
     except StorageError as error:
         # Damaged durable state is an operator's problem to see, not a stack trace.
         print(f"shoal: {error}", file=sys.stderr)

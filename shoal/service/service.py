@@ -44,6 +44,7 @@ from typing import Any, Literal, TypeVar
 
 from ..client import ConfigUpdate
 from ..client.registry import Registration
+from ..observe.logs import setup_logging
 from ..registry import RegistryError, check_name
 from . import address as addr
 from .agent import Agent
@@ -109,6 +110,8 @@ class Service:
         self.health_path, self.metrics_path = health_path, metrics_path
         self.shutdown_grace, self.drain_timeout = shutdown_grace, drain_timeout
         self.config_namespace = config_namespace or env.get("SHOAL_NAMESPACE", "default")
+        # shoal's one log format, trace ids included; an app's own logging setup is kept.
+        setup_logging(self.name, respect_existing=True)
         self.state: State = "starting"
         self.registration: Registration | None = None
         self.registered = threading.Event()
