@@ -8,7 +8,7 @@
 | module | one job |
 |---|---|
 | `routes` | the route table: parse and validate (`parse_routes`), match (`RouteTable.match`) |
-| `runtime` | a table compiled for the proxy (`Routing`), views and pools by service (`UpstreamSet`) |
+| `runtime` | a table compiled for the proxy (`Routing`); views and pools (`UpstreamSet`) |
 | `proxy` | the hot path: client connections and exchanges on asyncio + httptools |
 | `pool` | keep-alive upstream connections and their response parser |
 | `errors` | the gateway's own answers: one JSON shape, one status per reason |

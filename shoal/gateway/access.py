@@ -30,7 +30,7 @@ log = logging.getLogger("shoal.gateway")
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_DELAY = 0.2
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring
 
 
 class AccessLog:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Protocol, TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -40,9 +40,9 @@ WRITE_HIGH, WRITE_LOW = 256 * 1024, 64 * 1024
 class ResponseSink(Protocol):
     """What an exchange offers the connection that carries its request."""
 
-    def response_header(self, name: bytes, value: bytes) -> None: ...
-
-    def response_head(self, status: int, keep_alive: bool) -> None: ...
+    def response_head(
+        self, status: int, keep_alive: bool, headers: list[tuple[bytes, bytes]]
+    ) -> None: ...
 
     def response_body(self, data: bytes) -> None: ...
 
@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_interim",
         "addr",
         "closed",
+        "headers",
         "idle_since",
         "parser",
         "pool",
@@ -75,6 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
         self.closed = False
         self.idle_since = 0.0
         self._head_only = False
@@ -124,20 +126,20 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.sink is not None and not self._interim:
-            self.sink.response_header(name, value)
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         sink = self.sink
         if sink is None:
             return
+        headers, self.headers = self.headers, []
         status = self.parser.get_status_code()
         if status < 200:
             # 100 Continue, 103 Early Hints: the real answer follows. (101 needs an
             # Upgrade, which the gateway never forwards.)
             self._interim = True
             return
-        sink.response_head(status, self.parser.should_keep_alive())
+        sink.response_head(status, self.parser.should_keep_alive(), headers)
         if self._head_only and self.sink is sink:
             # No body follows a HEAD answer, whatever Content-Length says; a fresh parser
             # reads the next response.
@@ -162,6 +164,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def attach(self, sink: ResponseSink, *, head_only: bool) -> None:
         self.sink = sink
+        self.headers = []
         self._head_only = head_only
         self._interim = False
 

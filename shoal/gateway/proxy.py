@@ -50,6 +50,7 @@ connection closes; nothing else is affected.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -58,11 +59,11 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from ..observe.trace import TraceContext, trace_from_headers
+from ..observe.trace import trace_from_headers
 from ..resilience import Outcome
 from ..resilience.call import Attempt, Backoff, CallPlan, Done, StopReason
 from .errors import ERRORS, error_response, status_line
-from .metrics import CONNECTIONS, REJECTED
+from .metrics import CONNECTIONS, stats_for
 from .pool import WRITE_HIGH, WRITE_LOW, ConnectionPool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ if TYPE_CHECKING:
 
     from .access import AccessLog
     from .runtime import RouteRuntime, Routing, UpstreamSet
+
+log = logging.getLogger("shoal.gateway")
 
 __all__ = ["BUFFER_LIMIT", "REPLAY_LIMIT", "ClientConnection", "ProxyContext"]
 
@@ -105,12 +108,24 @@ _CONNECTION_WORDS = frozenset({b"close", b"keep-alive", b""})
 _PIPELINE, _UPSTREAM_FULL, _BODY_WAIT = 1, 2, 4
 
 _SUCCESS, _FAILURE = Outcome.SUCCESS, Outcome.FAILURE
+UNMATCHED = stats_for("unmatched", "-")  # requests answered before a route was known
+TICK = 0.01  # how often deadlines and stalls are checked: timeouts fire within 10 ms
 
 
 class ProxyContext:
     """What every connection of one gateway process shares."""
 
-    __slots__ = ("access_log", "connections", "draining", "loop", "pool", "rng", "routing", "upstreams")
+    __slots__ = (
+        "access_log",
+        "connections",
+        "draining",
+        "loop",
+        "pool",
+        "rng",
+        "routing",
+        "timed",
+        "upstreams",
+    )
 
     def __init__(
         self,
@@ -124,7 +139,21 @@ class ProxyContext:
         self.loop, self.routing, self.upstreams, self.pool = loop, routing, upstreams, pool
         self.access_log, self.rng = access_log, rng
         self.connections: set[ClientConnection] = set()
+        self.timed: set[Exchange] = set()  # exchanges with a deadline or a stall to watch
         self.draining = False
+        loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        """Every TICK: deadlines and stalls (cheaper than a loop timer per request)."""
+        if self.timed:
+            now = time.monotonic()
+            for exchange in list(self.timed):
+                try:
+                    exchange.tick(now)
+                except Exception:  # a bug in one request must not stop every timeout
+                    log.exception("timeout handling failed")
+                    self.timed.discard(exchange)
+        self.loop.call_later(TICK, self._tick)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -218,7 +247,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.parsing is not None
-        self.parsing.add_header(name, value)
+        self.parsing.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self.parsing
@@ -299,7 +328,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.queue.clear()
         self.active = self.parsing = None
-        REJECTED.labels("unmatched", "bad_request").inc()
+        UNMATCHED.rejected_for("bad_request")
         self.write(error_response("bad_request", message, keep_alive=False))
         self.close()
 
@@ -314,127 +343,83 @@ class ClientConnection(asyncio.Protocol):
 
 
 class Exchange:
-    """One request and its response; see the module docstring."""
+    """One request and its response; see the module docstring.
 
-    __slots__ = (
-        "attempt",
-        "body_chunks",
-        "body_dropped",
-        "body_size",
-        "bytes_out",
-        "chunked",
-        "client_keep_alive",
-        "conn",
-        "connecting",
-        "content_length",
-        "ctx",
-        "error",
-        "expect",
-        "expects_body",
-        "finished",
-        "has_xfh",
-        "has_xfp",
-        "head",
-        "head_parsed",
-        "headers",
-        "host",
-        "instance",
-        "keep_alive",
-        "last_io",
-        "last_outcome",
-        "last_problem",
-        "method",
-        "path",
-        "plan",
-        "plan_done",
-        "query",
-        "request_done",
-        "request_id",
-        "request_tokens",
-        "resp_chunked",
-        "resp_headers",
-        "resp_length",
-        "resp_tokens",
-        "response_framing",
-        "rid_in",
-        "rt",
-        "started",
-        "status",
-        "t0",
-        "timed_out",
-        "timer",
-        "to_client_chunked",
-        "trace_in",
-        "up",
-        "upgrade",
-        "upstream_keep_alive",
-        "url",
-        "version",
-        "wait_cancel",
-        "watchdog",
-        "xff",
-        "out",
-    )
+    No __slots__: most of these defaults are never changed by a plain GET, and class
+    attributes cost nothing per request where 60 slot stores would (~2 us).
+    """
+
+    # the request
+    host: bytes | None = None
+    content_length: int | None = None
+    chunked = False
+    request_tokens = b""
+    expect: bytes | None = None
+    xff: bytes | None = None
+    has_xfp = has_xfh = False
+    rid_in: bytes | None = None
+    trace_in: bytes | None = None
+    method = b""
+    path = query = b""
+    version = "1.1"
+    client_keep_alive = True
+    upgrade = False
+    expects_body = False
+    head_parsed = started = request_done = finished = False
+    body_size = 0
+    body_dropped = False
+    # routing and the plan
+    rt: RouteRuntime | None = None
+    plan: CallPlan[int] | None = None
+    plan_done = False
+    attempt: Attempt | None = None
+    head = b""
+    request_id = ""
+    instance = ""
+    last_outcome: Outcome | None = None
+    last_problem = ""
+    timed_out = False
+    # timers: `deadline` (the attempt's) and `watching` (idle_timeout) are checked by
+    # the context's tick; the rare ones (backoff, waiting for a view) are loop timers
+    deadline = math.inf
+    watching = False
+    timer: asyncio.TimerHandle | None = None
+    wait_cancel: Callable[[], None] | None = None
+    # the upstream side
+    up: UpstreamConnection | None = None
+    connecting: asyncio.Task[None] | None = None
+    # the response
+    status = 0
+    resp_length: bytes | None = None
+    resp_chunked = False
+    resp_tokens = b""
+    upstream_keep_alive = False
+    to_client_chunked = False
+    keep_alive = False
+    bytes_out = 0
+    error: str | None = None
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn, self.ctx = conn, conn.ctx
-        self.t0 = time.monotonic()
+        self.t0 = self.last_io = time.monotonic()
         self.url = b""
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
-        self.host: bytes | None = None
-        self.content_length: int | None = None
-        self.chunked = False
-        self.request_tokens = b""
-        self.expect: bytes | None = None
-        self.xff: bytes | None = None
-        self.has_xfp = self.has_xfh = False
-        self.rid_in: bytes | None = None
-        self.trace_in: bytes | None = None
-        self.method = b""
-        self.path = self.query = b""
-        self.version = "1.1"
-        self.client_keep_alive = True
-        self.upgrade = False
-        self.expects_body = False
-        self.head_parsed = self.started = self.request_done = self.finished = False
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.lnames: list[bytes] = []
         self.body_chunks: list[bytes] = []
-        self.body_size = 0
-        self.body_dropped = False
-        self.rt: RouteRuntime | None = None
-        self.plan: CallPlan[int] | None = None
-        self.plan_done = False
-        self.attempt: Attempt | None = None
-        self.head = b""
-        self.request_id = ""
-        self.up: UpstreamConnection | None = None
-        self.connecting: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.watchdog: asyncio.TimerHandle | None = None
-        self.wait_cancel: Callable[[], None] | None = None
-        self.last_io = self.t0
-        self.instance = ""
-        self.last_outcome: Outcome | None = None
-        self.last_problem = ""
-        self.timed_out = False
-        self.status = 0
-        self.resp_headers: list[tuple[bytes, bytes, bytes]] = []
-        self.resp_length: bytes | None = None
-        self.resp_chunked = False
-        self.resp_tokens = b""
-        self.response_framing = 0
-        self.upstream_keep_alive = False
-        self.to_client_chunked = False
-        self.keep_alive = False
-        self.bytes_out = 0
-        self.error: str | None = None
         self.out: list[bytes] = []
 
     # -- the request, as the parser reads it --------------------------------------------
 
-    def add_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        kind = _SPECIAL.get(lname)
-        if kind is not None:
+    def _scan_headers(self) -> None:
+        """One pass over the head: lower-case names, and the headers the proxy reads."""
+        lnames = self.lnames
+        special = _SPECIAL
+        for name, value in self.headers:
+            lname = name.lower()
+            lnames.append(lname)
+            kind = special.get(lname)
+            if kind is None:
+                continue
             if kind == _HOST:
                 self.host = value
             elif kind == _LENGTH:
@@ -455,9 +440,9 @@ class Exchange:
                 self.rid_in = value
             else:
                 self.trace_in = value
-        self.headers.append((lname, name, value))
 
     def head_complete(self, parser: httptools.HttpRequestParser) -> None:
+        self._scan_headers()
         self.method = parser.get_method()
         self.version = parser.get_http_version()
         self.client_keep_alive = parser.should_keep_alive()
@@ -532,8 +517,8 @@ class Exchange:
         routing = ctx.routing
         match = routing.table.match(self.host or b"", self.path)
         if match is None:
-            host = (self.host or b"").decode("latin-1")
-            self._fail("no_route", f"no route for host {host!r} path {self.path.decode('latin-1')!r}")
+            host, path = (self.host or b"").decode("latin-1"), self.path.decode("latin-1")
+            self._fail("no_route", f"no route for host {host!r} path {path!r}")
             return
         rt = routing.runtimes[match.route.name]
         self.rt = rt
@@ -565,7 +550,10 @@ class Exchange:
         if header is None:
             key, who = self.conn.peer.decode("latin-1"), "client address"
         else:
-            value = next((v for n, _, v in self.headers if n == header), None)
+            value = next(
+                (v for n, (_, v) in zip(self.lnames, self.headers, strict=True) if n == header),
+                None,
+            )
             if value is None:  # no key given: the client address stands in
                 key, who = "addr:" + self.conn.peer.decode("latin-1"), "client address"
             else:
@@ -589,7 +577,7 @@ class Exchange:
             if named:
                 drop = drop | named
         parts = [self.method, b" ", target, self.query, b" HTTP/1.1\r\n"]
-        for lname, name, value in self.headers:
+        for lname, (name, value) in zip(self.lnames, self.headers, strict=True):
             if lname not in drop:
                 parts += (name, b": ", value, CRLF)
         parts.append(rt.request_add)
@@ -604,7 +592,15 @@ class Exchange:
         if not self.has_xfh and self.host:
             parts += (b"x-forwarded-host: ", self.host, CRLF)
         if self.rid_in is None and self.trace_in is None:
-            trace = TraceContext.new()
+            # The common case, without the frozen dataclass: a new trace, this span.
+            bits = self.ctx.rng.getrandbits
+            trace_id = f"{bits(128):032x}"
+            self.request_id = trace_id[:16]
+            return b"".join(parts) + b"x-request-id: %b\r\ntraceparent: 00-%b-%016x-01\r\n" % (
+                self.request_id.encode(),
+                trace_id.encode(),
+                bits(64),
+            )
         else:
             seen = {}
             if self.rid_in is not None:
@@ -661,7 +657,7 @@ class Exchange:
             self._start_attempt(step)
         elif isinstance(step, Backoff):
             assert self.rt is not None
-            self.rt.metrics.retried()
+            self.rt.stats.retries += 1
             self.timer = self.ctx.loop.call_later(step.delay, self._after_backoff)
         else:
             self._plan_over(step)
@@ -686,7 +682,7 @@ class Exchange:
         if up is not None:
             self._bind(up)
             return
-        rt.metrics.connects.inc()
+        rt.stats.connects += 1
         self.connecting = self.ctx.loop.create_task(self._connect(addr, attempt))
         self._arm_attempt_timer()  # connecting counts against the attempt
 
@@ -704,7 +700,7 @@ class Exchange:
             return
         if self.attempt is attempt and not self.finished:
             self.connecting = None
-            self._cancel_timer()
+            self.deadline = math.inf
             self._bind(up)
         else:
             pool.release(up)  # nobody waits for it any more: keep it for the next request
@@ -739,13 +735,27 @@ class Exchange:
             self._arm_watchdog()
 
     def _arm_attempt_timer(self) -> None:
-        self._cancel_timer()
         attempt = self.attempt
         if attempt is not None and attempt.timeout != math.inf:
-            self.timer = self.ctx.loop.call_later(attempt.timeout, self._attempt_timeout)
+            self.deadline = time.monotonic() + attempt.timeout
+            self.ctx.timed.add(self)
+
+    def tick(self, now: float) -> None:
+        """The context's tick: fire the attempt's deadline, watch for a stalled body."""
+        if self.finished:
+            self.ctx.timed.discard(self)
+        elif now >= self.deadline:
+            self.deadline = math.inf
+            self._attempt_timeout()
+        elif self.watching:
+            assert self.rt is not None
+            if now - self.last_io >= self.rt.route.idle_timeout:
+                self.watching = False
+                self._stalled()
+        elif self.deadline == math.inf:
+            self.ctx.timed.discard(self)
 
     def _attempt_timeout(self) -> None:
-        self.timer = None
         attempt = self.attempt
         if attempt is None or self.finished:
             return
@@ -764,12 +774,12 @@ class Exchange:
         self._attempt_failed(outcome, problem)
 
     def _attempt_failed(self, outcome: Outcome, problem: str) -> None:
-        self._cancel_timer()
+        self.deadline = math.inf
         attempt, self.attempt = self.attempt, None
         plan, rt = self.plan, self.rt
         assert plan is not None and attempt is not None and rt is not None
         now = time.monotonic()
-        rt.metrics.attempt(outcome.value)
+        rt.stats.attempt(outcome.value)
         plan.record(attempt, now, outcome)
         self.last_outcome = outcome
         endpoint = rt.upstream.endpoint(attempt.host)
@@ -793,9 +803,7 @@ class Exchange:
             if upstream.view.snapshot is None:
                 self._fail("no_healthy_upstream", f"no view of service {service!r} yet")
             elif not upstream.describe():
-                self._fail(
-                    "no_healthy_upstream", f"service {service!r} has no healthy instance"
-                )
+                self._fail("no_healthy_upstream", f"service {service!r} has no healthy instance")
             else:
                 self._fail(
                     "circuit_open",
@@ -817,24 +825,16 @@ class Exchange:
 
     # -- the response (ResponseSink) -----------------------------------------------------
 
-    def response_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname == b"content-length":
-            self.resp_length = value
-        elif lname == b"transfer-encoding":
-            self.resp_chunked = value.lower().rstrip().endswith(b"chunked")
-        elif lname == b"connection":
-            self.resp_tokens = value.lower()
-        self.resp_headers.append((lname, name, value))
-
-    def response_head(self, status: int, keep_alive: bool) -> None:
-        self._cancel_timer()
+    def response_head(
+        self, status: int, keep_alive: bool, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         plan, attempt, rt = self.plan, self.attempt, self.rt
         assert plan is not None and attempt is not None and rt is not None
+        self.deadline = math.inf
         self.attempt = None
         now = time.monotonic()
         outcome = _FAILURE if status >= 500 else _SUCCESS
-        rt.metrics.attempt(outcome.value)
+        rt.stats.attempt(outcome.value)
         plan.record(attempt, now, outcome, status, status)
         step = plan.cancel(None, now) if self.body_dropped else plan.next(now)
         if not isinstance(step, Done):
@@ -842,8 +842,6 @@ class Exchange:
             up, self.up = self.up, None
             if up is not None:
                 up.close()
-            self.resp_headers = []
-            self.resp_length, self.resp_chunked, self.resp_tokens = None, False, b""
             self.last_outcome = outcome
             self.last_problem = f"instance {attempt.host} answered {status}"
             self._take(step)
@@ -851,25 +849,42 @@ class Exchange:
         self.plan_done = True
         self.upstream_keep_alive = keep_alive
         self.status = status
-        self._response_head(rt, status)
+        self._response_head(rt, status, headers)
 
-    def _response_head(self, rt: RouteRuntime, status: int) -> None:
-        drop = rt.response_drop
-        if self.resp_tokens:
-            named = {t.strip() for t in self.resp_tokens.split(b",")} - _CONNECTION_WORDS
-            if named:
-                drop = drop | named
+    def _response_head(
+        self, rt: RouteRuntime, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         parts = [status_line(status)]
-        for lname, name, value in self.resp_headers:
+        parts_add = parts.extend
+        drop = rt.response_drop
+        length: bytes | None = None
+        chunked = False
+        tokens = b""
+        for name, value in headers:
+            lname = name.lower()
             if lname not in drop:
-                parts += (name, b": ", value, CRLF)
+                parts_add((name, b": ", value, CRLF))
+            elif lname == b"content-length":
+                length = value
+            elif lname == b"transfer-encoding":
+                chunked = value.lower().rstrip().endswith(b"chunked")
+            elif lname == b"connection":
+                tokens = value.lower()
+        if tokens:
+            named = {t.strip() for t in tokens.split(b",")} - _CONNECTION_WORDS
+            if named:  # headers the upstream marked hop-by-hop: drop them too
+                parts = [parts[0]]
+                for name, value in headers:
+                    lname = name.lower()
+                    if lname not in drop and lname not in named:
+                        parts += (name, b": ", value, CRLF)
+        self.resp_length, self.resp_chunked = length, chunked
         parts.append(rt.response_add)
         keep = self.client_keep_alive and self.request_done and not self.ctx.draining
-        length = self.resp_length
         if self.method == b"HEAD" or status in (204, 304):
             if length is not None:
                 parts += (b"content-length: ", length, CRLF)
-        elif length is not None and not self.resp_chunked:
+        elif length is not None and not chunked:
             parts += (b"content-length: ", length, CRLF)
         elif self.version == "1.1":
             self.to_client_chunked = True
@@ -912,7 +927,7 @@ class Exchange:
             self.out = []
             self.conn.write(out[0] if len(out) == 1 else b"".join(out))
             self.last_io = time.monotonic()
-        if self.status and not self.finished and self.watchdog is None:
+        if self.status and not self.finished and not self.watching:
             self._arm_watchdog()  # a body is streaming: watch for a stall
 
     def upstream_error(self, connection: UpstreamConnection, what: str, clean: bool) -> None:
@@ -939,20 +954,15 @@ class Exchange:
     # -- stalls ------------------------------------------------------------------------
 
     def _arm_watchdog(self) -> None:
-        rt = self.rt
-        if rt is not None and self.watchdog is None:
-            self.watchdog = self.ctx.loop.call_later(rt.route.idle_timeout, self._watch)
+        if self.rt is not None and not self.watching:
+            self.watching = True
+            self.ctx.timed.add(self)
 
-    def _watch(self) -> None:
-        self.watchdog = None
+    def _stalled(self) -> None:
+        """Nothing moved for the route's idle_timeout."""
         rt = self.rt
-        if self.finished or rt is None:
-            return
+        assert rt is not None
         idle = rt.route.idle_timeout
-        quiet = time.monotonic() - self.last_io
-        if quiet < idle:
-            self.watchdog = self.ctx.loop.call_later(idle - quiet, self._watch)
-            return
         up, self.up = self.up, None
         if up is not None:
             up.close()
@@ -961,10 +971,7 @@ class Exchange:
             self.conn.abort()
             self._finish()
         elif not self.request_done:
-            if self.plan is not None and not self.plan_done:
-                self.plan_done = True
-                self.plan.cancel(self.attempt, time.monotonic())
-                self.attempt = None
+            self._abandon()
             self._fail(
                 "request_timeout",
                 f"the request body stalled for {idle:g} s (route {rt.route.name} idle_timeout)",
@@ -998,6 +1005,7 @@ class Exchange:
     def _abandon(self) -> None:
         """Stop whatever is under way upstream (the request will not be sent on)."""
         self._cancel_timer()
+        self.deadline = math.inf
         connecting, self.connecting = self.connecting, None
         if connecting is not None:
             connecting.cancel()
@@ -1026,17 +1034,21 @@ class Exchange:
         self.error = code
         # Keep the connection only if the rest of the request is known to be small
         # enough to read and discard (the parser does that as it goes on).
-        small = self.request_done or not self.expects_body or (
-            self.expect is None
-            and self.content_length is not None
-            and self.content_length <= REPLAY_LIMIT
+        small = (
+            self.request_done
+            or not self.expects_body
+            or (
+                self.expect is None
+                and self.content_length is not None
+                and self.content_length <= REPLAY_LIMIT
+            )
         )
         self.keep_alive = self.client_keep_alive and small and not close and not self.ctx.draining
         rt = self.rt
         if rt is not None:
-            rt.metrics.rejected(code)
+            rt.stats.rejected_for(code)
         else:
-            REJECTED.labels("unmatched", code).inc()
+            UNMATCHED.rejected_for(code)
         self.out.append(
             error_response(
                 code,
@@ -1053,9 +1065,7 @@ class Exchange:
             return
         self.finished = True
         self._cancel_timer()
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-            self.watchdog = None
+        self.ctx.timed.discard(self)
         self.response_flush()
         self._record()
         self.conn.exchange_done(self, self.keep_alive and not self.ctx.draining)
@@ -1069,9 +1079,7 @@ class Exchange:
             cancel()
         self._abandon()
         self.finished = True
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-            self.watchdog = None
+        self.ctx.timed.discard(self)
         if self.started:
             if not self.status:
                 self.status = 499  # nginx's "client closed request"
@@ -1082,7 +1090,7 @@ class Exchange:
         rt = self.rt
         seconds = time.monotonic() - self.t0
         if rt is not None:
-            rt.metrics.answered(self.status, seconds)
+            rt.stats.answered(self.status, seconds)
         log = self.ctx.access_log
         if log is not None:
             log.write(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -29,10 +30,10 @@ from ..client import AsyncControlPlane, ServiceView
 from ..resilience import KeyedRateLimiter
 from ..service.policy import ClientPolicy
 from ..service.upstream import Upstream
-from .metrics import RouteMetrics
+from .metrics import RouteStats, stats_for
 from .routes import Route, RouteTable
 
-__all__ = ["Routing", "RouteRuntime", "UpstreamSet"]
+__all__ = ["RouteRuntime", "Routing", "UpstreamSet", "compile_routing"]
 
 log = logging.getLogger("shoal.gateway")
 
@@ -61,7 +62,7 @@ class RouteRuntime:
     upstream: Upstream
     limiter: KeyedRateLimiter | None
     limit_header: bytes | None  # the header whose value keys the limiter, or the client
-    metrics: RouteMetrics
+    stats: RouteStats
     request_drop: frozenset[bytes]
     request_add: bytes
     response_drop: frozenset[bytes]
@@ -94,7 +95,7 @@ class UpstreamSet:
         view = self._views.get(service)
         if view is None:
             view = self._views[service] = ServiceView(self.cp, service)
-            view.subscribe(lambda _snapshot, s=service: self._ready(s))
+            view.subscribe(functools.partial(self._ready, service))
             self._tasks[service] = asyncio.get_running_loop().create_task(
                 view.run(), name=f"view of {service}"
             )
@@ -122,7 +123,7 @@ class UpstreamSet:
 
         return cancel
 
-    def _ready(self, service: str) -> None:
+    def _ready(self, service: str, _snapshot: object = None) -> None:
         # After this listener every other one runs, among them the upstreams' own: call
         # the waiters once the pools have been built from this first view.
         if self._waiters.get(service):
@@ -185,7 +186,11 @@ def compile_routing(
         old = previous.runtimes.get(route.name) if previous is not None else None
         limiter: KeyedRateLimiter | None = None
         if route.rate_limit is not None:
-            if old is not None and old.limiter is not None and old.route.rate_limit == route.rate_limit:
+            if (
+                old is not None
+                and old.limiter is not None
+                and old.route.rate_limit == route.rate_limit
+            ):
                 limiter = old.limiter
             else:
                 limiter = KeyedRateLimiter(
@@ -198,7 +203,7 @@ def compile_routing(
             upstream=upstreams.upstream(route.service, route.policy),
             limiter=limiter,
             limit_header=header.encode() if header else None,
-            metrics=RouteMetrics(route.name, route.service),
+            stats=stats_for(route.name, route.service),
             request_drop=HOP_BY_HOP | REQUEST_OWN | {n.encode() for n in request.names},
             request_add=request.lines(),
             response_drop=HOP_BY_HOP | RESPONSE_OWN | {n.encode() for n in response.names},

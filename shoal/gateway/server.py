@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from ..client import AsyncControlPlane, ShoalError
 from ..client.config import RETRY_MAX, RETRY_MIN, ConfigCursor
@@ -238,7 +238,7 @@ class Gateway:
 
             admin = await start_admin(self, self.options.admin_host, self.options.admin_port)
             self._servers.append(admin)
-            self.admin_port = admin.sockets[0].getsockname()[1]
+            self.admin_port = admin.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._tasks.append(self.loop.create_task(self._sweep(), name="gateway sweep"))
         if self.options.routes_item is not None:
             self._tasks.append(

@@ -72,7 +72,8 @@ def run_workers(options: GatewayOptions) -> int:
                 if proc is not None:  # it died: schedule a restart
                     log.error("gateway worker %d exited with %s", i, proc.returncode)
                     ran = now - started[i]
-                    backoff[i] = BACKOFF_MIN if ran > HEALTHY_RUN else min(backoff[i] * 2, BACKOFF_MAX)
+                    doubled = min(backoff[i] * 2, BACKOFF_MAX)
+                    backoff[i] = BACKOFF_MIN if ran > HEALTHY_RUN else doubled
                     due[i] = now + backoff[i]
                     procs[i] = None
                 if now >= due[i]:
