@@ -301,11 +301,19 @@ def parse_routes(data: Any) -> RouteTable:
         raise RouteError("routes: must be a non-empty list")
     routes: list[Route] = []
     names: set[str] = set()
+    places: dict[tuple[str | None, str], int] = {}
     for i, item in enumerate(items):
         where = f"routes[{i}]"
         if not isinstance(item, Mapping):
             raise RouteError(f"{where}: must be a mapping, got {item!r}")
         route = _route(where, {**defaults, **item}, defaults)
+        place = (route.host, route.prefix)
+        if place in places:
+            raise RouteError(
+                f"{where}: both match host {route.host or '*'} prefix {route.prefix} "
+                f"(as routes[{places[place]}] does)"
+            )
+        places[place] = i
         if route.name in names:
             raise RouteError(f"{where}.name: {route.name!r} is used by another route")
         names.add(route.name)
