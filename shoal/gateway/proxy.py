@@ -81,6 +81,7 @@ BUFFER_LIMIT = 256 * 1024  # body bytes held while no upstream connection is rea
 VIEW_WAIT = 5.0  # how long a request waits for the first view of its service
 KEEPALIVE_TIMEOUT = 75.0  # an idle client connection is closed after this (nginx's default)
 HEADER_TIMEOUT = 30.0  # a request head must arrive within this
+LINGER = 5.0  # how long the rest of an answered request's body is read and dropped
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 CRLF = b"\r\n"
@@ -165,6 +166,7 @@ class ClientConnection(asyncio.Protocol):
         "closed",
         "ctx",
         "idle_since",
+        "linger_until",
         "parser",
         "parsing",
         "paused",
@@ -187,6 +189,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.broken: str | None = None
         self.idle_since = time.monotonic()
+        self.linger_until = 0.0
 
     # -- asyncio ---------------------------------------------------------------------
 
@@ -264,6 +267,8 @@ class ClientConnection(asyncio.Protocol):
         exchange, self.parsing = self.parsing, None
         if exchange is not None:
             exchange.request_complete()
+        if self.linger_until:
+            self.close()
 
     # -- for exchanges ----------------------------------------------------------------
 
@@ -293,6 +298,13 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if not keep_alive:
+            if self.parsing is exchange:
+                # Answered before its body was all read (an error, or an early answer):
+                # read and drop the rest for a while before closing, so that the client
+                # is not reset while still sending and can read the answer (nginx's
+                # lingering close).
+                self.linger_until = time.monotonic() + LINGER
+                return
             self.close()
             return
         self.idle_since = time.monotonic()
@@ -334,6 +346,9 @@ class ClientConnection(asyncio.Protocol):
 
     def sweep(self, now: float) -> None:
         """Close the connection if idle too long, or if a request head never completed."""
+        if self.linger_until and now > self.linger_until:
+            self.close()
+            return
         active = self.active
         if active is None:
             if now - self.idle_since > KEEPALIVE_TIMEOUT or self.ctx.draining:

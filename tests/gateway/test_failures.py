@@ -167,3 +167,32 @@ def test_sigterm_drains_the_request_in_flight(
     assert gw.terminate(timeout=10) == 0
     caller.join(10)
     assert outcome == [200]
+
+
+def test_a_failing_instance_is_retried_for_gets_only(
+    upstreams: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    bad_app, good_app = upstreams(2)
+    policy = {"balancer": "round_robin", "outlier": False, "breaker": False}
+    gw = gateway({"routes": [route("/", policy=policy)]})
+    wait_for(lambda: len(_instance_ids(gw, "echo")) == 2, 20, what="2 instances in the pool")
+    httpx.post(bad_app.url + "/admin/mode", json={"mode": "fail"}, timeout=5)
+    good = _id(good_app)
+    with httpx.Client(base_url=gw.url, timeout=10) as client:
+        # 500 is not in the default retry statuses (502, 503, 504): relayed as it is.
+        statuses = {client.get("/work").status_code for _ in range(6)}
+        assert statuses == {200, 500}
+    policy["retry_statuses"] = [500]
+    gw.write_routes({"routes": [route("/", policy=policy)]})
+    with httpx.Client(base_url=gw.url, timeout=10) as client:
+
+        def retried() -> bool:
+            return all(client.get("/work").json()["instance"] == good for _ in range(6))
+
+        wait_for(retried, 10, what="GETs retried on the good instance")
+        # A POST is not idempotent: the failing instance's 500 is its answer, never
+        # sent again to the other one.
+        posts = {client.post("/work").status_code for _ in range(6)}
+        assert posts == {200, 500}
+    text = gw.metrics()
+    assert 'shoal_gateway_retries_total{route="/",upstream="echo"}' in text

@@ -2,7 +2,7 @@
 
 Env: UPSTREAM_SERVICE (the service name, default "echo"). Endpoints:
 
-* `GET /work` -> which instance answered; `POST /admin/mode {"mode": "ok|slow|fail",
+* `GET|POST /work` -> which instance answered; `POST /admin/mode {"mode": "ok|slow|fail",
   "delay": s}` makes it slow (sleeps first) or failing (500) from then on;
 * any method on `/echo/{path}` -> the method, path, query, headers and body length seen;
 * `GET /download/{n}` -> n bytes, streamed in 64 KiB chunks (chunked encoding);
@@ -25,7 +25,7 @@ svc = shoal.Service(os.environ.get("UPSTREAM_SERVICE", "echo"), app=app, check_i
 mode: dict[str, object] = {"mode": "ok", "delay": 0.0}
 
 
-@app.get("/work")
+@app.api_route("/work", methods=["GET", "POST"])
 async def work(response: Response) -> dict[str, object]:
     if mode["mode"] == "slow":
         await asyncio.sleep(float(mode["delay"]))  # type: ignore[arg-type]
