@@ -155,22 +155,34 @@ def start_backend(root: Path, cpus: str | None) -> Proc:
     big.parent.mkdir(parents=True, exist_ok=True)
     with big.open("wb") as f:
         f.truncate(BIG)  # sparse: 200 MB of zeros without writing them
+    # nginx's workers drop root for www-data: let them read the file.
+    for path in (root, big.parent):
+        path.chmod(0o755)
+    big.chmod(0o644)
     server = f"""
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     location = /big.bin {{ root {big.parent}; }}
-    location /upload {{ return 200 "uploaded\\n"; }}
     location / {{ return 200 "{BODY.strip()}\\n"; }}
   }}"""
     return start_nginx(root, "backend", server, port, cpus)
 
 
-def start_nginx_proxy(root: Path, backend: int, cpus: str | None) -> Proc:
+def start_nginx_proxy(root: Path, backend: int, sink: int, cpus: str | None) -> Proc:
     port = free_port()
-    upstream = f"upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}"
+    upstream = (
+        f"upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}\n"
+        f"  upstream sink {{ server 127.0.0.1:{sink}; keepalive 8; }}"
+    )
     server = f"""
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
+    location /upload {{
+      proxy_pass http://sink;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+    }}
     location / {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -191,7 +203,10 @@ def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
         yaml.safe_dump(
             {
                 "defaults": {"max_body": "1GB", "policy": policy},
-                "routes": [{"prefix": "/", "service": "bench-backend", "name": "backend"}],
+                "routes": [
+                    {"prefix": "/", "service": "bench-backend", "name": "backend"},
+                    {"prefix": "/upload", "service": "bench-sink", "name": "sink"},
+                ],
             }
         )
     )
@@ -209,6 +224,50 @@ def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
         20,
         what="the gateway routing to the backend",
     )
+    return proc
+
+
+def run_sink(port: int) -> None:
+    """An upstream that reads whole request bodies (nginx's `return` would not) and
+    answers with their length: the far end of the 200 MB upload."""
+    import asyncio
+
+    import httptools
+    import uvloop
+
+    class Sink(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.size = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.size += len(body)
+
+        def on_message_complete(self) -> None:
+            answer = f"{self.size}\n".encode()
+            self.size = 0
+            head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(answer)
+            self.transport.write(head + answer)  # type: ignore[attr-defined]
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
+def start_sink(cpus: str | None) -> Proc:
+    port = free_port()
+    popen = subprocess.Popen(
+        [*taskset(cpus), sys.executable, "-m", "bench.gateway", "--sink", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    proc = Proc("sink", popen, port)
+    wait_for(lambda: _up(port), 10, what="the upload sink")
     return proc
 
 
@@ -299,8 +358,8 @@ def big_bodies(proc: Proc) -> tuple[float, float, float]:
         started = time.perf_counter()
         r = client.post(base + "/upload", content=body())
         up = BIG / 1e6 / (time.perf_counter() - started)
-        if r.status_code != 200:
-            raise AssertionError(f"{proc.name}: upload answered {r.status_code}")
+        if r.status_code != 200 or r.text.strip() != str(BIG):
+            raise AssertionError(f"{proc.name}: upload answered {r.status_code} {r.text!r}")
     return down, up, (peak - before) / 1e6
 
 
@@ -317,12 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", action="store_true", help="5-minute soak, 200 MB bodies")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--soak-s", type=int, default=60)
+    parser.add_argument("--soak-s", type=int, help="seconds of the memory run (60; --soak: 300)")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the upload sink
     args = parser.parse_args(argv)
+    if args.sink:
+        run_sink(args.sink)
+        return 0
     duration = 3 if args.quick else args.duration
     trials = 1 if args.quick else args.trials
-    soak_s = 300 if args.soak else (10 if args.quick else args.soak_s)
+    soak_s = args.soak_s or (300 if args.soak else 10 if args.quick else 60)
     signal.signal(signal.SIGTERM, terminate)
     ensure_tools()
     raise_nofile()
@@ -340,9 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         control.extra = []
         control.start()
         control.wait_ready()
+        sink = start_sink(loadgen_cpus)
+        procs.append(sink)
         with ControlPlane(control.url) as cp:
             cp.registry.register("bench-backend", "nginx-1", address="127.0.0.1", port=backend.port)
-        nginx = start_nginx_proxy(root, backend.port, server_cpus)
+            cp.registry.register("bench-sink", "sink-1", address="127.0.0.1", port=sink.port)
+        nginx = start_nginx_proxy(root, backend.port, sink.port, server_cpus)
         gateway = start_gateway(root, control.url, server_cpus)
         procs += [nginx, gateway]
         systems = {"shoal": gateway, "nginx": nginx}
@@ -394,7 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.soak:
             log("200 MB download and upload through each proxy")
             for name, proc in systems.items():
-                down, up, grown = big_bodies(proc)
+                try:
+                    down, up, grown = big_bodies(proc)
+                except (AssertionError, httpx.HTTPError) as error:
+                    log(f"  {name}: FAILED {error}")
+                    results.add("200 MB down MB/s", name, "FAILED", None)
+                    continue
                 log(f"  {name}: down {down:.0f} MB/s, up {up:.0f} MB/s, RSS +{grown:.1f} MB")
                 results.add("200 MB down MB/s", name, f"{down:.0f}", down)
                 results.add("200 MB up MB/s", name, f"{up:.0f}", up)

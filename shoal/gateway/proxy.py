@@ -292,6 +292,8 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.active:
             return
         self.active = None
+        # Whatever held reading back for that exchange's body holds it no longer.
+        self.resume(_UPSTREAM_FULL | _BODY_WAIT)
         if self.broken is not None:
             if keep_alive:  # a later pipelined request was malformed: say so, then close
                 self.write(error_response("bad_request", self.broken, keep_alive=False))
