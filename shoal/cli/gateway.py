@@ -4,7 +4,8 @@
     shoal gateway --port 8080 --routes-item gateway/routes --workers 2 --admin-port 9901
 
 To mount (in main.py):
-    app.command("gateway")(gateway.gateway)
+    from .gateway import gateway
+    app.command("gateway")(gateway)
 """
 
 from __future__ import annotations
