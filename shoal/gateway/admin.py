@@ -1,6 +1,7 @@
 """The admin port of one gateway process: health, metrics and what it routes to.
 
-    GET /healthz     200 {"status": "ok", ...}  (503 while draining)
+    GET /healthz     200 {"status": "ok", ...}  (503 before the first route table
+                     and while draining)
     GET /metrics     Prometheus text (this process's series)
     GET /routes      the route table in force and where it came from
     GET /upstreams   every pool: its view of the registry and each instance's load,
@@ -53,8 +54,11 @@ class _AdminConnection(asyncio.Protocol):
         gateway = self.gateway
         draining = gateway.ctx is not None and gateway.ctx.draining
         if path == b"/healthz":
-            body = dumps({"status": "draining" if draining else "ok", **gateway.status()})
-            self._send(503 if draining else 200, b"application/json", body)
+            # Not healthy before the first route table: with only a config item as the
+            # source, a supervisor must not send traffic before its content arrived.
+            status = "draining" if draining else "ok" if gateway.has_routes else "no routes yet"
+            body = dumps({"status": status, **gateway.status()})
+            self._send(200 if status == "ok" else 503, b"application/json", body)
         elif path == b"/metrics":
             self._send(200, metrics.CONTENT_TYPE_LATEST.encode(), metrics.render())
         elif path == b"/routes":

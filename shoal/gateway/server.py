@@ -56,6 +56,7 @@ __all__ = ["Gateway", "GatewayOptions", "run"]
 log = logging.getLogger("shoal.gateway")
 
 SWEEP_INTERVAL = 1.0
+NO_TABLE = "none yet"  # the source of the empty table a gateway with only an item starts on
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +127,11 @@ class Gateway:
     # -- the route table -----------------------------------------------------------------
 
     @property
+    def has_routes(self) -> bool:
+        """Whether a route table from a source is in force (not the empty start)."""
+        return self.ctx is not None and self.ctx.routing.source != NO_TABLE
+
+    @property
     def routing(self) -> Routing:
         assert self.ctx is not None
         return self.ctx.routing
@@ -135,7 +141,7 @@ class Gateway:
             self._file_stamp = self._stamp()
             return read_table(self.options.routes_file), f"file {self.options.routes_file}"
         # Only an item: start with nothing routed until its content arrives.
-        return RouteTable(()), "none yet"
+        return RouteTable(()), NO_TABLE
 
     def _apply(self, table: RouteTable, source: str) -> None:
         previous = self.ctx.routing if self.ctx is not None else None
