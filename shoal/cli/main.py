@@ -16,6 +16,7 @@ import typer
 from shoal import __version__
 
 from . import call, cluster, config, job, kv, lease, registry, worker
+from .gateway import gateway
 from .server import server
 from .up import commands as up
 
@@ -37,6 +38,7 @@ app.command("server")(server)
 app.command("worker")(worker.worker)
 app.command("jobs")(job.jobs)
 app.command("call")(call.call)
+app.command("gateway")(gateway)
 app.command("up")(up.up)
 app.command("scale")(up.scale)
 app.command("restart")(up.restart)
