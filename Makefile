@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(PY) -m bench.control_plane
 	$(PY) -m bench.registry_config
 	$(PY) -m bench.compute
+	$(PY) -m bench.linkerd_balancing
+	$(PY) -m bench.sdk_overhead
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5
