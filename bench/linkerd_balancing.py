@@ -78,6 +78,7 @@ MODES = ("linkerd", "shoal")
 LINKERD_SUCCESS = {"round_robin": "~95%", "least_request": "~99%", "peak_ewma": "~99.9%"}
 LINKERD_FAST_UNTIL = {"round_robin": "p95", "least_request": "p99", "peak_ewma": "p99.9"}
 GOAL_SUCCESS = 0.999  # peak EWMA with shoal's retries and ejection
+BEHIND_LAG = 0.100  # seconds of p99 send lag past which a row says its client fell behind
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,13 @@ class Row:
     cpu: float  # client process CPU seconds / wall seconds over the row
     load: float  # 1-minute load average at the end of the row
     took: float
+    rate: float  # the schedule's
+
+    @property
+    def behind(self) -> bool:
+        """Did the client fall behind its schedule (its own queueing is in the figures)?"""
+        s = self.summary
+        return s.rate < 0.95 * self.rate or percentile(s.lag, 0.99) > BEHIND_LAG
 
 
 def policy_for(mode: str, balancer: str, args: argparse.Namespace) -> ClientPolicy:
@@ -101,7 +109,7 @@ def policy_for(mode: str, balancer: str, args: argparse.Namespace) -> ClientPoli
 
 async def wait_idle(backends: BackendsProcess) -> None:
     def idle() -> bool:
-        return backends.stats()["in_flight"] == 0
+        return int(backends.stats()["in_flight"]) == 0
 
     await asyncio.to_thread(wait_for, idle, 30, 0.1, "the backends to finish every request")
 
@@ -138,11 +146,16 @@ async def run_row(
 
         async def make_slow() -> None:
             await asyncio.sleep(max(0.0, start + args.slow_at - time.perf_counter()))
-            r = await control.post(
-                f"{backends.url(0)}/_bench/slow",
-                params={"port": slow_port, "latency": args.slow_latency, "seconds": args.slow_for},
-            )
-            r.raise_for_status()
+            params = {"port": slow_port, "latency": args.slow_latency, "seconds": args.slow_for}
+            for attempt in range(5):  # a loaded backend may be slow to accept; asking again
+                try:  # only moves the window by the time lost
+                    r = await control.post(f"{backends.url(0)}/_bench/slow", params=params)
+                    r.raise_for_status()
+                    return
+                except httpx.HTTPError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.1)
 
         fault = asyncio.create_task(make_slow())
         samples = await open_loop(call, args.rate, args.duration, start, give_up)
@@ -162,6 +175,7 @@ async def run_row(
         cpu=(time.process_time() - cpu) / wall,
         load=os.getloadavg()[0],
         took=wall,
+        rate=args.rate,
     )
 
 
@@ -186,6 +200,7 @@ def table(rows: list[Row]) -> list[tuple[str, ...]]:
     out = [(*(h.replace("_", " ") for h in head.split()), "lag p99 ms", "cpu", "Linkerd 2016")]
     for r in rows:
         s = r.summary
+        behind = r.behind
         kinds = dict(s.failures)
         if s.late:
             kinds["late"] = s.late
@@ -206,7 +221,7 @@ def table(rows: list[Row]) -> list[tuple[str, ...]]:
                 ms(s.latency[-1]),
                 f"{r.slow_share:.2%}",
                 failed,
-                f"{s.rate:.0f}",
+                f"{s.rate:.0f}" + (" !" if behind else ""),
                 ms(percentile(s.lag, 0.99)),
                 f"{r.cpu:.0%}",
                 reference,
@@ -288,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "(success: answered 200 within the caller's timeout of its due time; latencies over"
         " every request, a failure at the time it took; 'to slow': share of requests the"
-        " slowed instance served; 'cpu': the client process's CPU over the row)"
+        " slowed instance served; 'cpu': the client process's CPU over the row; '!': the"
+        " client fell behind its schedule -- sent < 95% of the rate or p99 lag > 100 ms --"
+        " so its own queueing is in that row)"
     )
     goal = next((r for r in rows if r.mode == "shoal" and r.balancer == "peak_ewma"), None)
     if goal is not None:

@@ -42,6 +42,7 @@ import httpx
 
 from bench.harness import ShoalMember, taskset
 from bench.sdk_backends import READY
+from shoal.testing import wait_for
 
 OK = "ok"
 
@@ -259,10 +260,18 @@ class BackendsProcess:
         return f"http://127.0.0.1:{self.ports[i]}"
 
     def stats(self, reset: bool = False) -> dict[str, Any]:
-        r = httpx.get(self.url(0) + "/_bench/stats" + ("?reset=1" if reset else ""), timeout=5)
-        r.raise_for_status()
-        body: dict[str, Any] = r.json()
-        return body
+        """Served and in-flight counts per port. Retried for up to 30 s: on a machine
+        shared with other work a loaded backend can take seconds to accept, and asking
+        twice (even with `reset`) is harmless."""
+        url = self.url(0) + "/_bench/stats" + ("?reset=1" if reset else "")
+
+        def get() -> dict[str, Any]:
+            r = httpx.get(url, timeout=5)
+            r.raise_for_status()
+            body: dict[str, Any] = r.json()
+            return body
+
+        return wait_for(get, 30, 0.2, "the backends' stats")
 
     def kill(self) -> None:
         if self.proc.poll() is None:

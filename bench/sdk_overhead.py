@@ -67,6 +67,7 @@ GOAL_ADDED_P95 = 0.001  # seconds: Linkerd's budget, "< 1 ms p95 at 1000 qps"
 class Measured:
     samples: list[Sample] = field(default_factory=list)
     cpu: float = 0.0  # client process CPU seconds spent in this client's segments
+    slowest: float = float("inf")  # the lowest send rate of any of its segments, per s
 
 
 def _status(response: httpx.Response) -> str:
@@ -108,19 +109,21 @@ async def measure(args: argparse.Namespace, endpoints: str, url: str) -> dict[st
                 )
                 out[name].cpu += time.process_time() - cpu
                 out[name].samples += samples
+                out[name].slowest = min(out[name].slowest, summarize(samples).rate)
         return out
     finally:
         await bare.aclose()
         await sdk.aclose()
 
 
-def row(name: str, s: Summary, cpu: float) -> tuple[str, ...]:
+def row(name: str, s: Summary, m: Measured) -> tuple[str, ...]:
     failed = s.count - s.ok
+    cpu = m.cpu
     return (
         name,
         str(s.count),
         str(failed),
-        f"{s.rate:.0f}",
+        f"{m.slowest:.0f}",
         ms(s.p(0.50)),
         ms(s.p(0.95)),
         ms(s.p(0.99)),
@@ -190,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         [
             (
-                *["client", "requests", "failed", "req/s"],
+                *["client", "requests", "failed", "sent/s (worst segment)"],
                 *(f"{q} ms" for q in ("p50", "p95", "p99", "p99.9")),
                 *("p95 sent->end", "p99 lag", "cpu us/req"),
             ),
-            row("httpx.AsyncClient (reference)", bare, measured["httpx"].cpu),
-            row("AsyncServiceClient", sdk, measured["sdk"].cpu),
+            row("httpx.AsyncClient (reference)", bare, measured["httpx"]),
+            row("AsyncServiceClient", sdk, measured["sdk"]),
         ]
     )
     added = {q: sdk.p(q) - bare.p(q) for q in (0.5, 0.95, 0.99)}
@@ -204,13 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\nadded by the SDK: p50 {ms(added[0.5])} ms, p95 {ms(added[0.95])} ms,"
         f" p99 {ms(added[0.99])} ms; client CPU {cpu_added:.0f} us per request"
     )
-    verdict = "met" if added[0.95] < GOAL_ADDED_P95 else "NOT met"
+    failed = (bare.count - bare.ok) + (sdk.count - sdk.ok)
+    behind = min(measured["httpx"].slowest, measured["sdk"].slowest) < 0.95 * args.rate
+    if failed or behind:
+        # A client that failed calls or fell behind its schedule measured its own
+        # queueing, not the SDK: there is no verdict to give.
+        verdict = "not measured (a client failed calls or fell behind its schedule)"
+    else:
+        verdict = "met" if added[0.95] < GOAL_ADDED_P95 else "NOT met"
     print(f"goal (Linkerd's budget): added p95 < 1 ms at 1,000 req/s -- {verdict}")
     print(
         f"took {took:.0f} s; load average {load_before[0]:.2f} before,"
         f" {load_after[0]:.2f} after (1-minute)"
     )
-    failed = (bare.count - bare.ok) + (sdk.count - sdk.ok)
     if failed:
         print(f"failures: httpx {bare.failures}, sdk {sdk.failures}")
     return 1 if failed else 0
