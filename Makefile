@@ -63,6 +63,8 @@ bench: $(STAMP)
 	$(PY) -m bench.balance
 	$(PY) -m bench.resilience
 	$(PY) -m bench.gateway
+	$(PY) -m bench.linkerd_balancing
+	$(PY) -m bench.sdk_overhead
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5
