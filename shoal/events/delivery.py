@@ -309,7 +309,9 @@ class GroupDelivery:
         self._partitions[partition] = _Partition(committed=committed, high=committed - 1)
         self._rotation.append(partition)
 
-    def _fail(self, partition: int, offset: int, delay: float | None, reason: str, now: float) -> None:
+    def _fail(
+        self, partition: int, offset: int, delay: float | None, reason: str, now: float
+    ) -> None:
         part = self._partitions.get(partition)
         if part is None or offset not in part.in_flight:
             return
@@ -350,7 +352,9 @@ class GroupDelivery:
                 part.locks[message.key] = offset
             if offset in part.dead:
                 attempts = part.attempts.get(offset, 1)
-                out.append(DeadLetter(_with_attempt(message, attempts), attempts, part.dead[offset]))
+                out.append(
+                    DeadLetter(_with_attempt(message, attempts), attempts, part.dead[offset])
+                )
                 continue
             attempt = part.attempts.get(offset, 0) + 1
             part.attempts[offset] = attempt

@@ -115,7 +115,9 @@ class DeliveryModel(RuleBasedStateMachine):
         offset = self.next_offset
         self.next_offset += 1
         key = None if key is None else f"{key}{p}"  # a key hashes to one partition
-        message = Message(topic="t", partition=p, offset=offset, id=f"m{offset}", payload=b"", key=key)
+        message = Message(
+            topic="t", partition=p, offset=offset, id=f"m{offset}", payload=b"", key=key
+        )
         self.published[p].append(message)
         self.feed(Arrived((message,)))
 
@@ -215,9 +217,10 @@ class DeliveryModel(RuleBasedStateMachine):
     def wakeup_is_a_delay(self) -> None:
         wakeup = self.machine.next_wakeup()
         if wakeup is not None:
-            assert any(
-                wakeup == t for e in self.epochs.values() for t in e.not_before.values()
-            ) or wakeup >= 0
+            assert (
+                any(wakeup == t for e in self.epochs.values() for t in e.not_before.values())
+                or wakeup >= 0
+            )
 
 
 TestDelivery = DeliveryModel.TestCase
