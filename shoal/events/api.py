@@ -7,13 +7,13 @@
     sub.stop()
 
 `AsyncEvents` holds the logic (it delegates to a backend: `BuiltinBackend` on the
-control plane, `RedisBackend`, `NatsBackend`); `Events` is its blocking twin, running an
+control plane, `RedisBackend`, (NATS JetStream: planned)); `Events` is its blocking twin, running an
 `AsyncEvents` on a loop thread of its own and waiting on each call -- so the two cannot
 drift apart. A subscription runs on the loop it was made on: the caller's for
 `AsyncEvents.subscribe`, the `Events` thread for `Events.subscribe`. Plain-function
 handlers run on worker threads; coroutine handlers on that loop.
 
-The backend is chosen by URL: `redis://...`, `nats://...`, or anything else (one or more
+The backend is chosen by URL: `redis://...`, or anything else (one or more
 `http://host:port`) for the built-in backend on the control plane.
 """
 
@@ -38,8 +38,9 @@ ENV_URL = "SHOAL_EVENTS_URL"
 DEFAULT_URL = "http://127.0.0.1:7700"
 
 
-class Consumer(Protocol):
-    joined: asyncio.Event
+class ConsumerHandle(Protocol):
+    @property
+    def joined(self) -> asyncio.Event: ...
 
     @property
     def partitions(self) -> frozenset[int]: ...
@@ -70,7 +71,7 @@ class Backend(Protocol):
 
     async def consumer(
         self, topic: str, handler: Handler, group: str | None, options: SubscribeOptions
-    ) -> Consumer: ...
+    ) -> ConsumerHandle: ...
 
     async def groups(self, topic: str) -> list[GroupInfo]: ...
 
@@ -95,9 +96,10 @@ def backend_for(url: str | Sequence[str] | None = None, **kwargs: Any) -> Backen
 
         return RedisBackend(first, **kwargs)
     if first.startswith(("nats://", "tls://")):
-        from .nats_backend import NatsBackend
-
-        return NatsBackend(url, **kwargs)
+        raise InvalidEvent(
+            "the NATS JetStream adapter is not built yet (docs/events.md): use the "
+            "built-in backend (http://...) or Redis (redis://...)"
+        )
     from .builtin import BuiltinBackend
 
     return BuiltinBackend(url, **kwargs)
@@ -107,7 +109,7 @@ class AsyncSubscription:
     """A running subscriber on the loop that made it. `stop()` hands its partitions back
     after the in-flight messages finish, so the group moves on without redelivery."""
 
-    def __init__(self, consumer: Consumer, task: asyncio.Task[None]) -> None:
+    def __init__(self, consumer: ConsumerHandle, task: asyncio.Task[None]) -> None:
         self.consumer, self.task = consumer, task
 
     @property

@@ -4,9 +4,9 @@ members, and the moves that get a member from what it owns to what it should own
 Theory of operation. Every member sees the same two sets in the store -- the live
 members (keys on their leases) and the claims (partition -> member, on the claimer's
 lease) -- and computes the same answer: partition p belongs to the member with the
-highest BLAKE2b score for (p, member). When a member joins, only the partitions it wins
-move, each from one other member; when one dies, only its partitions move, spread over
-the rest. Nobody takes a partition that is claimed: the owner hands it back (`revoke`,
+highest BLAKE2b score for (p, member), capped so that nobody holds more than its share
+(`assign`). When a member joins, mostly the partitions it wins move; when one dies,
+mostly its partitions move, spread over the rest. Nobody takes a partition that is claimed: the owner hands it back (`revoke`,
 after its in-flight messages finish) or its lease dies and the store deletes the claim.
 So a partition -- and with it every key in it -- is never consumed by two live members at
 once, which is what keeps per-key order across the group.
@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Moves", "owner_of", "plan"]
+__all__ = ["Moves", "assign", "owner_of", "plan"]
 
 
 def _score(partition: int, member: str) -> bytes:
@@ -28,13 +28,32 @@ def _score(partition: int, member: str) -> bytes:
 
 
 def owner_of(partition: int, members: Iterable[str]) -> str | None:
-    """The member that should consume `partition` (None: no member is alive)."""
+    """The member with the highest score for `partition` (None: no member is alive)."""
     best: tuple[bytes, str] | None = None
     for member in members:
         score = (_score(partition, member), member)
         if best is None or score > best:
             best = score
     return best[1] if best is not None else None
+
+
+def assign(members: Iterable[str], partitions: int) -> dict[int, str]:
+    """Every partition's member: rendezvous order, capped at ceil(partitions / members)
+    each, so a group of n members never leaves one with twice its share. Partitions pick
+    in turn, each taking its best-scoring member that still has room; the same members
+    give the same answer everywhere."""
+    live = sorted(set(members))
+    if not live:
+        return {}
+    cap = -(-partitions // len(live))
+    load = dict.fromkeys(live, 0)
+    out: dict[int, str] = {}
+    for p in range(partitions):
+        ranked = sorted(live, key=lambda m: (_score(p, m), m), reverse=True)
+        member = next(m for m in ranked if load[m] < cap)
+        load[member] += 1
+        out[p] = member
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +82,12 @@ def plan(
     adopt: list[int] = []
     revoke: list[int] = []
     lost: list[int] = []
+    wanted = assign(live, partitions) if me in live else {}
     for p in range(partitions):
         if p in busy_set:
             continue
         holder = claims.get(p)
-        winner = owner_of(p, live) if me in live else None
+        winner = wanted.get(p)
         if p in owned_set:
             if holder != me:
                 lost.append(p)
