@@ -319,5 +319,5 @@ class Consumer(ConsumerShell):
             )
         if generation == self.generation:
             self._committed.pop(partition, None)
-        self._put(generation, ("unbusy", partition))
+        self._put(generation, ("handed-back", partition))
         self._check_released()

@@ -341,6 +341,10 @@ class RedisConsumer(ConsumerShell):
         self._acks: dict[int, list[str]] = {}
         self._ready: set[int] = set()
         self._last: dict[int, str] = {}  # plain subscriber: last id read per stream
+        # Held around each read: a partition is handed back only between reads, so
+        # whatever a read brought for it is pending here before the claim goes, and the
+        # next owner's XAUTOCLAIM takes it (a read after the release cannot include it).
+        self._reading = asyncio.Lock()
 
     @property
     def _ttl_ms(self) -> int:
@@ -454,15 +458,19 @@ class RedisConsumer(ConsumerShell):
             if not ready:
                 await asyncio.sleep(0.02)
                 continue
-            with translated():
-                if self.group is None:
-                    streams = {self.keys.stream(p): self._last[p] for p in ready}
-                    answer = await self.redis.xread(streams, count=500, block=100)
-                else:
-                    streams = {self.keys.stream(p): ">" for p in ready}
-                    answer = await self.redis.xreadgroup(
-                        self.group, self.member_id, streams, count=500, block=100
-                    )
+            async with self._reading:
+                ready = [p for p in ready if self.machine.owns(p)]
+                if not ready:
+                    continue
+                with translated():
+                    if self.group is None:
+                        streams = {self.keys.stream(p): self._last[p] for p in ready}
+                        answer = await self.redis.xread(streams, count=500, block=100)
+                    else:
+                        streams = {self.keys.stream(p): ">" for p in ready}
+                        answer = await self.redis.xreadgroup(
+                            self.group, self.member_id, streams, count=500, block=100
+                        )
             for name, entries in answer or []:
                 p = int(_text(name).rsplit(":", 1)[1])
                 for sid, fields in entries:
@@ -512,12 +520,13 @@ class RedisConsumer(ConsumerShell):
 
     async def _release(self, partition: int, committed: int, generation: int) -> None:
         assert self.group is not None
-        with contextlib.suppress(EventsError, RedisError, OSError):
-            await self._flush_acks()
-            await self.backend.release(
-                keys=[self.keys.claim(self.group, partition)], args=[self.member_id]
-            )
-        self._put(generation, ("unbusy", partition))
+        async with self._reading:  # no read of this stream may be under way: see _read
+            with contextlib.suppress(EventsError, RedisError, OSError):
+                await self._flush_acks()
+                await self.backend.release(
+                    keys=[self.keys.claim(self.group, partition)], args=[self.member_id]
+                )
+        self._put(generation, ("handed-back", partition))
         self._check_released()
 
     def _on(self, item: tuple[Any, ...]) -> None:

@@ -55,6 +55,7 @@ __all__ = ["ConsumerShell", "Rejoin", "Stopped", "View"]
 log = logging.getLogger("shoal.events.consumer")
 
 RETRY_MIN, RETRY_MAX = 0.05, 2.0
+SETTLE_TIMEOUT = 5.0  # a view that never shows our own claim write: judge it anyway
 
 
 class Rejoin(Exception):
@@ -101,6 +102,9 @@ class ConsumerShell:
         self.joined = asyncio.Event()
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._busy: set[int] = set()
+        # Partitions whose claim we just took or gave up, with the holder the view must
+        # show before plan() may judge them again (the view lags our own writes).
+        self._settling: dict[int, tuple[str | None, float]] = {}
         self._view = View()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -194,6 +198,7 @@ class ConsumerShell:
         for p in list(self.machine.partitions):
             self.machine.handle(Lost(p), time.monotonic())
         self._busy.clear()
+        self._settling.clear()
         self._on_reset()
         self._inbox = asyncio.Queue()
         self.joined.clear()
@@ -251,10 +256,16 @@ class ConsumerShell:
         elif kind == "assigned":
             _, partition, committed = item
             self._busy.discard(partition)
+            self._settle(partition, self.member_id)  # nor call it lost before it shows
             self._on_assigned(partition, committed)
             self._feed(Assigned(partition, committed))
         elif kind == "loaded":
             self._feed(Loaded(item[1], item[2]))
+        elif kind == "handed-back":
+            # Until the view shows the claim gone, a stale view must not make us adopt it.
+            self._busy.discard(item[1])
+            self._settle(item[1], None)
+            self._reconcile()
         elif kind == "unbusy":
             self._busy.discard(item[1])
             self._reconcile()
@@ -288,16 +299,19 @@ class ConsumerShell:
     def _reconcile(self) -> None:
         if self.group is None or self._stopping:
             return
-        live = [p for p in self.machine.partitions]
+        now = time.monotonic()
+        for p, (holder, since) in list(self._settling.items()):
+            if self._view.claims.get(p) == holder or now - since > SETTLE_TIMEOUT:
+                del self._settling[p]
         draining = {s.partition for s in self.machine.stats() if s.draining}
         moves = plan(
             self.member_id,
             self._view.members,
             self._view.claims,
-            live,
+            self.machine.partitions,
             self.config.partitions,
             draining,
-            self._busy,
+            self._busy | self._settling.keys(),
         )
         for p in moves.lost:
             self._feed(Lost(p))
@@ -311,6 +325,9 @@ class ConsumerShell:
             self._busy.add(p)
             self._spawn(self._adopt(p, self.generation))
         self._update_lag()
+
+    def _settle(self, partition: int, holder: str | None) -> None:
+        self._settling[partition] = (holder, time.monotonic())
 
     def _check_released(self) -> None:
         if self._stopping and not self.machine.partitions:
