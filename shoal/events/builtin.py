@@ -1,11 +1,12 @@
 """The built-in backend: topics, messages and consumer groups as keys in the control
 plane's store (docs/events.md says why, with the numbers).
 
-Theory of operation. A publish is one `PUT` of the message's key (see `model.Layout`),
+Theory of operation. A publish is one write of the message's key (see `model.Layout`),
 so it is acknowledged exactly when a KV write is: after a majority fsync'd it, in the
 node's group commit with every other write of that moment. The answer's revision is the
-message's offset. The put asks for the previous value: if the key was there, the publish
-was a repeat (same id) and its offset is the existing message's. Topic settings are one
+message's offset. Without an id the key is new (a random id), so the write is a plain
+`PUT` (the node's fast path); with the caller's id it is a transaction "put if absent,
+else read it", so a repeat changes nothing and answers the first message's offset. Topic settings are one
 key, created on first use with the defaults unless `create_topic` came first.
 
 Group administration (`groups`, `lag`, `replay`, `trim`) reads and writes the group's
@@ -154,17 +155,31 @@ class BuiltinBackend:
         config = await self.topic_config(topic)
         partition = partition_for(key, message_id, config.partitions)
         record = encode_record(message_id, body, key, fields, time.time())
+        key_name = layout.message_key(partition, message_id)
         with translated():
-            answer = await self.acp.call(
-                _put_message(layout.message_key(partition, message_id), record)
-            )
-        revision, previous = answer
+            if id is None:  # a fresh random id: nothing to compare, one put (the fast path)
+                revision, previous = await self.acp.call(_put_message(key_name, record))
+            else:
+                revision, previous = await self._put_absent(key_name, record)
         metrics.PUBLISHED.labels(topic).inc()
         if previous is not None:
             return Published(
                 topic=topic, partition=partition, offset=previous, id=message_id, duplicate=True
             )
         return Published(topic=topic, partition=partition, offset=revision, id=message_id)
+
+    async def _put_absent(self, key: str, record: str) -> tuple[int, int | None]:
+        """Put `key` unless it exists (a repeat keeps the first body); (revision, create
+        revision of the existing message or None)."""
+        answer = await self.acp.txn(
+            [{"key": key, "target": "version", "op": "=", "value": 0}],
+            [{"put": {"key": key, "value": record}}],
+            [{"get": {"key": key}}],
+        )
+        if answer["succeeded"]:
+            return int(answer["revision"]), None
+        kvs = answer["responses"][0]["get"]["kvs"]
+        return int(answer["revision"]), int(kvs[0]["create_revision"]) if kvs else None
 
     # -- reading ------------------------------------------------------------------------
 

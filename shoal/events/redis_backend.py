@@ -138,7 +138,9 @@ class RedisBackend:
     def __init__(self, url: str, *, claim_ttl: float = 1.2, poll_interval: float = 0.1) -> None:
         # redis-py's return types are unions over its decode modes; this module reads
         # the bytes it asked for, so the client is used untyped.
-        self.redis: Any = aioredis.Redis.from_url(url, decode_responses=False)
+        # A blocking pool: a burst of publishes waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+        self.redis: Any = aioredis.Redis(connection_pool=pool)
         self.claim_ttl, self.poll_interval = claim_ttl, poll_interval
         self._publish = self.redis.register_script(_PUBLISH)
         self.renew = self.redis.register_script(_RENEW)
