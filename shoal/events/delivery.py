@@ -39,6 +39,7 @@ No I/O, no clock (`now` comes in), no randomness.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Union
@@ -156,6 +157,13 @@ class PartitionStats:
 
 @dataclass(slots=True)
 class _Partition:
+    """One owned partition. Which messages may go out is indexed, so a pick costs
+    O(log n) however many messages wait behind busy keys: each key's messages queue in
+    offset order and only the head of a queue (or a message without a key) is ever in
+    `runnable`; the head stays the head -- holding its key -- from its first delivery
+    until it is done. `runnable` and `timers` are heaps checked lazily: a popped entry
+    that no longer qualifies is dropped (it is pushed again when it qualifies again)."""
+
     committed: int
     high: int  # the highest offset seen (committed - 1 before any)
     loading: bool = True
@@ -164,9 +172,11 @@ class _Partition:
     messages: dict[int, Message] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
     delayed: dict[int, float] = field(default_factory=dict)  # offset -> not before
-    locks: dict[str, int] = field(default_factory=dict)  # key -> offset holding it
     attempts: dict[int, int] = field(default_factory=dict)  # deliveries so far
     dead: dict[int, str] = field(default_factory=dict)  # offset -> reason, being dead-lettered
+    queues: dict[str, deque[int]] = field(default_factory=dict)  # key -> its offsets
+    runnable: list[int] = field(default_factory=list)  # heap of offsets that may go
+    timers: list[tuple[float, int]] = field(default_factory=list)  # heap of (due, offset)
 
     def add(self, message: Message) -> bool:
         offset = message.offset
@@ -180,7 +190,27 @@ class _Partition:
         else:
             bisect.insort(self.order, offset)
         self.messages[offset] = message
+        if not self.loading:
+            self._index(offset)
         return True
+
+    def loaded(self) -> None:
+        """Index everything gathered while loading (it may have come in any order)."""
+        self.loading = False
+        for offset in self.order:
+            self._index(offset)
+
+    def _index(self, offset: int) -> None:
+        key = self.messages[offset].key
+        if key is None:
+            heapq.heappush(self.runnable, offset)
+            return
+        queue = self.queues.get(key)
+        if queue is None:
+            self.queues[key] = deque((offset,))
+            heapq.heappush(self.runnable, offset)
+        else:
+            queue.append(offset)
 
     def done(self, offset: int) -> None:
         message = self.messages.pop(offset)
@@ -189,25 +219,35 @@ class _Partition:
         self.delayed.pop(offset, None)
         self.attempts.pop(offset, None)
         self.dead.pop(offset, None)
-        if message.key is not None and self.locks.get(message.key) == offset:
-            del self.locks[message.key]
+        if message.key is not None:
+            queue = self.queues[message.key]
+            queue.popleft()  # it was the head: only heads go out
+            if queue:
+                heapq.heappush(self.runnable, queue[0])
+            else:
+                del self.queues[message.key]
+
+    def delay(self, offset: int, until: float) -> None:
+        self.delayed[offset] = until
+        heapq.heappush(self.timers, (until, offset))
 
     def watermark(self) -> int:
         return self.order[0] if self.order else self.high + 1
 
     def next_ready(self, now: float) -> int | None:
-        """The first offset that may go out now: not out already, due, and its key free
-        (or held by itself, after a nack)."""
-        for offset in self.order:
-            if offset in self.in_flight:
-                continue
-            key = self.messages[offset].key
-            holder = self.locks.get(key) if key is not None else None
-            if holder is not None and holder != offset:
+        """The lowest offset that may go out now: not out already, due, and first of
+        its key among those not done."""
+        while self.timers and self.timers[0][0] <= now:
+            _, offset = heapq.heappop(self.timers)
+            if offset in self.messages and offset not in self.in_flight:
+                heapq.heappush(self.runnable, offset)
+        while self.runnable:
+            offset = heapq.heappop(self.runnable)
+            if offset not in self.messages or offset in self.in_flight:
                 continue
             due = self.delayed.get(offset)
             if due is not None and due > now:
-                continue
+                continue  # its timer brings it back
             return offset
         return None
 
@@ -232,11 +272,15 @@ class GroupDelivery:
                 self._assign(partition, committed, out)
             case Loaded(partition, messages):
                 part = self._partitions.get(partition)
-                if part is not None:
+                if part is not None and part.loading:
                     for message in messages:
                         if message.partition == partition:
                             part.add(message)
-                    part.loading = False
+                    part.loaded()
+                elif part is not None:
+                    for message in messages:
+                        if message.partition == partition:
+                            part.add(message)
             case Arrived(messages):
                 for message in messages:
                     part = self._partitions.get(message.partition)
@@ -325,7 +369,7 @@ class GroupDelivery:
             wait = 0.0
         else:
             wait = delay if delay is not None else self.config.backoff(attempts)
-        part.delayed[offset] = now + max(0.0, wait)
+        part.delay(offset, now + max(0.0, wait))
 
     def _maybe_release(self, partition: int, part: _Partition, out: list[Instruction]) -> None:
         if part.draining and not part.in_flight:
@@ -348,8 +392,6 @@ class GroupDelivery:
             part.in_flight.add(offset)
             part.delayed.pop(offset, None)
             message = part.messages[offset]
-            if message.key is not None:
-                part.locks[message.key] = offset
             if offset in part.dead:
                 attempts = part.attempts.get(offset, 1)
                 out.append(
