@@ -263,8 +263,15 @@ class Events:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        async def shutdown() -> None:
+            await self.aio.aclose()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
         try:
-            self._run(self.aio.aclose(), timeout=60)
+            self._run(shutdown(), timeout=60)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)

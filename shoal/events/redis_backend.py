@@ -139,8 +139,8 @@ class RedisBackend:
         # redis-py's return types are unions over its decode modes; this module reads
         # the bytes it asked for, so the client is used untyped.
         # A blocking pool: a burst of publishes waits for a connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
-        self.redis: Any = aioredis.Redis(connection_pool=pool)
+        self._pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+        self.redis: Any = aioredis.Redis(connection_pool=self._pool)
         self.claim_ttl, self.poll_interval = claim_ttl, poll_interval
         self._publish = self.redis.register_script(_PUBLISH)
         self.renew = self.redis.register_script(_RENEW)
@@ -149,6 +149,7 @@ class RedisBackend:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self._pool.disconnect(inuse_connections=True)  # a pool we made is ours to close
 
     def keys(self, topic: str) -> _Keys:
         return _Keys(check_topic(topic))
