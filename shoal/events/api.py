@@ -263,6 +263,7 @@ class Events:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+
         async def shutdown() -> None:
             await self.aio.aclose()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

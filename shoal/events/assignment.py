@@ -6,8 +6,9 @@ members (keys on their leases) and the claims (partition -> member, on the claim
 lease) -- and computes the same answer: partition p belongs to the member with the
 highest BLAKE2b score for (p, member), capped so that nobody holds more than its share
 (`assign`). When a member joins, mostly the partitions it wins move; when one dies,
-mostly its partitions move, spread over the rest. Nobody takes a partition that is claimed: the owner hands it back (`revoke`,
-after its in-flight messages finish) or its lease dies and the store deletes the claim.
+mostly its partitions move, spread over the rest. Nobody takes a partition that is
+claimed: the owner hands it back (`revoke`, after its in-flight messages finish) or its
+lease dies and the store deletes the claim.
 So a partition -- and with it every key in it -- is never consumed by two live members at
 once, which is what keeps per-key order across the group.
 

@@ -3,11 +3,13 @@ plane's store (docs/events.md says why, with the numbers).
 
 Theory of operation. A publish is one write of the message's key (see `model.Layout`),
 so it is acknowledged exactly when a KV write is: after a majority fsync'd it, in the
-node's group commit with every other write of that moment. The answer's revision is the
-message's offset. Without an id the key is new (a random id), so the write is a plain
-`PUT` (the node's fast path); with the caller's id it is a transaction "put if absent,
-else read it", so a repeat changes nothing and answers the first message's offset. Topic settings are one
-key, created on first use with the defaults unless `create_topic` came first.
+node's group commit with every other write of that moment. The message's offset comes
+from the write's revision (`model.offset_for`). Without an id the key is new (a random
+id), so publishes are batched (`batching.Batcher`: a lone one is a plain `PUT`, the
+node's fast path; those that arrive meanwhile go together as one transaction); with the
+caller's id it is a transaction "put if absent, else read it", so a repeat changes
+nothing and answers the first message's offset. Topic settings are one key, created on
+first use with the defaults unless `create_topic` came first.
 
 Group administration (`groups`, `lag`, `replay`, `trim`) reads and writes the group's
 keys directly; consumers (shoal/events/consumer.py) notice through their watches. A
@@ -27,9 +29,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from shoal.client import AsyncControlPlane, BadRequest, KeyValue, ShoalError, Unavailable
-from shoal.client import protocol as ops
 
 from . import metrics
+from .batching import Batcher
 from .consumer import Consumer
 from .errors import BackendUnavailable, EventsError, InvalidEvent, UnknownGroup
 from .handlers import Handler
@@ -44,6 +46,7 @@ from .model import (
     check_payload,
     check_topic,
     encode_record,
+    offset_for,
     partition_for,
 )
 from .stored import group_start, message_of, split_group
@@ -87,6 +90,7 @@ class BuiltinBackend:
         self.acp = AsyncControlPlane(endpoints, timeout=timeout, retry_budget=retry_budget)
         self.root = root
         self._configs: dict[str, TopicConfig] = {}
+        self._batcher = Batcher(self.acp)
 
     async def close(self) -> None:
         await self.acp.aclose()
@@ -154,32 +158,37 @@ class BuiltinBackend:
         message_id = check_id(id) if id is not None else new_id()
         config = await self.topic_config(topic)
         partition = partition_for(key, message_id, config.partitions)
-        record = encode_record(message_id, body, key, fields, time.time())
+        now = time.time()
         key_name = layout.message_key(partition, message_id)
         with translated():
-            if id is None:  # a fresh random id: nothing to compare, one put (the fast path)
-                revision, previous = await self.acp.call(_put_message(key_name, record))
+            if id is None:  # a fresh random id: nothing to compare, batched with others
+                offset = await self._batcher.put(
+                    key_name, lambda index: encode_record(message_id, body, key, fields, now, index)
+                )
+                previous = None
             else:
-                revision, previous = await self._put_absent(key_name, record)
+                record = encode_record(message_id, body, key, fields, now)
+                offset, previous = await self._put_absent(layout, key_name, record)
         metrics.PUBLISHED.labels(topic).inc()
         if previous is not None:
             return Published(
                 topic=topic, partition=partition, offset=previous, id=message_id, duplicate=True
             )
-        return Published(topic=topic, partition=partition, offset=revision, id=message_id)
+        return Published(topic=topic, partition=partition, offset=offset, id=message_id)
 
-    async def _put_absent(self, key: str, record: str) -> tuple[int, int | None]:
-        """Put `key` unless it exists (a repeat keeps the first body); (revision, create
-        revision of the existing message or None)."""
+    async def _put_absent(self, layout: Layout, key: str, record: str) -> tuple[int, int | None]:
+        """Put `key` unless it exists (a repeat keeps the first body); (the offset of the
+        new message, None) or (0, the offset of the existing one)."""
         answer = await self.acp.txn(
             [{"key": key, "target": "version", "op": "=", "value": 0}],
             [{"put": {"key": key, "value": record}}],
             [{"get": {"key": key}}],
         )
         if answer["succeeded"]:
-            return int(answer["revision"]), None
-        kvs = answer["responses"][0]["get"]["kvs"]
-        return int(answer["revision"]), int(kvs[0]["create_revision"]) if kvs else None
+            return offset_for(int(answer["revision"])), None
+        kvs = [KeyValue.from_json(kv) for kv in answer["responses"][0]["get"]["kvs"]]
+        existing = message_of(layout, kvs[0]) if kvs else None
+        return 0, existing.offset if existing is not None else offset_for(kvs[0].create_revision)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -190,10 +199,9 @@ class BuiltinBackend:
         out: list[Message] = []
         with translated():
             async for kv in self.acp.iter_keys(layout.partition_prefix(partition)):
-                if kv.create_revision >= from_offset:
-                    message = message_of(layout, kv)
-                    if message is not None:
-                        out.append(message)
+                message = message_of(layout, kv)
+                if message is not None and message.offset >= from_offset:
+                    out.append(message)
         out.sort(key=lambda m: m.offset)
         return out
 
@@ -333,14 +341,3 @@ def _config_of(kv: KeyValue) -> TopicConfig:
         return TopicConfig.from_json(json.loads(kv.value))
     except (ValueError, TypeError) as error:
         raise EventsError(f"topic settings at {kv.key} are unreadable: {error}") from None
-
-
-def _put_message(key: str, record: str) -> ops.Call[tuple[int, int | None]]:
-    """A put of a message that answers (revision, create revision of a previous value)."""
-    base = ops.put(key, record, prev_kv=True)
-
-    def parse(data: dict[str, Any]) -> tuple[int, int | None]:
-        prev = data.get("prev_kv")
-        return int(data["revision"]), int(prev["create_revision"]) if prev else None
-
-    return ops.Call(base.request, parse)

@@ -43,7 +43,7 @@ from shoal.client import Event, KeyValue, NotFound, ShoalError, WatchCompacted
 from .delivery import Assigned, Loaded
 from .errors import EventsError
 from .handlers import Handler
-from .model import MAX_PARTITIONS, Layout, Message, TopicConfig
+from .model import MAX_PARTITIONS, Layout, Message, TopicConfig, first_offset_after
 from .shell import ConsumerShell, Rejoin, Stopped, View
 from .stored import group_start, message_of
 from .types import SubscribeOptions
@@ -111,7 +111,8 @@ class Consumer(ConsumerShell):
         start = self._resume_at if self._resume_at is not None else self.options.from_offset
         now = time.monotonic()
         for p in range(self.config.partitions):
-            self.machine.handle(Assigned(p, revision + 1 if start is None else start), now)
+            first = first_offset_after(revision) if start is None else start
+            self.machine.handle(Assigned(p, first), now)
         for p in range(self.config.partitions):
             messages: list[Message] = []
             if start is not None:

@@ -61,6 +61,10 @@ MAX_ID_CHARS = 128
 MAX_HEADERS = 64
 MAX_HEADER_BYTES = 8 * 1024
 MAX_PARTITIONS = 64  # a commit guards every partition a member owns in one transaction
+# An offset is the publishing revision times 128 plus the message's place in that
+# revision's transaction (a store transaction holds at most 128 operations), so messages
+# published together in one batched write still get distinct, ordered offsets.
+OFFSET_SLOTS = 128
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
@@ -139,6 +143,16 @@ def check_payload(payload: object) -> bytes | str:
             f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} (MAX_PAYLOAD_BYTES)"
         )
     return payload
+
+
+def offset_for(revision: int, index: int = 0) -> int:
+    """The offset of the `index`-th message written at store revision `revision`."""
+    return revision * OFFSET_SLOTS + index
+
+
+def first_offset_after(revision: int) -> int:
+    """The lowest offset a message published after `revision` can have."""
+    return offset_for(revision + 1)
 
 
 def partition_for(key: str | None, message_id: str, partitions: int) -> int:
@@ -244,9 +258,13 @@ def encode_record(
     key: str | None,
     headers: Mapping[str, str],
     timestamp: float,
+    index: int = 0,
 ) -> str:
-    """The stored form of a message: compact JSON, text kept as text, bytes as base64."""
+    """The stored form of a message: compact JSON, text kept as text, bytes as base64;
+    `index` is its place in a batched write (see `offset_for`)."""
     record: dict[str, Any] = {"id": message_id, "t": round(timestamp, 6)}
+    if index:
+        record["i"] = index
     if key is not None:
         record["k"] = key
     if headers:
@@ -258,10 +276,20 @@ def encode_record(
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_record(topic: str, partition: int, offset: int, text: str) -> Message:
-    """The message stored as `text`; raises InvalidEvent if it is not one of ours."""
+def decode_record(
+    topic: str, partition: int, revision: int, text: str, *, batched: bool = True
+) -> Message:
+    """The message stored as `text`, created at store revision `revision` (`batched`:
+    its offset is `offset_for(revision, its index)`; else `revision` is the offset, as
+    the Redis adapter's stream ids are); raises InvalidEvent if it is not one of ours."""
+    offset = revision
     try:
         record = json.loads(text)
+        index = record.get("i", 0)
+        if not isinstance(index, int) or not 0 <= index < OFFSET_SLOTS:
+            raise ValueError(f"bad batch index {index!r}")
+        if batched:
+            offset = offset_for(revision, index)
         if "s" in record:
             payload = str(record["s"]).encode()
         else:
@@ -278,7 +306,7 @@ def decode_record(topic: str, partition: int, offset: int, text: str) -> Message
             timestamp=float(record.get("t", 0.0)),
         )
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
-        raise InvalidEvent(f"not an event record at offset {offset}: {error}") from None
+        raise InvalidEvent(f"not an event record at revision {revision}: {error}") from None
 
 
 # -- key layout -------------------------------------------------------------------------

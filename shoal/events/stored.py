@@ -8,14 +8,14 @@ import json
 from shoal.client import KeyValue
 
 from .errors import InvalidEvent
-from .model import MAX_PARTITIONS, Layout, Message, decode_record
+from .model import MAX_PARTITIONS, Layout, Message, decode_record, first_offset_after
 
 __all__ = ["group_start", "message_of", "split_group"]
 
 
 def message_of(layout: Layout, kv: KeyValue) -> Message | None:
-    """The message stored in `kv` (its offset: the key's create revision), or None when
-    `kv` is not a message of this topic."""
+    """The message stored in `kv` (its offset: from the key's create revision and its
+    place in that write, `model.offset_for`), or None when `kv` is not a message here."""
     parsed = layout.parse_message_key(kv.key)
     if parsed is None or parsed[0] >= MAX_PARTITIONS:
         return None
@@ -32,7 +32,7 @@ def group_start(meta: KeyValue) -> int:
         start = json.loads(meta.value).get("start", "latest")
     except (ValueError, AttributeError):
         start = "latest"
-    return 0 if start == "earliest" else meta.create_revision + 1
+    return 0 if start == "earliest" else first_offset_after(meta.create_revision)
 
 
 def split_group(
