@@ -56,7 +56,11 @@ def test_every_group_gets_every_message_and_each_once_per_group(bus: Events) -> 
     audit = Collector()
     subs = [bus.subscribe("orders", c, group="billing") for c in billing]
     subs.append(bus.subscribe("orders", audit, group="audit"))
-    wait_for(lambda: sum(len(s.partitions) for s in subs[:2]) == 4, 15, what="billing owns all")
+
+    def shared() -> bool:
+        return sum(len(s.partitions) for s in subs[:2]) == 4 and all(s.partitions for s in subs[:2])
+
+    wait_for(shared, 15, what="billing's two members to share the partitions")
     sent = [bus.publish("orders", f"order {i}", key=f"customer-{i % 7}").id for i in range(60)]
     wait_for(lambda: len(billing[0].ids()) + len(billing[1].ids()) >= 60, 20, what="billing")
     wait_for(lambda: len(audit.ids()) >= 60, 20, what="audit")
