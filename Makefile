@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) -m bench.compute
 	$(PY) -m bench.balance
 	$(PY) -m bench.resilience
+	$(PY) -m bench.events
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5

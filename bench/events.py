@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +145,10 @@ async def shoal_like(
             row[f"publish/s, {producers} producer(s)"] = await rate(
                 producers, args.seconds, lambda i, t=topic: bus.publish(t, PAYLOAD)
             )
-            log(
-                f"{name}: {producers} producer(s): {row[f'publish/s, {producers} producer(s)']:.0f}/s"
-            )
+            shown = row[f"publish/s, {producers} producer(s)"]
+            log(f"{name}: {producers} producer(s): {shown:.0f}/s")
         # group delivery: a backlog, then two consumers drain it
         await bus.create_topic("backlog", TopicConfig(partitions=8))
-        await rate(8, 0.0, lambda i: bus.publish("backlog", PAYLOAD))  # creates the topic
-        count = 0
         sem = asyncio.Semaphore(64)
 
         async def fill(i: int) -> None:
@@ -180,7 +177,6 @@ async def shoal_like(
         log(f"{name}: group delivery {row['group delivery msg/s (2 consumers)']:.0f}/s")
         for sub in subs:
             await sub.stop()
-        del count
         # end-to-end latency at 1k msg/s
         delays: list[float] = []
 
@@ -197,9 +193,8 @@ async def shoal_like(
         await asyncio.sleep(1.0)
         await sub.stop()
         record_latency(row, delays)
-        log(
-            f"{name}: latency p50 {row['latency p50 ms @1k/s']:.1f} ms p99 {row['latency p99 ms @1k/s']:.1f} ms"
-        )
+        p50, p99 = row["latency p50 ms @1k/s"], row["latency p99 ms @1k/s"]
+        log(f"{name}: latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
     finally:
         await bus.aclose()
 
@@ -242,9 +237,8 @@ async def raw_redis(
             row[f"publish/s, {producers} producer(s)"] = await rate(
                 producers, args.seconds, lambda i: client.xadd(f"raw{i % 8}", {"r": PAYLOAD})
             )
-            log(
-                f"redis raw: {producers} producer(s): {row[f'publish/s, {producers} producer(s)']:.0f}/s"
-            )
+            shown = row[f"publish/s, {producers} producer(s)"]
+            log(f"redis raw: {producers} producer(s): {shown:.0f}/s")
         for p in range(8):
             with contextlib.suppress(Exception):
                 await client.xgroup_create(f"rawq{p}", "g", id="0", mkstream=True)
@@ -397,9 +391,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 await raw_nats(nurl, args, results)
     print_table(results)
     load = os.getloadavg()
-    log(
-        f"load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs"
-    )
+    cpus = os.cpu_count()
+    log(f"load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {cpus} CPUs")
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ for "latest"). Partitions are claimed exactly as on the built-in backend (the sa
 a claim is `SET claim:{p} me NX PX ttl`, renewed every ttl/4; members are a sorted set
 scored by their expiry. When a consumer dies, its claims expire after `claim_ttl`
 (1.2 s by default, renewed every 0.3 s) and the next owner takes the partition's
-pending entries with `XAUTOCLAIM` (their delivery count is Redis'), then reads new ones with `XREADGROUP`. A
-finished message is `XACK`ed (in batches every `commit_interval`). So per-key order and
-"one holder per key" hold as on the built-in backend, with Redis' pending-entries list
-as the committed state.
+pending entries with `XAUTOCLAIM` (their delivery count is Redis'), then reads new
+ones with `XREADGROUP`. A finished message is `XACK`ed (in batches every
+`commit_interval`). So per-key order and "one holder per key" hold as on the built-in
+backend, with Redis' pending-entries list as the committed state.
 
 The redis library is imported here only; its errors become `BackendUnavailable`.
 """

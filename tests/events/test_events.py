@@ -64,7 +64,7 @@ def test_every_group_gets_every_message_and_each_once_per_group(bus: Events) -> 
     sent = [bus.publish("orders", f"order {i}", key=f"customer-{i % 7}").id for i in range(60)]
     wait_for(lambda: len(billing[0].ids()) + len(billing[1].ids()) >= 60, 20, what="billing")
     wait_for(lambda: len(audit.ids()) >= 60, 20, what="audit")
-    time.sleep(0.2)  # noqa: not a wait for a condition: a window for wrong extra deliveries
+    time.sleep(0.2)  # not a wait for a condition: a window for wrong extra deliveries
     both = billing[0].ids() + billing[1].ids()
     assert sorted(both) == sorted(sent), "each message to exactly one billing member"
     assert sorted(audit.ids()) == sorted(sent)
@@ -92,7 +92,7 @@ def test_a_retried_publish_with_the_same_id_is_delivered_once(bus: Events) -> No
     assert again.offset == first.offset and again.partition == first.partition
     bus.publish("payments", "after", id="payment-2")
     wait_for(lambda: "payment-2" in got.ids(), 15, what="the later message")
-    time.sleep(0.2)  # noqa: a window for a wrong second delivery
+    time.sleep(0.2)  # not a wait for a condition: a window for a wrong second delivery
     assert Counter(got.ids())["payment-1"] == 1
     sub.stop()
 
