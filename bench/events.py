@@ -177,24 +177,29 @@ async def shoal_like(
         log(f"{name}: group delivery {row['group delivery msg/s (2 consumers)']:.0f}/s")
         for sub in subs:
             await sub.stop()
-        # end-to-end latency at 1k msg/s
-        delays: list[float] = []
+        # end-to-end latency, below every system's capacity and at 1k msg/s
+        for per_second in args.rates:
+            delays: list[float] = []
 
-        async def timed(message: Message) -> None:
-            delays.append(time.monotonic() - float(message.headers["t"]))
+            async def timed(message: Message, into: list[float] = delays) -> None:
+                into.append(time.monotonic() - float(message.headers["t"]))
 
-        sub = await bus.subscribe("latency", timed, group="lat", max_in_flight=64)
-        await asyncio.sleep(0.5)
-        await paced(
-            args.seconds,
-            1000,
-            lambda: bus.publish("latency", PAYLOAD, headers={"t": repr(time.monotonic())}),
-        )
-        await asyncio.sleep(1.0)
-        await sub.stop()
-        record_latency(row, delays)
-        p50, p99 = row["latency p50 ms @1k/s"], row["latency p99 ms @1k/s"]
-        log(f"{name}: latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
+            topic = f"latency{per_second}"
+            sub = await bus.subscribe(topic, timed, group="lat", max_in_flight=64)
+            await asyncio.sleep(0.5)
+            await paced(
+                args.seconds,
+                per_second,
+                lambda t=topic: bus.publish(t, PAYLOAD, headers={"t": repr(time.monotonic())}),
+            )
+            await asyncio.sleep(1.0)
+            await sub.stop()
+            record_latency(row, delays, per_second)
+            p50, p99 = (
+                row[f"latency p50 ms @{per_second}/s"],
+                row[f"latency p99 ms @{per_second}/s"],
+            )
+            log(f"{name}: latency at {per_second}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms")
     finally:
         await bus.aclose()
 
@@ -216,13 +221,13 @@ async def paced(seconds: float, per_second: int, send: Callable[[], Awaitable[An
         await asyncio.wait(pending)
 
 
-def record_latency(row: dict[str, float], delays: list[float]) -> None:
+def record_latency(row: dict[str, float], delays: list[float], per_second: int) -> None:
+    p50, p99 = f"latency p50 ms @{per_second}/s", f"latency p99 ms @{per_second}/s"
     if len(delays) < 20:
-        row["latency p50 ms @1k/s"] = row["latency p99 ms @1k/s"] = float("nan")
+        row[p50] = row[p99] = float("nan")
         return
     cuts = statistics.quantiles(delays, n=100)
-    row["latency p50 ms @1k/s"] = cuts[49] * 1000
-    row["latency p99 ms @1k/s"] = cuts[98] * 1000
+    row[p50], row[p99] = cuts[49] * 1000, cuts[98] * 1000
 
 
 async def raw_redis(
@@ -308,33 +313,41 @@ async def raw_nats(
         row["group delivery msg/s (2 consumers)"] = args.backlog / (time.monotonic() - start)
         log(f"nats: group delivery {row['group delivery msg/s (2 consumers)']:.0f}/s")
         await js.add_stream(name="LAT", subjects=["lat.>"])
-        delays: list[float] = []
+        for per_second in args.rates:
+            delays: list[float] = []
 
-        async def on_msg(msg: Any) -> None:
-            delays.append(time.monotonic() - float(msg.headers["t"]))
-            await msg.ack()
+            async def on_msg(msg: Any, into: list[float] = delays) -> None:
+                into.append(time.monotonic() - float(msg.headers["t"]))
+                await msg.ack()
 
-        await js.subscribe("lat.>", durable="lat", cb=on_msg, manual_ack=True)
-        await asyncio.sleep(0.5)
-        await paced(
-            args.seconds, 1000,
-            lambda: js.publish("lat.x", PAYLOAD.encode(), headers={"t": repr(time.monotonic())}),
-        )  # fmt: skip
-        await asyncio.sleep(1.0)
-        record_latency(row, delays)
-        log(f"nats: latency p99 {row['latency p99 ms @1k/s']:.1f} ms")
+            sub = await js.subscribe(
+                f"lat.r{per_second}", durable=f"lat{per_second}", cb=on_msg, manual_ack=True
+            )
+            await asyncio.sleep(0.5)
+            await paced(
+                args.seconds,
+                per_second,
+                lambda r=per_second: js.publish(
+                    f"lat.r{r}", PAYLOAD.encode(), headers={"t": repr(time.monotonic())}
+                ),
+            )
+            await asyncio.sleep(1.0)
+            await sub.unsubscribe()
+            record_latency(row, delays, per_second)
+            p99 = row[f"latency p99 ms @{per_second}/s"]
+            log(f"nats: latency at {per_second}/s: p99 {p99:.1f} ms")
     finally:
         await nc.close()
 
 
 # -- the table --------------------------------------------------------------------------
 
+RATES = (200, 1000)
 METRICS = (
     "publish/s, 1 producer(s)",
     "publish/s, 8 producer(s)",
     "group delivery msg/s (2 consumers)",
-    "latency p50 ms @1k/s",
-    "latency p99 ms @1k/s",
+    *(f"latency {q} ms @{r}/s" for r in RATES for q in ("p50", "p99")),
 )
 
 
@@ -349,15 +362,17 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
     for r in rows:
         log("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
     log("")
-    shoal = next((s for s in systems if s.startswith("shoal (3")), None)
-    for ref in ("redis XADD (raw)", "NATS JetStream"):
-        if shoal is None or ref not in results:
-            continue
-        for metric in METRICS:
-            a, b = results[shoal].get(metric), results[ref].get(metric)
-            if a and b:
-                better = b / a if metric.startswith("latency") else a / b
-                log(f"{shoal} vs {ref}: {metric}: {better:.2f}x")
+    log("ratios (shoal / reference; for latency, reference / shoal: above 1 is shoal better)")
+    for shoal in (s for s in systems if s.startswith("shoal (")):
+        for ref in ("redis XADD (raw)", "NATS JetStream"):
+            if ref not in results:
+                continue
+            cells = []
+            for metric in METRICS:
+                a, b = results[shoal].get(metric), results[ref].get(metric)
+                if a and b and a == a and b == b:  # not NaN
+                    cells.append(f"{metric}: {(b / a if 'latency' in metric else a / b):.2f}x")
+            log(f"  {shoal} vs {ref}: " + "; ".join(cells))
 
 
 def _fmt(value: float | None) -> str:
@@ -402,6 +417,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per publish/latency step")
     parser.add_argument("--backlog", type=int, default=20_000, help="messages for group delivery")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--rates", type=lambda t: [int(x) for x in t.split(",")], default=list(RATES),
+        help="offered msg/s for the latency steps",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.backlog = 1.5, 2000
