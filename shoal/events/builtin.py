@@ -284,15 +284,19 @@ class BuiltinBackend:
             await self.acp.txn([], ops)
         return targets
 
-    async def trim(self, topic: str, now: float | None = None) -> int:
-        """Apply the topic's retention (age, then size per partition); messages deleted."""
+    async def trim(
+        self, topic: str, now: float | None = None, partitions: Sequence[int] | None = None
+    ) -> int:
+        """Apply the topic's retention (age, then size per partition) to `partitions`
+        (default: all); how many messages were deleted. Consumers run it for the
+        partitions they own every `RETENTION_INTERVAL`."""
         layout = self.layout(topic)
         config = await self.topic_config(topic, create=False)
         now = time.time() if now is None else now
         deleted = 0
-        for p in range(config.partitions):
+        for p in range(config.partitions) if partitions is None else partitions:
             doomed: list[str] = []
-            sizes: list[tuple[str, int]] = []
+            sizes: list[tuple[int, str, int]] = []  # (offset, key, bytes)
             with translated():
                 async for kv in self.acp.iter_keys(layout.partition_prefix(p)):
                     message = message_of(layout, kv)
@@ -301,11 +305,10 @@ class BuiltinBackend:
                     if message.timestamp < now - config.retention_seconds:
                         doomed.append(kv.key)
                     else:
-                        sizes.append((kv.key, len(kv.value)))
+                        sizes.append((message.offset, kv.key, len(kv.value)))
             if config.retention_bytes is not None:
-                order = sorted(sizes, key=lambda item: item[0])
-                total = sum(size for _, size in sizes)
-                for key_, size in order:
+                total = sum(size for _, _, size in sizes)
+                for _, key_, size in sorted(sizes):  # the oldest go first
                     if total <= config.retention_bytes:
                         break
                     doomed.append(key_)

@@ -55,6 +55,8 @@ __all__ = ["Consumer"]
 
 log = logging.getLogger("shoal.events.consumer")
 
+RETENTION_INTERVAL = 60.0
+
 
 class Consumer(ConsumerShell):
     """A consumer on the built-in backend (see the module docstring)."""
@@ -99,6 +101,7 @@ class Consumer(ConsumerShell):
                 revision = await self._join(tg)
                 tg.create_task(self._watch_group(revision + 1))
                 tg.create_task(self._commit_loop())
+                tg.create_task(self._retention_loop())
             tg.create_task(self._watch_messages(revision + 1))
             self.joined.set()
             await self._main()
@@ -192,6 +195,19 @@ class Consumer(ConsumerShell):
                     self._inbox.put_nowait(("msg", message))
         except WatchCompacted as error:
             raise Rejoin(f"message watch compacted: {error}") from None
+
+    async def _retention_loop(self) -> None:
+        """Retention is applied by whoever consumes a partition (any group's owner: the
+        deletes are idempotent), so a topic with consumers needs no janitor of its own."""
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL)
+            owned = sorted(self.machine.partitions)
+            if not owned:
+                continue
+            try:
+                await self.backend.trim(self.topic, partitions=owned)
+            except EventsError as error:
+                log.info("retention of %s deferred: %s", self.topic, error)
 
     async def _commit_loop(self) -> None:
         while True:

@@ -25,7 +25,8 @@ from shoal.events import (
     TopicConfig,
     UnknownGroup,
 )
-from shoal.testing import wait_for
+from shoal.events.builtin import BuiltinBackend
+from shoal.testing import ServerProcess, wait_for
 
 
 @pytest.fixture
@@ -202,3 +203,19 @@ def test_replay_a_group_from_an_offset(bus: Events) -> None:
     )
     assert [g.group for g in bus.groups("audit")] == ["g"]
     sub.stop()
+
+
+def test_retention_by_age_and_size_on_the_builtin_backend(shoal_server: ServerProcess) -> None:
+    with Events(shoal_server.url) as bus:
+        bus.create_topic(
+            "logs", TopicConfig(partitions=1, retention_seconds=60, retention_bytes=400)
+        )
+        sent = [bus.publish("logs", "x" * 50) for _ in range(10)]
+        backend = bus.aio.backend
+        assert isinstance(backend, BuiltinBackend)
+        deleted = bus._run(backend.trim("logs"))
+        kept = bus.read("logs")
+        assert deleted == 10 - len(kept) and 0 < len(kept) < 10
+        assert [m.offset for m in kept] == sorted(p.offset for p in sent)[-len(kept) :]
+        assert bus._run(backend.trim("logs", now=time.time() + 61)) == len(kept)
+        assert bus.read("logs") == []
