@@ -381,6 +381,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
+async def guarded(step: Awaitable[None], name: str, timeout: float = 300.0) -> None:
+    """One system's steps, bounded: a system that hangs leaves its row short, not the run."""
+    try:
+        await asyncio.wait_for(step, timeout)
+    except TimeoutError:
+        log(f"{name}: did not finish within {timeout:.0f} s; its remaining steps are left out")
+
+
 async def main_async(args: argparse.Namespace) -> None:
     ensure_tools()
     results: dict[str, dict[str, float]] = {}
@@ -397,13 +405,13 @@ async def main_async(args: argparse.Namespace) -> None:
             finally:
                 cluster.stop()
         with redis_server(root / "redis") as url:
-            await raw_redis(url, args, results)
-            await shoal_like(url, args, "shoal.events on redis", results)
+            await guarded(raw_redis(url, args, results), "redis")
+            await guarded(shoal_like(url, args, "shoal.events on redis", results), "adapter")
         with nats_server(root / "nats") as nurl:
             if nurl is None:
                 log("nats-server is not installed: NATS column left out")
             else:
-                await raw_nats(nurl, args, results)
+                await guarded(raw_nats(nurl, args, results), "nats")
     print_table(results)
     load = os.getloadavg()
     cpus = os.cpu_count()

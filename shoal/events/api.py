@@ -116,10 +116,15 @@ class AsyncSubscription:
     def partitions(self) -> frozenset[int]:
         return self.consumer.partitions
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Drain and leave; after `timeout` seconds the consumer is cancelled instead
+        (what it held is redelivered to the others: nothing is lost, only repeated)."""
         if not self.task.done():
             await self.consumer.stop()
-            await asyncio.wait({self.task})
+            await asyncio.wait({self.task}, timeout=timeout)
+        if not self.task.done():
+            self.task.cancel()
+            await asyncio.wait({self.task}, timeout=5.0)
 
 
 class AsyncEvents:
