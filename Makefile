@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 LINT_DIRS   := $(wildcard shoal tests bench examples)
 FORMAT_DIRS := $(wildcard shoal tests bench examples)
 
-.PHONY: all venv chromium demo tour test screenshots fuzz lint bench soak clean
+.PHONY: all venv debs demo tour test screenshots fuzz lint bench soak clean
 
 all: test
 
@@ -30,19 +30,23 @@ tour: $(STAMP)
 	$(PY) -m shoal.raft.sim.demo
 	$(PY) -m examples.control_plane_tour
 
-test: $(STAMP) chromium
+test: $(STAMP) debs
 	$(PY) -m pytest -n 2 tests
 
-# The dashboard's browser tests drive Debian's chromium (Playwright with
-# executable_path, never a browser it downloads). Installed here when missing and
-# possible (root with apt-get); otherwise those tests skip and say why.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } || \
-		echo "chromium is missing and cannot be installed here: the browser tests will skip"
+# Debian packages that tests drive as real servers: chromium (the dashboard's browser
+# tests, through Playwright's executable_path, never a browser it downloads) and
+# redis-server (the events' Redis Streams adapter). Installed when missing and possible
+# (root with apt-get); otherwise those tests skip and say why.
+DEBS := chromium:chromium redis-server:redis-server
+debs:
+	@missing=""; for pair in $(DEBS); do command -v $${pair%%:*} >/dev/null 2>&1 || \
+		missing="$$missing $${pair##*:}"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } || \
+		echo "cannot install$$missing here: the tests that need them will skip"
 
 # Refresh docs/screenshots/ (the README shows them) from a run of the browser tests.
-screenshots: $(STAMP) chromium
+screenshots: $(STAMP) debs
 	SHOAL_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -p no:xdist tests/dashboard/test_browser.py
 
 # Schema-based fuzzing of a real member's HTTP API (schemathesis); `make test` runs a
@@ -65,6 +69,7 @@ bench: $(STAMP)
 	$(PY) -m bench.gateway
 	$(PY) -m bench.linkerd_balancing
 	$(PY) -m bench.sdk_overhead
+	$(PY) -m bench.events
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5

@@ -2,7 +2,7 @@
 
 The browser is Debian's `chromium`, driven by Playwright over its own protocol (never a
 browser Playwright downloads). `make test` installs the package when it is missing
-(`make chromium`); if it still is not there -- not root, no apt -- the browser tests skip
+(`make debs`); if it still is not there -- not root, no apt -- the browser tests skip
 and say why.
 """
 
@@ -48,7 +48,7 @@ def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     path = _chromium()
     if path is None:
-        pytest.skip(f"{CHROMIUM} is missing and could not be installed (make chromium, as root)")
+        pytest.skip(f"{CHROMIUM} is missing and could not be installed (make debs, as root)")
     playwright = sync_api.sync_playwright().start()
     try:
         chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
