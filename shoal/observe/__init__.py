@@ -6,9 +6,11 @@ set by the service SDK's middleware from the incoming `traceparent` / `x-request
 headers and propagated by its clients on every outgoing call. `shoal.observe.logs`
 configures logging for `shoal server`, `shoal worker` and services alike: readable lines
 by default, JSON with `--log-format json` / `SHOAL_LOG_FORMAT=json`, the trace id in each.
-Metric names follow one scheme, described in docs/observability.md.
+Metric names follow one scheme, described in docs/observability.md. `shoal.observe.otel`
+exports spans over OTLP when the user installs OpenTelemetry (`shoal[otel]`).
 """
 
+from . import otel
 from .logs import JsonFormatter, TextFormatter, TraceFilter, setup_logging
 from .trace import (
     REQUEST_ID_HEADER,
@@ -29,6 +31,7 @@ __all__ = [
     "TraceContext",
     "TraceFilter",
     "current_trace",
+    "otel",
     "outgoing_headers",
     "parse_traceparent",
     "setup_logging",

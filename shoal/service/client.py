@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from ..observe import outgoing_headers
+from ..observe import TRACEPARENT_HEADER, current_trace, otel, outgoing_headers, parse_traceparent
 from ..resilience import Outcome, Timeouts, classify_status
 from ..resilience.call import Attempt, Backoff, CallPlan, Done, StopReason
 from . import metrics
@@ -187,9 +187,17 @@ class CallCore:
         metrics.RETRIES.labels(self.service, "started").inc()
 
     def result(
-        self, done: Done[httpx.Response], started: float, error: BaseException | None
+        self,
+        done: Done[httpx.Response],
+        started: float,
+        error: BaseException | None,
+        sent: Mapping[str, str],
+        method: str,
     ) -> httpx.Response:
-        metrics.CALL_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        metrics.CALL_SECONDS.labels(self.service).observe(took)
+        if otel.enabled():
+            self._span(done, took, sent, method)
         if done.response is not None:
             kind = "success" if done.response.status_code < 500 else "error_status"
             metrics.CALLS.labels(self.service, kind).inc()
@@ -199,6 +207,38 @@ class CallCore:
         if reason == StopReason.BUDGET_EXHAUSTED:
             metrics.RETRIES.labels(self.service, "budget_exhausted").inc()
         raise self._error(done, reason) from error
+
+    def _span(
+        self, done: Done[httpx.Response], took: float, sent: Mapping[str, str], method: str
+    ) -> None:
+        """The call as a CLIENT span: its id is the one `traceparent` gave the callee."""
+        ids = parse_traceparent(sent.get(TRACEPARENT_HEADER, ""))
+        if ids is None:
+            return
+        trace_id, span_id, sampled = ids
+        caller = current_trace.get()
+        status = done.response.status_code if done.response is not None else None
+        end = time.time_ns()
+        attributes: dict[str, str | int] = {
+            "http.request.method": method,
+            "server.address": self.service,
+            "shoal.attempts": done.attempts,
+        }
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        failed = status is None or status >= 500
+        otel.record_span(
+            f"{method} {self.service}",
+            "client",
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_id=caller.span_id if caller is not None else None,
+            sampled=sampled,
+            start_ns=end - int(took * 1e9),
+            end_ns=end,
+            attributes=attributes,
+            error=(done.reason or f"status {status}") if failed else None,
+        )
 
     def _error(self, done: Done[httpx.Response], reason: str) -> CallError:
         outcome = done.outcome.name.lower() if done.outcome else None
@@ -276,7 +316,7 @@ class ServiceClient:
             while True:
                 step = plan.next(time.monotonic())
                 if isinstance(step, Done):
-                    return core.result(step, started, error)
+                    return core.result(step, started, error, sent, method)
                 if isinstance(step, Backoff):
                     core.backing_off()
                     time.sleep(step.delay)
@@ -375,7 +415,7 @@ class AsyncServiceClient:
             while True:
                 step = plan.next(time.monotonic())
                 if isinstance(step, Done):
-                    return core.result(step, started, error)
+                    return core.result(step, started, error, sent, method)
                 if isinstance(step, Backoff):
                     core.backing_off()
                     await asyncio.sleep(step.delay)

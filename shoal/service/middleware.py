@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..observe import REQUEST_ID_HEADER, trace_from_headers, use_trace
+from ..observe import REQUEST_ID_HEADER, TraceContext, otel, trace_from_headers, use_trace
 from . import metrics
 
 if TYPE_CHECKING:
@@ -57,16 +57,36 @@ class RequestGate:
             self._in_flight += 1
         self._gauge.inc()
 
-    def leave(self, method: str, route: str, status: int, started: float) -> None:
+    def leave(
+        self, method: str, route: str, status: int, started: float, context: TraceContext
+    ) -> None:
         with self._lock:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.notify_all()
         self._gauge.dec()
+        took = time.perf_counter() - started
         metrics.REQUESTS.labels(self.name, method, route, str(status)).inc()
-        metrics.REQUEST_SECONDS.labels(self.name, method, route).observe(
-            time.perf_counter() - started
-        )
+        metrics.REQUEST_SECONDS.labels(self.name, method, route).observe(took)
+        if otel.enabled():
+            end = time.time_ns()
+            otel.record_span(
+                f"{method} {route}",
+                "server",
+                trace_id=context.trace_id,
+                span_id=context.span_id,
+                parent_id=context.parent_id,
+                sampled=context.sampled,
+                start_ns=end - int(took * 1e9),
+                end_ns=end,
+                attributes={
+                    "http.request.method": method,
+                    "http.route": route,
+                    "http.response.status_code": status,
+                    "shoal.request_id": context.request_id,
+                },
+                error=f"status {status}" if status >= 500 else None,
+            )
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if `timeout` passed first."""
@@ -134,7 +154,7 @@ class AsgiMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
-            self.gate.leave(method, template, status, started)
+            self.gate.leave(method, template, status, started, context)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -195,11 +215,12 @@ class WsgiMiddleware:
             with use_trace(context):
                 answer = self.app(environ, start_with_id)
         except BaseException:
-            self.gate.leave(method, environ.get(ROUTE_KEY) or UNMATCHED, 500, started)
+            self.gate.leave(method, environ.get(ROUTE_KEY) or UNMATCHED, 500, started, context)
             raise
 
         def finish() -> None:
-            self.gate.leave(method, environ.get(ROUTE_KEY) or UNMATCHED, state["status"], started)
+            route = environ.get(ROUTE_KEY) or UNMATCHED
+            self.gate.leave(method, route, state["status"], started, context)
 
         return _Closing(answer, finish)
 

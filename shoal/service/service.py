@@ -45,6 +45,7 @@ from typing import Any, Literal, TypeVar
 from ..client import ConfigUpdate
 from ..client.registry import Registration
 from ..events import Handler, Published, SubscribeOptions
+from ..observe import otel
 from ..observe.logs import setup_logging
 from ..registry import RegistryError, check_name
 from . import address as addr
@@ -114,6 +115,7 @@ class Service:
         self.config_namespace = config_namespace or env.get("SHOAL_NAMESPACE", "default")
         # shoal's one log format, trace ids included; an app's own logging setup is kept.
         setup_logging(self.name, respect_existing=True)
+        otel.configure(self.name)  # spans over OTLP, if the user installed and configured it
         self.state: State = "starting"
         self.registration: Registration | None = None
         self.registered = threading.Event()
