@@ -7,14 +7,15 @@
     sub.stop()
 
 `AsyncEvents` holds the logic (it delegates to a backend: `BuiltinBackend` on the
-control plane, `RedisBackend`, (NATS JetStream: planned)); `Events` is its blocking twin, running an
+control plane, `RedisBackend`, `NatsBackend`); `Events` is its blocking twin, running an
 `AsyncEvents` on a loop thread of its own and waiting on each call -- so the two cannot
 drift apart. A subscription runs on the loop it was made on: the caller's for
 `AsyncEvents.subscribe`, the `Events` thread for `Events.subscribe`. Plain-function
 handlers run on worker threads; coroutine handlers on that loop.
 
-The backend is chosen by URL: `redis://...`, or anything else (one or more
-`http://host:port`) for the built-in backend on the control plane.
+The backend is chosen by URL: `redis://...`, `nats://...` (NATS JetStream; several
+servers comma-separated), or anything else (one or more `http://host:port`) for the
+built-in backend on the control plane.
 """
 
 from __future__ import annotations
@@ -96,10 +97,9 @@ def backend_for(url: str | Sequence[str] | None = None, **kwargs: Any) -> Backen
 
         return RedisBackend(first, **kwargs)
     if first.startswith(("nats://", "tls://")):
-        raise InvalidEvent(
-            "the NATS JetStream adapter is not built yet (docs/events.md): use the "
-            "built-in backend (http://...) or Redis (redis://...)"
-        )
+        from .nats_backend import NatsBackend
+
+        return NatsBackend(url if isinstance(url, str) else ",".join(url), **kwargs)
     from .builtin import BuiltinBackend
 
     return BuiltinBackend(url, **kwargs)
