@@ -100,8 +100,9 @@ def backend_for(
 ) -> Backend:
     """The backend a URL names (default: $SHOAL_EVENTS_URL, else the local control plane).
     `control_plane`: an `AsyncControlPlane` the built-in backend uses instead of making
-    its own (and leaves open on close) -- ignored when the URL names a broker, so a
-    service can pass its own client and still be pointed at Redis or NATS by the URL."""
+    its own from the URL's endpoints (and leaves open on close); ignored when the URL
+    names a broker, so a service can pass its own client and still be pointed at Redis
+    or NATS by $SHOAL_EVENTS_URL. The client must belong to the loop the events run on."""
     if url is None:
         url = os.environ.get(ENV_URL, DEFAULT_URL if control_plane is None else "")
     first = url if isinstance(url, str) else (url[0] if url else "")
