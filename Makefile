@@ -37,7 +37,7 @@ test: $(STAMP) debs
 # tests, through Playwright's executable_path, never a browser it downloads) and
 # redis-server (the events' Redis Streams adapter). Installed when missing and possible
 # (root with apt-get); otherwise those tests skip and say why.
-DEBS := chromium:chromium redis-server:redis-server
+DEBS := chromium:chromium redis-server:redis-server nats-server:nats-server
 debs:
 	@missing=""; for pair in $(DEBS); do command -v $${pair%%:*} >/dev/null 2>&1 || \
 		missing="$$missing $${pair##*:}"; done; \

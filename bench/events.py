@@ -5,7 +5,9 @@ side in one invocation, 256 B messages, Python clients for every system.
   shoal: `AsyncEvents.publish` on the built-in backend, 1 member and 3 members (a
   publish is acknowledged once a majority fsync'd it). Redis: a raw `XADD` (the anchor)
   and shoal's Redis adapter (`XADD` + id dedup in one Lua script). NATS: `js.publish`
-  to a file-store stream (JetStream acknowledges before its fsync);
+  to a file-store stream (the anchor) and shoal's NATS adapter; nats-server runs with
+  `sync_interval: always` where it has it (2.10+), else -- 2.9, Debian bookworm's --
+  acknowledges before its fsync (docs/events.md);
 * group delivery: 2 consumers of one group drain a backlog of `--backlog` messages with a
   no-op handler (shoal and the Redis adapter: `subscribe(group=...)`, acked; raw Redis:
   XREADGROUP + XACK; NATS: two pull subscribers on one durable, acked);
@@ -24,7 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -100,8 +104,19 @@ def nats_server(root: Path) -> Iterator[str | None]:
 
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    cmd = ["nats-server", "-js", "-sd", str(root), "-a", "127.0.0.1", "-p", str(port)]
-    with process(cmd, root / "nats.log"):
+    # The strictest durability the server offers: fsync before acknowledging (2.10+).
+    version = subprocess.run(["nats-server", "--version"], capture_output=True, text=True)
+    found = re.search(r"v(\d+)\.(\d+)", version.stdout)
+    syncs = found is not None and (int(found[1]), int(found[2])) >= (2, 10)
+    conf = root / "nats.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {json.dumps(str(root / 'js'))}\n"
+        + ("  sync_interval: always\n" if syncs else "")
+        + "}\n"
+    )
+    log(f"nats-server {version.stdout.strip()}: " + ("sync_interval: always" if syncs else
+        "no sync_interval option (acknowledged before fsync)"))  # fmt: skip
+    with process(["nats-server", "-c", str(conf)], root / "nats.log"):
 
         def up() -> bool:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -363,7 +378,7 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
         log("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
     log("")
     log("ratios (shoal / reference; for latency, reference / shoal: above 1 is shoal better)")
-    for shoal in (s for s in systems if s.startswith("shoal (")):
+    for shoal in (s for s in systems if s.startswith("shoal")):
         for ref in ("redis XADD (raw)", "NATS JetStream"):
             if ref not in results:
                 continue
@@ -412,6 +427,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 log("nats-server is not installed: NATS column left out")
             else:
                 await guarded(raw_nats(nurl, args, results), "nats")
+                await guarded(
+                    shoal_like(nurl, args, "shoal.events on nats", results), "nats adapter"
+                )
     print_table(results)
     load = os.getloadavg()
     cpus = os.cpu_count()

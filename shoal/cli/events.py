@@ -1,7 +1,7 @@
 """`shoal events publish|tail|groups|lag|replay`: topics from the command line.
 
 Every command takes `--url` (env SHOAL_EVENTS_URL): control-plane endpoints for the
-built-in backend (default: --endpoints / SHOAL_ENDPOINTS), or `redis://...`.
+built-in backend (default: --endpoints / SHOAL_ENDPOINTS), `redis://...` or `nats://...`.
 Errors print one red line and exit 1; bad input names what is wrong.
 """
 
@@ -29,7 +29,8 @@ Url = Annotated[
     typer.Option(
         "--url",
         envvar="SHOAL_EVENTS_URL",
-        help="The backend: redis://host:port, or control-plane URLs (default: --endpoints).",
+        help="The backend: redis://host:port, nats://host:port, or control-plane URLs "
+        "(default: --endpoints).",
     ),
 ]
 

@@ -7,14 +7,15 @@
     sub.stop()
 
 `AsyncEvents` holds the logic (it delegates to a backend: `BuiltinBackend` on the
-control plane, `RedisBackend`, (NATS JetStream: planned)); `Events` is its blocking twin, running an
+control plane, `RedisBackend`, `NatsBackend`); `Events` is its blocking twin, running an
 `AsyncEvents` on a loop thread of its own and waiting on each call -- so the two cannot
 drift apart. A subscription runs on the loop it was made on: the caller's for
 `AsyncEvents.subscribe`, the `Events` thread for `Events.subscribe`. Plain-function
 handlers run on worker threads; coroutine handlers on that loop.
 
-The backend is chosen by URL: `redis://...`, or anything else (one or more
-`http://host:port`) for the built-in backend on the control plane.
+The backend is chosen by URL: `redis://...`, `nats://...` (NATS JetStream; several
+servers comma-separated), or anything else (one or more `http://host:port`) for the
+built-in backend on the control plane.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import InvalidEvent
 from .handlers import Handler
 from .model import Message, TopicConfig
 from .types import GroupInfo, GroupLag, Published, SubscribeOptions
+
+if TYPE_CHECKING:
+    from shoal.client import AsyncControlPlane
 
 __all__ = ["AsyncEvents", "AsyncSubscription", "Backend", "Events", "Subscription", "backend_for"]
 
@@ -39,6 +43,8 @@ DEFAULT_URL = "http://127.0.0.1:7700"
 
 
 class ConsumerHandle(Protocol):
+    options: SubscribeOptions
+
     @property
     def joined(self) -> asyncio.Event: ...
 
@@ -47,7 +53,7 @@ class ConsumerHandle(Protocol):
 
     async def run(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, drain_timeout: float | None = None) -> None: ...
 
 
 class Backend(Protocol):
@@ -86,45 +92,94 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
-def backend_for(url: str | Sequence[str] | None = None, **kwargs: Any) -> Backend:
-    """The backend a URL names (default: $SHOAL_EVENTS_URL, else the local control plane)."""
+def backend_for(
+    url: str | Sequence[str] | None = None,
+    *,
+    control_plane: AsyncControlPlane | None = None,
+    **kwargs: Any,
+) -> Backend:
+    """The backend a URL names (default: $SHOAL_EVENTS_URL, else the local control plane).
+    `control_plane`: an `AsyncControlPlane` the built-in backend uses instead of making
+    its own from the URL's endpoints (and leaves open on close); ignored when the URL
+    names a broker, so a service can pass its own client and still be pointed at Redis
+    or NATS by $SHOAL_EVENTS_URL. The client must belong to the loop the events run on."""
     if url is None:
-        url = os.environ.get(ENV_URL, DEFAULT_URL)
+        url = os.environ.get(ENV_URL, DEFAULT_URL if control_plane is None else "")
     first = url if isinstance(url, str) else (url[0] if url else "")
     if first.startswith(("redis://", "rediss://", "unix://")):
         from .redis_backend import RedisBackend
 
         return RedisBackend(first, **kwargs)
     if first.startswith(("nats://", "tls://")):
-        raise InvalidEvent(
-            "the NATS JetStream adapter is not built yet (docs/events.md): use the "
-            "built-in backend (http://...) or Redis (redis://...)"
-        )
+        from .nats_backend import NatsBackend
+
+        return NatsBackend(url if isinstance(url, str) else ",".join(url), **kwargs)
     from .builtin import BuiltinBackend
 
+    if control_plane is not None:
+        return BuiltinBackend(control_plane=control_plane, **kwargs)
     return BuiltinBackend(url, **kwargs)
 
 
+STOP_RESERVE = 1.0  # of a stop's time, kept for the commit and hand-back after the drain
+CANCEL_GRACE = 1.0  # after a stop's time: the cancelled consumer's last clean-up
+
+
 class AsyncSubscription:
-    """A running subscriber on the loop that made it. `stop()` hands its partitions back
-    after the in-flight messages finish, so the group moves on without redelivery."""
+    """A running subscriber on `loop` (the loop that made it). `stop()` hands its
+    partitions back after the in-flight messages finish, so the group moves on without
+    redelivery; `stop_from_thread()` does the same from any other thread."""
 
     def __init__(self, consumer: ConsumerHandle, task: asyncio.Task[None]) -> None:
         self.consumer, self.task = consumer, task
+        self.loop = task.get_loop()
 
     @property
     def partitions(self) -> frozenset[int]:
         return self.consumer.partitions
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Drain and leave; after `timeout` seconds the consumer is cancelled instead
-        (what it held is redelivered to the others: nothing is lost, only repeated)."""
+    @property
+    def joined(self) -> bool:
+        """True while it is a member of its group (or, without a group, reading)."""
+        return self.consumer.joined.is_set()
+
+    @property
+    def running(self) -> bool:
+        return not self.task.done()
+
+    def _bound(self, timeout: float | None) -> float:
+        return self.consumer.options.drain_timeout + 5.0 if timeout is None else timeout
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Drain and leave, within `timeout` seconds (default: the subscription's
+        `drain_timeout` + 5 s) plus at most `CANCEL_GRACE`: in-flight handlers may finish
+        until `timeout - STOP_RESERVE`; then what is done is committed, the partitions
+        are handed back and the member leaves. A consumer still busy at the end is
+        cancelled (what it held is redelivered to the others: nothing is lost, only
+        repeated; a plain-function handler's thread is left to finish on its own)."""
+        total = self._bound(timeout)
+        deadline = self.loop.time() + total
         if not self.task.done():
-            await self.consumer.stop()
-            await asyncio.wait({self.task}, timeout=timeout)
+            reserve = min(STOP_RESERVE, total / 10)
+            await self.consumer.stop(drain_timeout=max(0.0, total - reserve))
+            await asyncio.wait({self.task}, timeout=max(0.0, deadline - self.loop.time()))
         if not self.task.done():
             self.task.cancel()
-            await asyncio.wait({self.task}, timeout=5.0)
+            await asyncio.wait({self.task}, timeout=CANCEL_GRACE)
+
+    def stop_from_thread(self, timeout: float | None = None) -> None:
+        """`stop()` from a thread that is not running this subscription's loop (a
+        signal handler's thread, a WSGI worker); blocks until it has stopped."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise RuntimeError("stop_from_thread() on the subscription's own loop: await stop()")
+        if self.loop.is_closed():
+            return
+        future = asyncio.run_coroutine_threadsafe(self.stop(timeout), self.loop)
+        future.result(self._bound(timeout) + CANCEL_GRACE + 5.0)
 
 
 class AsyncEvents:
@@ -142,10 +197,16 @@ class AsyncEvents:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        for sub in list(self._subscriptions):
-            await sub.stop()
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop every subscription (`stop_subscriptions`), then close the backend."""
+        await self.stop_subscriptions(timeout)
         await self.backend.close()
+
+    async def stop_subscriptions(self, timeout: float | None = None) -> None:
+        """Stop every running subscription made here, all at once, each within
+        `timeout` (see `AsyncSubscription.stop`); publishing still works after."""
+        subs = list(self._subscriptions)
+        await asyncio.gather(*(sub.stop(timeout) for sub in subs))
 
     async def publish(
         self,
@@ -171,18 +232,22 @@ class AsyncEvents:
         group: str | None = None,
         *,
         options: SubscribeOptions | None = None,
-        join_timeout: float = 30.0,
+        join_timeout: float | None = 30.0,
         **option_fields: Any,
     ) -> AsyncSubscription:
         """Run `handler` on the messages of `topic`: each message to one member of
         `group` (every group gets every message), or, without a group, every message to
-        this subscriber. Returns once it has joined; it runs until `stop()`."""
+        this subscriber. Returns once it has joined (TimeoutError after `join_timeout`);
+        with `join_timeout=None` at once -- it joins in the background, retrying while
+        the backend is away. It runs until `stop()`."""
         if options is None:
             options = SubscribeOptions(**option_fields)
         elif option_fields:
             raise InvalidEvent("give options= or option fields, not both")
         consumer = await self.backend.consumer(topic, handler, group, options)
         task = asyncio.get_running_loop().create_task(consumer.run())
+        if join_timeout is None:
+            return self._keep(AsyncSubscription(consumer, task))
         joined = asyncio.ensure_future(consumer.joined.wait())
         done, _ = await asyncio.wait(
             {task, joined}, timeout=join_timeout, return_when="FIRST_COMPLETED"
@@ -193,9 +258,11 @@ class AsyncEvents:
                 task.result()  # raises what stopped it
             await consumer.stop()
             raise TimeoutError(f"could not join {topic!r} within {join_timeout}s")
-        sub = AsyncSubscription(consumer, task)
+        return self._keep(AsyncSubscription(consumer, task))
+
+    def _keep(self, sub: AsyncSubscription) -> AsyncSubscription:
         self._subscriptions.add(sub)
-        task.add_done_callback(lambda _: self._subscriptions.discard(sub))
+        sub.task.add_done_callback(lambda _: self._subscriptions.discard(sub))
         return sub
 
     async def groups(self, topic: str) -> list[GroupInfo]:
@@ -237,8 +304,13 @@ class Subscription:
     def partitions(self) -> frozenset[int]:
         return self._sub.partitions
 
-    def stop(self) -> None:
-        self._events._run(self._sub.stop())
+    @property
+    def joined(self) -> bool:
+        return self._sub.joined
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Drain and leave within `timeout` (see `AsyncSubscription.stop`)."""
+        self._events._run(self._sub.stop(timeout))
 
 
 class Events:

@@ -86,14 +86,20 @@ class BuiltinBackend:
         timeout: float = 10.0,
         retry_budget: float = 8.0,
         root: str = ROOT,
+        control_plane: AsyncControlPlane | None = None,
     ) -> None:
-        self.acp = AsyncControlPlane(endpoints, timeout=timeout, retry_budget=retry_budget)
+        # A client the caller gives (a service's own) is used as it is and left open.
+        self._owns_client = control_plane is None
+        self.acp = control_plane or AsyncControlPlane(
+            endpoints, timeout=timeout, retry_budget=retry_budget
+        )
         self.root = root
         self._configs: dict[str, TopicConfig] = {}
         self._batcher = Batcher(self.acp)
 
     async def close(self) -> None:
-        await self.acp.aclose()
+        if self._owns_client:
+            await self.acp.aclose()
 
     def layout(self, topic: str) -> Layout:
         return Layout(check_topic(topic), self.root)

@@ -175,14 +175,16 @@ class ConsumerShell:
         finally:
             await self._cleanup()
 
-    async def stop(self) -> None:
-        """Hand every partition back once its in-flight messages finish (up to the
-        drain timeout), commit, and leave the group (revoking the lease)."""
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Hand every partition back once its in-flight messages finish (up to
+        `drain_timeout`, default the options'), commit, and leave the group (revoking
+        the lease)."""
         self._stopping = True
+        wait = self.options.drain_timeout if drain_timeout is None else drain_timeout
         if self.group is not None and self.joined.is_set():
             self._inbox.put_nowait(("drain",))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), self.options.drain_timeout)
+                await asyncio.wait_for(self._released.wait(), wait)
         self._inbox.put_nowait(("stop",))
 
     def _put(self, generation: int, item: tuple[Any, ...]) -> None:

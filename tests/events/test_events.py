@@ -219,3 +219,20 @@ def test_retention_by_age_and_size_on_the_builtin_backend(shoal_server: ServerPr
         assert [m.offset for m in kept] == sorted(p.offset for p in sent)[-len(kept) :]
         assert bus._run(backend.trim("logs", now=time.time() + 61)) == len(kept)
         assert bus.read("logs") == []
+
+
+def test_replay_a_group_from_a_time(bus: Events) -> None:
+    bus.create_topic("history", TopicConfig(partitions=2))
+    got = Collector()
+    sub = bus.subscribe("history", got, group="g")
+    early = [bus.publish("history", f"early {i}").id for i in range(4)]
+    wait_for(lambda: len(got.ids()) >= 4, 15, what="the early messages")
+    time.sleep(0.05)  # not a wait for a condition: a gap between the two batches' times
+    since = time.time()
+    late = [bus.publish("history", f"late {i}").id for i in range(4)]
+    wait_for(lambda: len(got.ids()) >= 8, 15, what="the late messages")
+    wait_for(lambda: bus.lag("history", "g").total == 0, 10, what="commits")
+    bus.replay("history", "g", at=since)
+    want = Counter(early + late + late)
+    wait_for(lambda: Counter(got.ids()) == want, 20, what="the late messages again")
+    sub.stop()

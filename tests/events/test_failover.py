@@ -5,8 +5,10 @@ The issue's scenario: 3 control-plane members, 2 consumer groups, 4 consumer pro
 is killed with SIGKILL, then the leader of the control plane. At the end every message
 whose publish was acknowledged was handled by each group at least once, the messages of
 each key were first handled in publication order, and repeats are few (only what was in
-flight at a kill). On Redis the server itself is killed and restarted instead of a
-leader (appendfsync always: what it acknowledged is on disk).
+flight at a kill). On Redis and NATS the server itself is killed and restarted instead
+of a leader (Redis: appendfsync always, what it acknowledged is on disk; NATS 2.9: what
+it acknowledged was written to the operating system, which a kill -9 of the process
+does not lose).
 
 Then: a stalled consumer's message goes to another member within 2 s of its kill -9.
 """
@@ -27,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from shoal.events import Events, EventsError, TopicConfig
-from shoal.testing import LocalCluster, ServerProcess, wait_for
+from shoal.testing import LocalCluster, wait_for
 
-from .conftest import RedisServer
+from .conftest import NatsServer, RedisServer, backend_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -162,13 +164,19 @@ def test_kill_a_consumer_and_redis_mid_stream(
     run_scenario(redis_server.url, tmp_path, consumers, kill_and_restart)
 
 
-@pytest.fixture(params=["shoal", "redis"])
+def test_kill_a_consumer_and_nats_mid_stream(
+    nats_server: NatsServer, tmp_path: Path, consumers: list[ConsumerProc]
+) -> None:
+    def kill_and_restart() -> None:
+        nats_server.kill()
+        nats_server.start()
+
+    run_scenario(nats_server.url, tmp_path, consumers, kill_and_restart)
+
+
+@pytest.fixture(params=["shoal", "redis", "nats"])
 def server_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "shoal":
-        server: ServerProcess = request.getfixturevalue("shoal_server")
-        return server.url
-    redis_server: RedisServer = request.getfixturevalue("redis_server")
-    return redis_server.url
+    return backend_url(request, request.param)
 
 
 def test_redelivery_within_two_seconds_of_a_kill(
