@@ -93,9 +93,10 @@ class ServiceEvents:
     # -- publishing ------------------------------------------------------------------------
 
     def _events(self) -> AsyncEvents:
-        # Made on the agent's loop (httpx binds its pool to the first loop that uses it).
+        # Made on the agent's loop, over the agent's own control-plane client (an httpx
+        # pool belongs to the loop that first used it); a broker URL picks that broker.
         if self._bus is None:
-            self._bus = AsyncEvents(self._url)
+            self._bus = AsyncEvents(self._url, control_plane=self._agent.cp)
         return self._bus
 
     async def _publish(
