@@ -61,7 +61,7 @@ class CallPolicy:
     timeouts: Timeouts = Timeouts(overall=15.0, per_attempt=5.0)
     retry: RetryPolicy = RetryPolicy()
     budget_ratio: float = 0.2
-    budget_min_concurrent: int = 3
+    budget_min_concurrent: int = 10
     breaker: BreakerConfig | None = BreakerConfig()  # per host; None: no breakers
     outlier: OutlierConfig | None = OutlierConfig()  # None: no ejection
 

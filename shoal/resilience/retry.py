@@ -18,7 +18,9 @@
 `RetryBudget` is Envoy's ``retry_budget``: retries in flight may be at most ``ratio`` of
 the requests in flight, but never fewer than ``min_concurrent``. A fixed "3 retries" turns
 an overloaded upstream's trouble into 3x more load; a budget caps the extra load at 20 %
-while still letting a quiet client retry. Callers bracket each logical request with
+while still letting a quiet client retry. The floor defaults to 10 (Linkerd's), not Envoy's
+3: one replica killed with -9 resets every request it holds at once, and each needs its
+retry. Callers bracket each logical request with
 `request_started` / `request_finished` and each retry with a successful `try_start_retry`
 / `retry_finished`; an unbalanced finish is a caller bug and raises RuntimeError.
 
@@ -121,7 +123,7 @@ class RetryBudget:
 
     __slots__ = ("_active_requests", "_active_retries", "_min_concurrent", "_ratio")
 
-    def __init__(self, ratio: float = 0.2, min_concurrent: int = 3) -> None:
+    def __init__(self, ratio: float = 0.2, min_concurrent: int = 10) -> None:
         require_number("RetryBudget", "ratio", ratio, minimum=0.0, maximum=1.0)
         require_int("RetryBudget", "min_concurrent", min_concurrent, minimum=0)
         self._ratio = float(ratio)

@@ -9,7 +9,7 @@ the config center (`svc.client("users", policy_item="prod/users-client")`), whos
     attempt_timeout: 500ms
     max_attempts: 3
     retry_statuses: [502, 503, 504]
-    budget: {ratio: 0.2, min_concurrent: 3}
+    budget: {ratio: 0.2, min_concurrent: 10}
     breaker: {failure_rate: 0.5, open_duration: 5s}    # or false
     outlier: {consecutive_failures: 5, base_ejection: 30s}   # or false
     tags: [v2]                   # call only instances with these tags
@@ -51,7 +51,7 @@ class ClientPolicy:
     retry_statuses: frozenset[int] = frozenset({502, 503, 504})
     retry_non_idempotent: bool = False
     budget_ratio: float = 0.2
-    budget_min_concurrent: int = 3
+    budget_min_concurrent: int = 10
     breaker: BreakerConfig | None = BreakerConfig()
     outlier: OutlierConfig | None = OutlierConfig()
     tags: tuple[str, ...] = ()

@@ -137,7 +137,7 @@ def test_full_jitter_backoff_is_within_zero_and_the_cap(
 
 def test_budget_defaults_are_envoys() -> None:
     b = RetryBudget()
-    assert (b.ratio, b.min_concurrent) == (0.2, 3)
+    assert (b.ratio, b.min_concurrent) == (0.2, 10)
 
 
 def test_budget_allows_min_concurrent_when_quiet() -> None:
