@@ -42,7 +42,9 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "wire": frozenset(),
     "raft": frozenset(),
     "kv": frozenset({"wire"}),
-    "node": frozenset({"wire", "raft", "kv", "registry", "config"}),
+    "node": frozenset({"wire", "raft", "kv", "registry", "config", "security"}),
+    # TLS contexts, ACL policies and the ASGI guard the member wraps its API in.
+    "security": frozenset({"wire", "kv", "registry", "config"}),
     "registry": frozenset({"wire"}),
     "config": frozenset({"wire"}),
     "client": frozenset({"wire", "registry", "config"}),

@@ -52,6 +52,7 @@ from ..kv import (
 )
 from ..kv import Txn as TxnCommand
 from ..raft import ConfChangeOp, ProposalRejected
+from ..security.tls import outbound_verify
 from .api_models import (
     MAX_ID,
     AdvertiseBody,
@@ -279,7 +280,9 @@ def create_app(member: Member) -> FastAPI:
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    client = httpx.AsyncClient(timeout=member.config.request_timeout + 1)
+    client = httpx.AsyncClient(
+        timeout=member.config.request_timeout + 1, verify=outbound_verify(member.config.tls)
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:

@@ -85,6 +85,7 @@ from ..registry import (
     parse_instance_key,
     parse_roster,
 )
+from ..security.tls import outbound_verify
 from .api import FORWARDED
 from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
 from .watchhub import Watcher
@@ -203,7 +204,10 @@ class HealthChecker:
             await self._http.aclose()
 
     async def _run(self) -> None:
-        self._http = httpx.AsyncClient(follow_redirects=False)
+        # The member certificate under TLS: this client also writes to the leader.
+        self._http = httpx.AsyncClient(
+            follow_redirects=False, verify=outbound_verify(self.member.config.tls)
+        )
         while True:
             await asyncio.sleep(SCAN_SECONDS)
             try:

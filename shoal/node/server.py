@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from ..security.tls import uvicorn_options
 from .app import build_app
 from .fastpath import ApiFront
 from .http_protocol import CoalescingHttpToolsProtocol
@@ -52,6 +53,7 @@ async def serve(
             timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
             lifespan="off",
             timeout_graceful_shutdown=2,
+            **uvicorn_options(config.tls),  # HTTPS when TLS is on (shoal.security)
         )
     )
     # We own SIGTERM/SIGINT: uvicorn would re-raise them after its shutdown and kill the
