@@ -132,6 +132,11 @@ PURE_MODULES: tuple[PureModules, ...] = (
         why="the registry's model, shared by server and clients",
     ),
     PureModules(
+        ("shoal/security/policy.py", "shoal/security/routes.py"),
+        frozenset({"json", "urllib.parse"}),
+        why="ACL policies and the (method, path) -> permission table",
+    ),
+    PureModules(
         ("shoal/config/*.py",),
         frozenset({"json", "tomllib", "yaml", "difflib"}),
         why="the config center's model: formats, versions, diffs, selectors",

@@ -16,7 +16,7 @@ import typer
 
 from shoal import __version__
 
-from . import call, certs, cluster, config, events, job, kv, lease, registry, worker
+from . import acl, call, certs, cluster, config, events, job, kv, lease, registry, worker
 from .gateway import gateway
 from .server import server
 from .up import commands as up
@@ -35,6 +35,7 @@ app.add_typer(job.app, name="job")
 app.add_typer(config.app, name="config")
 app.add_typer(events.app, name="events")
 app.add_typer(certs.app, name="certs")
+app.add_typer(acl.app, name="acl")
 app.command("services")(registry.services)
 app.add_typer(registry.app, name="service")
 app.command("server")(server)

@@ -85,6 +85,7 @@ from ..registry import (
     parse_instance_key,
     parse_roster,
 )
+from ..security.member_auth import MemberAuth
 from ..security.tls import outbound_verify
 from .api import FORWARDED
 from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
@@ -205,8 +206,11 @@ class HealthChecker:
 
     async def _run(self) -> None:
         # The member certificate under TLS: this client also writes to the leader.
+        config = self.member.config
         self._http = httpx.AsyncClient(
-            follow_redirects=False, verify=outbound_verify(self.member.config.tls)
+            follow_redirects=False,
+            verify=outbound_verify(config.tls),
+            auth=MemberAuth(self.member.kv.get, config.acl),  # ACLs: health writes to the leader
         )
         while True:
             await asyncio.sleep(SCAN_SECONDS)

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from ..security.guard import guard_api
 from ..security.tls import uvicorn_options
 from .app import build_app
 from .fastpath import ApiFront
@@ -42,7 +43,7 @@ async def serve(
     app = build_app(member, mounts)
     server = uvicorn.Server(
         uvicorn.Config(
-            ApiFront(app, member),
+            guard_api(ApiFront(app, member), member, config.acl),  # ACLs: shoal.security
             host=config.client_host,
             port=config.client_port,
             log_level="warning",
