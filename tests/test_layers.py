@@ -42,7 +42,9 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "wire": frozenset(),
     "raft": frozenset(),
     "kv": frozenset({"wire"}),
-    "node": frozenset({"wire", "raft", "kv", "registry", "config"}),
+    "node": frozenset({"wire", "raft", "kv", "registry", "config", "security"}),
+    # TLS contexts, ACL policies and the ASGI guard the member wraps its API in.
+    "security": frozenset({"wire", "kv", "registry", "config"}),
     "registry": frozenset({"wire"}),
     "config": frozenset({"wire"}),
     "client": frozenset({"wire", "registry", "config"}),
@@ -131,6 +133,11 @@ PURE_MODULES: tuple[PureModules, ...] = (
         ("shoal/registry/*.py",),
         frozenset({"json"}),
         why="the registry's model, shared by server and clients",
+    ),
+    PureModules(
+        ("shoal/security/policy.py", "shoal/security/routes.py"),
+        frozenset({"json", "urllib.parse"}),
+        why="ACL policies and the (method, path) -> permission table",
     ),
     PureModules(
         ("shoal/config/*.py",),

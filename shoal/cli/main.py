@@ -7,6 +7,7 @@ modules (the node, the simulator) are imported only by the commands that run the
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated
@@ -15,7 +16,7 @@ import typer
 
 from shoal import __version__
 
-from . import call, cluster, config, events, job, kv, lease, registry, worker
+from . import acl, call, certs, cluster, config, events, job, kv, lease, registry, worker
 from .gateway import gateway
 from .server import server
 from .up import commands as up
@@ -33,6 +34,8 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(job.app, name="job")
 app.add_typer(config.app, name="config")
 app.add_typer(events.app, name="events")
+app.add_typer(certs.app, name="certs")
+app.add_typer(acl.app, name="acl")
 app.command("services")(registry.services)
 app.add_typer(registry.app, name="service")
 app.command("server")(server)
@@ -58,8 +61,30 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    tls_ca: Annotated[
+        str | None, typer.Option("--tls-ca", help="CA to verify members by (env SHOAL_TLS_CA).")
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="Client certificate (env SHOAL_TLS_CERT).")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", help="Its private key (env SHOAL_TLS_KEY).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="ACL token (env SHOAL_TOKEN).")
+    ] = None,
 ) -> None:
     """shoal: microservices and distributed computing platform."""
+    # Every client command (and every process it starts) reads these from the environment
+    # (shoal.client.http), so one place sets them for all of them.
+    for name, value in (
+        ("SHOAL_TLS_CA", tls_ca),
+        ("SHOAL_TLS_CERT", tls_cert),
+        ("SHOAL_TLS_KEY", tls_key),
+        ("SHOAL_TOKEN", token),
+    ):
+        if value is not None:
+            os.environ[name] = value
 
 
 @app.command(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,6 +21,7 @@ import typer
 
 from shoal.client import ControlPlane, ShoalError
 from shoal.node.peer_addr import split_peer_addr
+from shoal.security.tls import MemberTls, TlsConfigError
 
 from .common import err, fail
 
@@ -43,6 +45,12 @@ DEFAULTS: dict[str, Any] = {
     "idle_timeout": 60.0,
     "max_connections": 10_000,
     "force_new_cluster": False,
+    # shoal.security: TLS files (all three or none), mTLS for clients, ACL enforcement.
+    "tls_cert": None,
+    "tls_key": None,
+    "tls_ca": None,
+    "client_cert_required": False,
+    "acl": False,
 }
 
 
@@ -128,6 +136,42 @@ class ServerSettings:
     idle_timeout: float = 60.0
     max_connections: int = 10_000
     force_new_cluster: bool = False
+    tls: MemberTls | None = None
+    acl: bool = False
+
+
+def resolve_tls(pick: Callable[[str], Any]) -> MemberTls | None:
+    """The TLS files, checked (loaded once) so a bad one is named before anything starts."""
+    files = {key: pick(key) for key in ("tls_cert", "tls_key", "tls_ca")}
+    required = pick("client_cert_required")
+    if not isinstance(required, bool):
+        raise typer.BadParameter("must be true or false", param_hint="--client-cert-required")
+    given = {key for key, value in files.items() if value is not None}
+    if not given:
+        if required:
+            raise typer.BadParameter(
+                "needs TLS: pass --tls-cert, --tls-key and --tls-ca",
+                param_hint="--client-cert-required",
+            )
+        return None
+    missing = sorted(set(files) - given)
+    if missing:
+        flags = ", ".join("--" + key.replace("_", "-") for key in missing)
+        raise typer.BadParameter(
+            f"TLS needs all of --tls-cert, --tls-key and --tls-ca; missing {flags}",
+            param_hint="--" + missing[0].replace("_", "-"),
+        )
+    tls = MemberTls(
+        cert=Path(str(files["tls_cert"])),
+        key=Path(str(files["tls_key"])),
+        ca=Path(str(files["tls_ca"])),
+        client_cert_required=required,
+    )
+    try:
+        tls.check()
+    except TlsConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--tls-cert") from None
+    return tls
 
 
 def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerSettings:
@@ -196,7 +240,12 @@ def resolve_settings(flags: dict[str, Any], config_file: Path | None) -> ServerS
         raise typer.BadParameter("must be true or false", param_hint="--force-new-cluster")
     if force and join is not None:
         raise typer.BadParameter("cannot be combined with --join", param_hint="--force-new-cluster")
+    acl = pick("acl")
+    if not isinstance(acl, bool):
+        raise typer.BadParameter("must be true or false", param_hint="--acl")
     return ServerSettings(
+        tls=resolve_tls(pick),
+        acl=acl,
         name=name,
         data_dir=Path(str(pick("data_dir"))),
         client_addr=client,
@@ -232,6 +281,8 @@ def member_config(settings: ServerSettings) -> MemberConfig:
         idle_timeout=settings.idle_timeout,
         max_connections=settings.max_connections,
         force_new_cluster=settings.force_new_cluster,
+        tls=settings.tls,
+        acl=settings.acl,
     )
 
 
@@ -245,7 +296,13 @@ def join_cluster(settings: ServerSettings, explicit_cluster: bool) -> ServerSett
     assert settings.join is not None
     host, port = settings.peer_addr
     try:
-        with ControlPlane(settings.join) as plane:
+        tls = settings.tls  # a TLS cluster is asked with this member's own certificate
+        with ControlPlane(
+            settings.join,
+            tls_ca=str(tls.ca) if tls else None,
+            tls_cert=str(tls.cert) if tls else None,
+            tls_key=str(tls.key) if tls else None,
+        ) as plane:
             status = plane.cluster_status()
             already = any(m.name == settings.name for m in status.members)
             restarting = settings.data_dir.is_dir() and any(settings.data_dir.iterdir())
@@ -255,7 +312,7 @@ def join_cluster(settings: ServerSettings, explicit_cluster: bool) -> ServerSett
                     settings.name,
                     f"{host}:{port}",
                     learner=True,
-                    client_url=f"http://{client_host}:{client_port}",
+                    client_url=f"{'https' if tls else 'http'}://{client_host}:{client_port}",
                     promote=True,  # the leader promotes it once it has caught up
                 )
                 err.print(f"asked {settings.join} to add {settings.name} as a learner")
@@ -337,6 +394,30 @@ def server(
             "data (when the old cluster's quorum is lost for good). Remove it afterwards.",
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate of this member: HTTPS for clients, mTLS to peers."),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA that signs every member's (and client's) certificate."),
+    ] = None,
+    client_cert_required: Annotated[
+        bool | None,
+        typer.Option(
+            "--client-cert-required",
+            help="Refuse HTTPS clients without a certificate signed by --tls-ca (mTLS).",
+        ),
+    ] = None,
+    acl: Annotated[
+        bool | None,
+        typer.Option(
+            "--acl",
+            help="Enforce ACL tokens: default deny; `shoal acl bootstrap` makes the first "
+            "token (docs/security.md).",
+        ),
+    ] = None,
     log_format: Annotated[
         str | None,
         typer.Option(
@@ -361,6 +442,11 @@ def server(
         "idle_timeout": idle_timeout,
         "max_connections": max_connections,
         "force_new_cluster": force_new_cluster,
+        "tls_cert": str(tls_cert) if tls_cert is not None else None,
+        "tls_key": str(tls_key) if tls_key is not None else None,
+        "tls_ca": str(tls_ca) if tls_ca is not None else None,
+        "client_cert_required": client_cert_required,
+        "acl": acl,
     }
     settings = resolve_settings(flags, config)
     if settings.join is not None:

@@ -59,6 +59,14 @@ def worker(
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="Serve no metrics endpoint.")
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="SHOAL_TOKEN",
+            help="Accept only drivers that present this token (env SHOAL_TOKEN).",
+        ),
+    ] = None,
     log_format: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +103,7 @@ def worker(
                 worker_id=worker_id,
                 ttl=ttl,
                 metrics_port=None if no_metrics else metrics_port,
+                token=token,
             )
         )
     except (ComputeError, OSError) as error:

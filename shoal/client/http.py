@@ -18,6 +18,8 @@ httpx; its exceptions are translated into `shoal.client.errors` here and nowhere
 from __future__ import annotations
 
 import contextlib
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, TypeVar
@@ -40,6 +42,38 @@ T = TypeVar("T")
 DEFAULT_ENDPOINT = "http://127.0.0.1:7700"
 # The server sends a keep-alive comment every 15 s; three missed ones mean a dead stream.
 WATCH_READ_TIMEOUT = 45.0
+
+
+ENV_TOKEN = "SHOAL_TOKEN"
+ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY = "SHOAL_TLS_CA", "SHOAL_TLS_CERT", "SHOAL_TLS_KEY"
+
+
+def _security(
+    token: str | None, tls_ca: str | None, tls_cert: str | None, tls_key: str | None
+) -> dict[str, Any]:
+    """httpx options for the ACL token and TLS files: the arguments, else the environment
+    (`SHOAL_TOKEN`, `SHOAL_TLS_CA`, `SHOAL_TLS_CERT`, `SHOAL_TLS_KEY`). With a CA the
+    server's certificate is checked against it (else against the system's store); with a
+    certificate the client presents it (mTLS). TLS 1.2 is the minimum."""
+    token = token or os.environ.get(ENV_TOKEN) or None
+    tls_ca = tls_ca or os.environ.get(ENV_TLS_CA) or None
+    tls_cert = tls_cert or os.environ.get(ENV_TLS_CERT) or None
+    tls_key = tls_key or os.environ.get(ENV_TLS_KEY) or None
+    options: dict[str, Any] = {}
+    if token:
+        options["headers"] = {"authorization": f"Bearer {token}"}
+    if tls_ca or tls_cert:
+        try:
+            context = ssl.create_default_context(cafile=tls_ca)
+            if tls_cert:
+                context.load_cert_chain(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as error:
+            raise ValueError(
+                f"cannot load the TLS files (ca {tls_ca}, cert {tls_cert}, key {tls_key}): {error}"
+            ) from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        options["verify"] = context
+    return options
 
 
 @contextlib.contextmanager
@@ -81,7 +115,12 @@ class _Shell:
 
 
 class ControlPlane(_Shell):
-    """A blocking client of the control plane (one `httpx.Client`, thread-safe)."""
+    """A blocking client of the control plane (one `httpx.Client`, thread-safe).
+
+    `token` is sent as `Authorization: Bearer` (ACLs); `tls_ca`/`tls_cert`/`tls_key` are
+    PEM files for HTTPS and mTLS. Each defaults to its environment variable
+    (`SHOAL_TOKEN`, `SHOAL_TLS_CA`, `SHOAL_TLS_CERT`, `SHOAL_TLS_KEY`).
+    """
 
     def __init__(
         self,
@@ -90,9 +129,14 @@ class ControlPlane(_Shell):
         timeout: float = 10.0,
         retry_budget: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         super().__init__(endpoints, timeout, retry_budget)
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        security = _security(token, tls_ca, tls_cert, tls_key)
+        self._http = httpx.Client(timeout=timeout, transport=transport, **security)
         self.registry = RegistryCalls(self)
         self.config = ConfigCalls(self)
 
@@ -288,9 +332,14 @@ class AsyncControlPlane(_Shell):
         timeout: float = 10.0,
         retry_budget: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         super().__init__(endpoints, timeout, retry_budget)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        security = _security(token, tls_ca, tls_cert, tls_key)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, **security)
         self.registry = AsyncRegistryCalls(self)
         self.config = AsyncConfigCalls(self)
 

@@ -6,7 +6,8 @@ followed by the payload. ``RUN`` and ``RESULTS`` payloads are the pickled messag
 them); the others carry a little JSON. A slot's *generation* counts its processes: a
 frame for an older generation (a process that was killed) is dropped.
 
-    driver -> worker   RUN(slot, gen, message)   RESTART(slot, gen)
+    driver -> worker   AUTH(0, 0, token), first, when the worker has a token
+                       RUN(slot, gen, message)   RESTART(slot, gen)
     worker -> driver   HELLO(info)   RESULTS(slot, gen, results)
                        SLOT_UP(slot, gen, {"pid"})   SLOT_DOWN(slot, gen, {"reason"})
 """
@@ -23,6 +24,8 @@ RESULTS = 3
 RESTART = 4
 SLOT_UP = 5
 SLOT_DOWN = 6
+AUTH = 7  # the driver's token; a worker with a token reads nothing else before it
+MAX_TOKEN = 1024
 
 SERVICE = "shoal-workers"  # the registry service every shoal worker registers under
 MAX_FRAME = 1 << 31

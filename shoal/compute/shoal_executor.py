@@ -129,6 +129,7 @@ class ShoalExecutor(DriverCore):
         record: bool = True,
         resume: str | None = None,
         config: SchedulerConfig | None = None,
+        token: str | None = None,
     ) -> None:
         if isinstance(min_workers, bool) or not isinstance(min_workers, int) or min_workers < 1:
             raise JobError(f"min_workers must be a positive int, got {min_workers!r}")
@@ -139,6 +140,8 @@ class ShoalExecutor(DriverCore):
         except ValueError as error:
             raise ExecutorError(f"bad control-plane URL {server!r}: {error}") from None
         self.server = server
+        # Presented to every worker first (AUTH); workers started with --token demand it.
+        self._token = (token or os.environ.get("SHOAL_TOKEN") or "").encode()
         super().__init__(Scheduler(config or SchedulerConfig(prefetch=batch)), tick)
         self._resume = resume
         self._conns: dict[str, _Conn] = {}  # by sid
@@ -283,8 +286,10 @@ class ShoalExecutor(DriverCore):
             return
         try:
             sock = socket.create_connection(address, timeout=1.0)
-            sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._token:
+                sock.sendall(fr.frame(fr.AUTH, 0, 0, self._token))
+            sock.settimeout(None)
         except OSError:
             self._retry_later(instance_id)
             return

@@ -21,6 +21,12 @@ asked for a ``RESTART`` to stop a running attempt) is reported ``SLOT_DOWN`` and
 by the next generation (``SLOT_UP``). When the driver goes away, its slot processes are
 killed: nobody is left to want their results.
 
+With a token (``--token`` / ``SHOAL_TOKEN``), a driver's first frame must be ``AUTH``
+carrying the same token, compared in constant time (``hmac.compare_digest``) within
+``AUTH_TIMEOUT``; anything else closes the connection before a slot process starts or
+another byte is read, so an unauthenticated peer never gets a payload to a process that
+unpickles it.
+
 It never runs a task itself and never decides anything about scheduling: that is the
 driver's (the pure scheduler in ``scheduler.py``).
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import multiprocessing
 import multiprocessing.forkserver
@@ -54,6 +61,7 @@ from .errors import ExecutorError
 __all__ = ["Worker", "parse_resources", "run_worker"]
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
+AUTH_TIMEOUT = 10.0  # seconds a driver has to present its token
 
 
 def parse_resources(text: str) -> dict[str, float]:
@@ -118,6 +126,7 @@ class Worker:
         ttl: int = 10,
         flush_every: int = 8,
         metrics_port: int | None = None,
+        token: str | None = None,
     ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ExecutorError(f"slots must be a positive int, got {slots!r}")
@@ -137,6 +146,7 @@ class Worker:
         self.ttl = ttl
         self.flush_every = flush_every
         self.metrics_port = metrics_port  # None: no endpoint; 0: any free port
+        self._token = token.encode() if token else None  # drivers must present it
         self._metrics: metrics.MetricsServer | None = None
         self._ctx: Any = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_preload())
@@ -212,6 +222,9 @@ class Worker:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._token is not None and not await self._authenticated(reader):
+            writer.close()  # before any slot process exists or any job byte is read
+            return
         session = _Session(writer, [None] * self.slots)
         self._sessions.add(session)
         metrics.DRIVERS.inc()
@@ -233,6 +246,19 @@ class Worker:
             pass
         finally:
             await self._end_session(session)
+
+    async def _authenticated(self, reader: asyncio.StreamReader) -> bool:
+        """Whether the driver's first frame is ``AUTH`` with this worker's token."""
+        assert self._token is not None
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT):
+                size, kind, _, _ = fr.HEADER.unpack(await reader.readexactly(fr.HEADER.size))
+                if kind != fr.AUTH or size > fr.MAX_TOKEN:
+                    return False
+                presented = await reader.readexactly(size)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            return False
+        return hmac.compare_digest(presented, self._token)
 
     async def _read_driver(self, session: _Session, reader: asyncio.StreamReader) -> None:
         header_size = fr.HEADER.size

@@ -52,6 +52,8 @@ from ..kv import (
 )
 from ..kv import Txn as TxnCommand
 from ..raft import ConfChangeOp, ProposalRejected
+from ..security.member_auth import MemberAuth
+from ..security.tls import outbound_verify
 from .api_models import (
     MAX_ID,
     AdvertiseBody,
@@ -252,7 +254,11 @@ class Routing:
                 url + request.url.path,
                 params=request.query_params,
                 content=body,
-                headers={"content-type": "application/json", FORWARDED: self.member.name},
+                headers={
+                    "content-type": "application/json",
+                    FORWARDED: self.member.name,
+                    **_credentials(request),  # ACLs: the leader judges the client's token
+                },
             )
         except httpx.HTTPError as error:
             raise ApiError(503, "unavailable", f"leader {leader} unreachable: {error}") from error
@@ -271,6 +277,11 @@ class Routing:
                 raise ApiError(503, "unavailable", str(error)) from error
 
 
+def _credentials(request: Request) -> dict[str, str]:
+    token = request.headers.get("authorization")
+    return {"authorization": token} if token else {}
+
+
 def create_app(member: Member) -> FastAPI:
     app = FastAPI(
         title="shoal control plane",
@@ -279,7 +290,11 @@ def create_app(member: Member) -> FastAPI:
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    client = httpx.AsyncClient(timeout=member.config.request_timeout + 1)
+    client = httpx.AsyncClient(
+        timeout=member.config.request_timeout + 1,
+        verify=outbound_verify(member.config.tls),
+        auth=MemberAuth(member.kv.get, member.config.acl),  # ACLs: shoal.security
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:

@@ -85,6 +85,8 @@ from ..registry import (
     parse_instance_key,
     parse_roster,
 )
+from ..security.member_auth import MemberAuth
+from ..security.tls import outbound_verify
 from .api import FORWARDED
 from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
 from .watchhub import Watcher
@@ -203,7 +205,13 @@ class HealthChecker:
             await self._http.aclose()
 
     async def _run(self) -> None:
-        self._http = httpx.AsyncClient(follow_redirects=False)
+        # The member certificate under TLS: this client also writes to the leader.
+        config = self.member.config
+        self._http = httpx.AsyncClient(
+            follow_redirects=False,
+            verify=outbound_verify(config.tls),
+            auth=MemberAuth(self.member.kv.get, config.acl),  # ACLs: health writes to the leader
+        )
         while True:
             await asyncio.sleep(SCAN_SECONDS)
             try:

@@ -64,6 +64,7 @@ from ..raft import (
     Snapshot,
 )
 from ..registry import encode_roster
+from ..security.tls import MemberTls
 from .kvcodec import decode_command, encode_command
 from .metrics import MemberMetrics
 from .reconfig import refusal
@@ -119,10 +120,14 @@ class MemberConfig:
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     max_connections: int = 10_000
+    # TLS for clients and mTLS between members, and ACL enforcement (shoal/security).
+    tls: MemberTls | None = None
+    acl: bool = False
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.client_host}:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.client_host}:{self.client_port}"
 
 
 @dataclass(slots=True)
@@ -213,6 +218,8 @@ class Member:
             peers,
             on_messages=self._on_messages,
             on_unreachable=self._on_unreachable,
+            server_ssl=cfg.tls.peer_server() if cfg.tls else None,
+            client_ssl=cfg.tls.peer_client() if cfg.tls else None,
         )
         await self.transport.start()
         if snapshot.data:

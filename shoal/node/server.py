@@ -20,6 +20,8 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from ..security.guard import guard_api
+from ..security.tls import uvicorn_options
 from .app import build_app
 from .fastpath import ApiFront
 from .http_protocol import CoalescingHttpToolsProtocol
@@ -41,7 +43,7 @@ async def serve(
     app = build_app(member, mounts)
     server = uvicorn.Server(
         uvicorn.Config(
-            ApiFront(app, member),
+            guard_api(ApiFront(app, member), member, config.acl),  # ACLs: shoal.security
             host=config.client_host,
             port=config.client_port,
             log_level="warning",
@@ -52,6 +54,7 @@ async def serve(
             timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
             lifespan="off",
             timeout_graceful_shutdown=2,
+            **uvicorn_options(config.tls),  # HTTPS when TLS is on (shoal.security)
         )
     )
     # We own SIGTERM/SIGINT: uvicorn would re-raise them after its shutdown and kill the

@@ -38,7 +38,9 @@ Rules
    notices. Messages not addressed to this member are dropped.
 5. ``stop`` closes the listener and every connection and awaits every task started here.
    It is idempotent; ``send`` and ``set_peers`` after it do nothing.
-6. Everything runs on the member's event loop (asyncio or uvloop); nothing here is
+6. With TLS (``server_ssl``/``client_ssl``) both directions are mutual TLS: a connection
+   whose certificate the CA did not sign fails its handshake before any frame is read.
+7. Everything runs on the member's event loop (asyncio or uvloop); nothing here is
    thread-safe.
 """
 
@@ -49,6 +51,7 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -142,6 +145,8 @@ class PeerTransport:
         write_timeout: float = 10.0,
         hello_timeout: float = 10.0,
         rng: random.Random | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be positive, got {max_queue}")
@@ -157,6 +162,8 @@ class PeerTransport:
         self._write_timeout = write_timeout
         self._hello_timeout = hello_timeout
         self._rng = rng if rng is not None else random.Random()
+        # mTLS between members (shoal.security.tls): None is plain TCP.
+        self._server_ssl, self._client_ssl = server_ssl, client_ssl
         self._hello = pack({"member": member_id})
         self._links: dict[str, _Link] = {}
         self._retired: set[asyncio.Task[None]] = set()
@@ -192,7 +199,9 @@ class PeerTransport:
     async def start(self) -> None:
         if self._started or self._stopping:
             raise RuntimeError("PeerTransport.start called twice")
-        self._server = await asyncio.start_server(self._accept, self._host, self._port)
+        self._server = await asyncio.start_server(
+            self._accept, self._host, self._port, ssl=self._server_ssl
+        )
         self._port = int(self._server.sockets[0].getsockname()[1])
         self._started = True
         for link in self._links.values():
@@ -306,7 +315,12 @@ class PeerTransport:
         host, port = link.addr
         try:
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=self._client_ssl,
+                    server_hostname=host if self._client_ssl else None,
+                )
         except (OSError, TimeoutError) as error:
             log.debug(
                 "%s: cannot connect to %s at %s:%s: %s",
