@@ -134,6 +134,10 @@ PURE_MODULES: tuple[PureModules, ...] = (
         frozenset({"json", "tomllib", "yaml", "difflib"}),
         why="the config center's model: formats, versions, diffs, selectors",
     ),
+    PureModules(
+        ("shoal/node/duties.py", "shoal/node/reconfig.py"),
+        why="the leader's duties and membership checks, decided apart from the member's I/O",
+    ),
 )
 
 # Builtins that do I/O (or import around the allowlist); pure code never calls them.

@@ -497,8 +497,7 @@ def create_app(member: Member) -> FastAPI:
 
     @app.get("/api/v1/cluster")
     async def cluster() -> Any:
-        assert member.node is not None
-        status = member.node.status()
+        status = member.status
         members = []
         for name in sorted(status.conf.members | {member.name}):
             record = member.kv.get(MEMBERS_PREFIX + name.encode())
@@ -531,7 +530,7 @@ def create_app(member: Member) -> FastAPI:
         op = ConfChangeOp.ADD_LEARNER if body.learner else ConfChangeOp.ADD_VOTER
 
         async def act() -> Any:
-            index = member.propose_member_change(
+            index = await member.change_membership(
                 op, body.name, (host, port), promote=body.learner and body.promote
             )
             if body.client_url:
@@ -546,8 +545,7 @@ def create_app(member: Member) -> FastAPI:
     @app.put("/api/v1/cluster/members/{name}/address")
     async def advertise(name: str, body: AdvertiseBody, request: Request) -> Any:
         """A member records where clients and peers reach it (each member does at start)."""
-        assert member.node is not None
-        if name not in member.node.conf.members:
+        if name not in member.status.conf.members:
             raise ApiError(404, "member_not_found", f"{name} is not a member of this cluster")
         host, port = split_peer_addr(body.peer_addr)
         record = json.dumps({"client_url": body.client_url, "peer": [host, port]}).encode()
@@ -562,12 +560,11 @@ def create_app(member: Member) -> FastAPI:
     @app.post("/api/v1/cluster/members/{name}/promote")
     async def promote(name: str, request: Request) -> Any:
         async def act() -> Any:
-            assert member.node is not None
             try:
                 peer = member.peer_of(name)
             except KeyError as error:
                 raise ApiError(404, "member_not_found", f"{name} is not a member") from error
-            index = member.propose_member_change(ConfChangeOp.ADD_VOTER, name, peer)
+            index = await member.change_membership(ConfChangeOp.ADD_VOTER, name, peer)
             return {"index": index, "name": name}
 
         return await leader_only(request, act)
@@ -575,7 +572,7 @@ def create_app(member: Member) -> FastAPI:
     @app.delete("/api/v1/cluster/members/{name}")
     async def remove_member(name: str, request: Request) -> Any:
         async def act() -> Any:
-            index = member.propose_member_change(ConfChangeOp.REMOVE, name, ("", 0))
+            index = await member.change_membership(ConfChangeOp.REMOVE, name, ("", 0))
             return {"index": index, "name": name}
 
         return await leader_only(request, act)
@@ -583,7 +580,7 @@ def create_app(member: Member) -> FastAPI:
     @app.post("/api/v1/cluster/transfer")
     async def transfer(body: TransferBody, request: Request) -> Any:
         async def act() -> Any:
-            member.transfer_leadership(body.to)
+            await member.transfer_leadership(body.to)
             return {"transferring_to": body.to}
 
         return await leader_only(request, act)

@@ -2,7 +2,7 @@
 changes are written to the store.
 
 Who checks what. The leader keeps the roster of live voters in the store at
-`CHECKERS_KEY` (member.py: a voter is live while the leader hears from it, Raft's
+`CHECKERS_KEY` (duties.py: a voter is live while the leader hears from it, Raft's
 CheckQuorum activity, debounced over two election timeouts). Every member -- leader or
 follower -- runs this checker over the instances it owns: the roster member that wins
 rendezvous hashing of the instance key (`shoal.registry.check_owner`). Every member
@@ -86,7 +86,8 @@ from ..registry import (
     parse_roster,
 )
 from .api import FORWARDED
-from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
+from .duties import CHECKERS_KEY
+from .member import Member, NotLeaderError, Unavailable
 from .watchhub import Watcher
 
 log = logging.getLogger("shoal.health")
