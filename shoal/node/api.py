@@ -446,6 +446,7 @@ def create_app(member: Member) -> FastAPI:
     @app.post("/api/v1/leases/{lease_id}/keepalive")
     async def keepalive(lease_id: LeaseId, request: Request) -> Any:
         async def act() -> Any:
+            await member.caught_up()  # the grant may be in a write not yet applied
             return {"id": lease_id, "ttl": member.keepalive(lease_id)}
 
         return await leader_only(request, act)
@@ -453,8 +454,7 @@ def create_app(member: Member) -> FastAPI:
     @app.get("/api/v1/leases/{lease_id}")
     async def time_to_live(lease_id: LeaseId, request: Request) -> Any:
         async def act() -> Any:
-            if not member.is_leader:
-                raise NotLeaderError(member.leader)
+            await member.caught_up()
             ttl = member.kv.leases.time_to_live(lease_id, time.monotonic())
             return {
                 "id": ttl.id,
@@ -560,6 +560,7 @@ def create_app(member: Member) -> FastAPI:
     @app.post("/api/v1/cluster/members/{name}/promote")
     async def promote(name: str, request: Request) -> Any:
         async def act() -> Any:
+            await member.caught_up()  # the member's record may be in a write not applied
             try:
                 peer = member.peer_of(name)
             except KeyError as error:

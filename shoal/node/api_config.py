@@ -277,6 +277,9 @@ def router(member: Member, routing: Routing) -> APIRouter:
         """Plan against the leader's state and commit with guards; re-plan if beaten."""
 
         async def act() -> Any:
+            # A new leader plans only once it has applied what was committed before its
+            # term: a plan against older state could refuse (404) or rewrite a change.
+            await member.caught_up()
             for _ in range(WRITE_ATTEMPTS):
                 if not member.is_leader:
                     raise NotLeaderError(member.leader)

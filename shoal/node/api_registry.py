@@ -213,8 +213,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         key = instance_key(_name(service, "service"), _name(instance_id, "id"))
 
         async def act() -> Any:
-            if not member.is_leader:
-                raise NotLeaderError(member.leader)
+            await member.caught_up()  # the instance may be in a write not yet applied
             kv = member.kv.get(key.encode())
             if kv is None:
                 raise instance_not_found(service, instance_id)
@@ -317,6 +316,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
                 target += f"?{request.url.query}"
             return RedirectResponse(target, status_code=307)
         try:
+            await member.caught_up()
             ttl = member.keepalive(lease_id)
         except KvError as error:
             raise _kv_error(error) from error
@@ -349,8 +349,8 @@ async def register_instance(
     Raises NotLeaderError, RegistryError (before anything is proposed), Unavailable and
     KvError (e.g. the given lease does not exist).
     """
-    if not member.is_leader:
-        raise NotLeaderError(member.leader)
+    if not member.is_caught_up:
+        await member.caught_up()  # the previous record may be in a write not yet applied
     key = instance_key(service, instance_id).encode()
     current = member.kv.get(key)
     previous = _decode(current) if current else None

@@ -252,7 +252,8 @@ class ApiFront:
         self, scope: Scope, replay: Receive, send: Send, service: str, instance_id: str
     ) -> None:
         member = self.member
-        if member.is_leader and not scope.get("query_string"):
+        # A leader not caught up yet may lack the instance: FastAPI's handler waits.
+        if member.is_caught_up and not scope.get("query_string"):
             kv = member.kv.get(instance_key(service, instance_id).encode())
             if kv is None:
                 # Answered here too: after a mass expiry every client gets this at once.

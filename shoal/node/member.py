@@ -27,6 +27,13 @@ RawNode takes TransferLeader, ReportUnreachable and ReadIndex as steps:
   election timeout (kv/leases.py). Expired leases are revoked through the log, only
   while still leader, a bounded number per tick so mass expiry is spread.
 - Watchers are fed by the `WatchHub` after every apply.
+- A new leader may hold entries committed before its term that it has not applied: it
+  learns they are committed only when an entry of its own term commits (its no-op).
+  Writes that plan from the store (the config center's, registrations, heartbeats,
+  keep-alives) first wait for `caught_up()` -- the leader has applied an entry of its
+  term, so every earlier committed entry too. Once caught up this is one comparison, not
+  a ReadIndex round: leadership cannot have moved on without this member leaving the
+  leader role, which fails the waiters (they forward to the new leader).
 
 It never blocks the event loop on disk: `MemberStorage.persist` runs in a thread.
 """
@@ -208,6 +215,10 @@ class Member:
         self._reads_in_flight: dict[bytes, list[asyncio.Future[None]]] = {}
         self._reads_confirmed: list[tuple[int, list[asyncio.Future[None]]]] = []
         self._read_seq = 0
+        # Leader only: the term in which it applied an entry of its own term (caught up),
+        # and the writes waiting for that.
+        self._caught_up_term = 0
+        self._catching_up: list[asyncio.Future[None]] = []
         self._boot = secrets.token_bytes(8)
         self._revoking: set[int] = set()
         self._peers: dict[str, tuple[str, int]] = {}
@@ -311,6 +322,9 @@ class Member:
         for waiter in self._waiting.values():
             if not waiter.future.done():
                 waiter.future.set_exception(Unavailable("member shutting down"))
+        for future in self._catching_up:
+            if not future.done():
+                future.set_exception(Unavailable("member shutting down"))
         for step in self._inbox:
             done = getattr(step, "done", None)
             if done is not None and not done.done():
@@ -365,11 +379,37 @@ class Member:
         except TimeoutError as error:
             raise Unavailable("could not confirm a linearizable read in time") from error
 
-    def keepalive(self, lease_id: int) -> int:
-        """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError."""
+    @property
+    def is_caught_up(self) -> bool:
+        """Whether this member leads and has applied an entry of its own term, so its store
+        holds every write committed before it took office."""
+        status = self._status
+        return status.role is Role.LEADER and self._caught_up_term == status.term
+
+    async def caught_up(self) -> None:
+        """Return once this leader's store holds every write committed before its term
+        (at once, once it has). Writes that plan from the store call this before reading
+        it. Raises NotLeaderError (forward it), Unavailable (not in time)."""
+        if self.is_caught_up:
+            return
         if not self.is_leader:
             raise NotLeaderError(self.leader)
-        if not self.kv.leases.is_primary:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._catching_up.append(future)
+        try:
+            await asyncio.wait_for(future, self.config.request_timeout)
+        except TimeoutError as error:
+            raise Unavailable(
+                "this leader has not yet applied the writes committed before its term; retry"
+            ) from error
+
+    def keepalive(self, lease_id: int) -> int:
+        """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError,
+        Unavailable (a leader that has not caught up yet: the lease may be one it has not
+        applied) and LeaseNotFound."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader)
+        if not self.kv.leases.is_primary or not self.is_caught_up:
             raise Unavailable("a new leader is taking over the leases; retry")
         # The renewal reaches the followers with the next lease report (_report_leases).
         return self.kv.leases.keepalive(lease_id, time.monotonic())
@@ -598,12 +638,27 @@ class Member:
             waiters = self._reads_in_flight.pop(rs.context, None)
             if waiters:
                 self._reads_confirmed.append((rs.index, waiters))
+        last = rd.committed_entries[-1] if rd.committed_entries else None
+        if last is not None and last.term == node.term and node.role is Role.LEADER:
+            self._caught_up_term = node.term  # everything before it is applied too
         node.advance(rd)
         self._release_reads()
         status = self._status = node.status()
         if rd.soft_state is not None:
             self._on_role_change()
+        if self._catching_up and self.is_caught_up:
+            self._release_caught_up(None)
         self.metrics.observe(status)
+
+    def _release_caught_up(self, error: Exception | None) -> None:
+        waiters, self._catching_up = self._catching_up, []
+        for future in waiters:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     def _apply(self, index: int, term: int, data: bytes, now: float) -> None:
         result: Result | Exception
@@ -682,6 +737,8 @@ class Member:
                 if not future.done():
                     future.set_exception(Unavailable("leadership changed; retry the read"))
         self._reads_in_flight.clear()
+        if self._node.role is not Role.LEADER and self._catching_up:
+            self._release_caught_up(NotLeaderError(self._node.leader))
         if self._node.role is Role.LEADER:
             extend = self.config.election_ticks * self.config.tick_seconds
             self.kv.leases.promote(now, extend)
