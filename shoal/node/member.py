@@ -59,6 +59,7 @@ from ..kv import (
     KeyValueStore,
     KvError,
     LeaseCheckpoints,
+    LeaseNotFound,
     LeaseRevoke,
     Put,
     Result,
@@ -406,13 +407,19 @@ class Member:
     def keepalive(self, lease_id: int) -> int:
         """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError,
         Unavailable (a leader that has not caught up yet: the lease may be one it has not
-        applied) and LeaseNotFound."""
+        applied) and LeaseNotFound (also for a lease past its expiry, being revoked)."""
         if not self.is_leader:
             raise NotLeaderError(self.leader)
         if not self.kv.leases.is_primary or not self.is_caught_up:
             raise Unavailable("a new leader is taking over the leases; retry")
+        now = time.monotonic()
+        leases = self.kv.leases
+        if leases.time_to_live(lease_id, now).remaining <= 0:
+            # Expired: its revoke is proposed or about to be. Renewing it now would tell
+            # the holder it is alive while its keys are being deleted (etcd refuses too).
+            raise LeaseNotFound(lease_id)
         # The renewal reaches the followers with the next lease report (_report_leases).
-        return self.kv.leases.keepalive(lease_id, time.monotonic())
+        return leases.keepalive(lease_id, now)
 
     def peer_of(self, name: str) -> tuple[str, int]:
         if name in self._peers:
