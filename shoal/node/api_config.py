@@ -63,9 +63,11 @@ from ..kv import (
     prefix_end,
 )
 from ..kv import Txn as TxnCommand
-from .api import ApiError, Consistency, Routing, _kv_error, watch_stream
+from .api_errors import ApiError, kv_error
 from .api_models import MAX_ID, STRICT
 from .member import Member, NotLeaderError
+from .rendering import watch_stream
+from .routing import Consistency, Routing
 
 BASE = "/api/v1/config"
 WRITE_ATTEMPTS = 4  # re-plans after a lost compare before answering 409
@@ -289,7 +291,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
                 except ConfigError as error:
                     raise config_error(error) from error
                 except KvError as error:  # an encoded record over the store's limits
-                    raise _kv_error(error) from error
+                    raise kv_error(error) from error
                 result = await member.propose(command)
                 assert isinstance(result, TxnResult)
                 if result.succeeded:
@@ -409,7 +411,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         except ConfigError as error:
             raise config_error(error) from error
         except KvError as error:
-            raise _kv_error(error) from error
+            raise kv_error(error) from error
 
     @api.get(BASE)
     async def list_items(
@@ -526,7 +528,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         except ConfigError as error:
             raise config_error(error) from error
         except KvError as error:
-            raise _kv_error(error) from error
+            raise kv_error(error) from error
 
         def resolve_at(revision: int) -> Effective | None:
             try:
@@ -552,6 +554,6 @@ def router(member: Member, routing: Routing) -> APIRouter:
         preamble = f": watching {item} from revision {start}\n\n".encode()
         if start_revision is None and baseline is not None:
             preamble += _frame("config", start - 1, baseline.to_json())
-        return watch_stream(member, watcher, render, preamble)
+        return watch_stream(member.hub, member.metrics, watcher, render, preamble)
 
     return api

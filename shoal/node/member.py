@@ -370,6 +370,14 @@ class Member:
         except TimeoutError as error:
             raise Unavailable("the write was not committed in time; it may still commit") from error
 
+    def propose_nowait(self, command: Command) -> None:
+        """Propose `command` if this member leads, without waiting: its outcome is
+        dropped. For best-effort writes nobody waits for, such as revoking the lease of a
+        keep-alive stream whose client went away."""
+        if self.is_leader:
+            self._queue_internal(command)
+            self._wake.set()
+
     async def read_barrier(self) -> None:
         """Return once this member's state includes every write acknowledged before now."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
