@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 LINT_DIRS   := $(wildcard shoal tests bench examples)
 FORMAT_DIRS := $(wildcard shoal tests bench examples)
 
-.PHONY: all venv demo tour test fuzz lint bench soak clean
+.PHONY: all venv debs demo tour test screenshots fuzz lint bench soak clean
 
 all: test
 
@@ -30,8 +30,24 @@ tour: $(STAMP)
 	$(PY) -m shoal.raft.sim.demo
 	$(PY) -m examples.control_plane_tour
 
-test: $(STAMP)
+test: $(STAMP) debs
 	$(PY) -m pytest -n 2 tests
+
+# Debian packages that tests drive as real servers: chromium (the dashboard's browser
+# tests, through Playwright's executable_path, never a browser it downloads) and
+# redis-server (the events' Redis Streams adapter). Installed when missing and possible
+# (root with apt-get); otherwise those tests skip and say why.
+DEBS := chromium:chromium redis-server:redis-server
+debs:
+	@missing=""; for pair in $(DEBS); do command -v $${pair%%:*} >/dev/null 2>&1 || \
+		missing="$$missing $${pair##*:}"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } || \
+		echo "cannot install$$missing here: the tests that need them will skip"
+
+# Refresh docs/screenshots/ (the README shows them) from a run of the browser tests.
+screenshots: $(STAMP) debs
+	SHOAL_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -p no:xdist tests/dashboard/test_browser.py
 
 # Schema-based fuzzing of a real member's HTTP API (schemathesis); `make test` runs a
 # bounded version. The bar: 0 server errors, 0 schema violations.
@@ -50,6 +66,10 @@ bench: $(STAMP)
 	$(PY) -m bench.compute
 	$(PY) -m bench.balance
 	$(PY) -m bench.resilience
+	$(PY) -m bench.gateway
+	$(PY) -m bench.linkerd_balancing
+	$(PY) -m bench.sdk_overhead
+	$(PY) -m bench.events
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5

@@ -50,7 +50,10 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "resilience": frozenset(),
     # The registry and config models are the vocabulary shared by server and clients
     # (DESIGN.md's own row for them); the SDK and the gateway read them directly.
-    "service": frozenset({"client", "balance", "resilience", "observe", "registry", "config"}),
+    # ... and `@svc.on_event` / `svc.publish` are the service-facing side of events.
+    "service": frozenset(
+        {"client", "balance", "resilience", "observe", "registry", "config", "events"}
+    ),
     # DESIGN.md: the gateway is "the same client inside a proxy" -- it reuses the SDK's
     # upstream pools and client policies rather than a second copy of them.
     "gateway": frozenset(

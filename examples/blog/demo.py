@@ -11,7 +11,10 @@ caller using the same SDK client the services use:
 4. SIGKILLs a replica while calls go on: none fails, the replica leaves the registry
    at once, and `shoal up` starts it again;
 5. restarts a service rolling while calls go on: none fails;
-6. stops everything cleanly (every replica deregisters, drains and exits).
+6. runs a distributed job on a `shoal worker` registered in the same control plane;
+7. prints the dashboard's URL (every member serves it at /ui/) and, when run from a
+   terminal, keeps everything up until Ctrl-C so the dashboard can be looked at;
+8. stops everything cleanly (every replica deregisters, drains and exits).
 
 Everything the processes print goes to a log file (its path is printed).
 """
@@ -212,6 +215,9 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
         say(f"{rolling.ok} calls during it answered, {len(rolling.failed)} failed")
         failures = load.failed + rolling.failed
 
+        head("A distributed job on a shoal worker (the job engine, same control plane)")
+        run_job(endpoints, data)
+
         head("Try it yourself: `shoal up examples/blog/shoal.yaml`, then, in another shell")
         say("export SHOAL_ENDPOINTS=http://127.0.0.1:7700")
         say('shoal call users POST /users -d \'{"name": "Grace Hopper"}\'')
@@ -225,6 +231,16 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
         users.close()
         articles.close()
 
+    head("The dashboard: every member serves it")
+    say(f"open {endpoints}/ui/ -- members, services with live health, config, jobs")
+    if sys.stdin.isatty():
+        say("everything stays up until you press Ctrl-C")
+        try:
+            while up.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
     head("Stop everything: Ctrl-C to shoal up")
     up.send_signal(signal.SIGINT)
     code = up.wait(60)
@@ -233,6 +249,46 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
         say(f"FAILED calls: {failures[:5]}")
         return 1
     return 0 if code == 0 else 1
+
+
+def run_job(endpoints: str, data: Path) -> None:
+    from examples.compute.sum import N, job
+
+    with open(data / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shoal.cli.main",
+                "worker",
+                "--server",
+                endpoints,
+                "--slots",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with ControlPlane(endpoints) as cp:
+            wait_for(
+                lambda: cp.registry.instances("shoal-workers").instances, 30, what="the worker"
+            )
+        started = time.monotonic()
+        outcome = job.run("shoal", server=endpoints)
+        took = time.monotonic() - started
+        right = outcome.result == N * (N - 1) // 2
+        say(
+            f"sum of 0..{N - 1:,} over {len(outcome.report.tasks)} partitions in {took:.1f} s: "
+            f"{outcome.result:,} ({'right' if right else 'WRONG'})"
+        )
+        say("recorded in the control plane: `shoal jobs`, and the dashboard's jobs page")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 if __name__ == "__main__":

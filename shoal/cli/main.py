@@ -15,7 +15,8 @@ import typer
 
 from shoal import __version__
 
-from . import call, cluster, config, job, kv, lease, registry, worker
+from . import call, cluster, config, events, job, kv, lease, registry, worker
+from .gateway import gateway
 from .server import server
 from .up import commands as up
 
@@ -31,12 +32,14 @@ app.add_typer(lease.app, name="lease")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(job.app, name="job")
 app.add_typer(config.app, name="config")
+app.add_typer(events.app, name="events")
 app.command("services")(registry.services)
 app.add_typer(registry.app, name="service")
 app.command("server")(server)
 app.command("worker")(worker.worker)
 app.command("jobs")(job.jobs)
 app.command("call")(call.call)
+app.command("gateway")(gateway)
 app.command("up")(up.up)
 app.command("scale")(up.scale)
 app.command("restart")(up.restart)

@@ -337,6 +337,14 @@ def server(
             "data (when the old cluster's quorum is lost for good). Remove it afterwards.",
         ),
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines as text or json (one object per line).  "
+            "[default: $SHOAL_LOG_FORMAT, else text]",
+        ),
+    ] = None,
 ) -> None:
     """Run a control-plane member (a cluster of one unless told otherwise)."""
     flags = {
@@ -360,6 +368,31 @@ def server(
             config is not None and "initial_cluster" in load_config_file(config)
         )
         settings = join_cluster(settings, explicit)
+    start_logging("server", log_format)
+    from shoal.dashboard import dashboard_app
     from shoal.node.server import run
 
-    raise typer.Exit(run(member_config(settings)))
+    host, port = settings.client_addr
+    # The dashboard reaches this member through its own HTTP API, like any client.
+    ui = dashboard_app(f"http://{_reachable(host)}:{port}")
+    raise typer.Exit(run(member_config(settings), mounts={"/ui": ui}))
+
+
+def _reachable(host: str) -> str:
+    """The address to call a server on that listens on `host` (a wildcard: loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def start_logging(process: str, log_format: str | None) -> None:
+    """shoal.observe's one logging setup; a bad format is a usage error naming its source."""
+    from shoal.observe.logs import ENV_FORMAT, setup_logging
+
+    try:
+        setup_logging(process, log_format=log_format)
+    except ValueError as error:
+        hint = "--log-format" if log_format is not None else ENV_FORMAT
+        raise typer.BadParameter(str(error).split(": ", 1)[-1], param_hint=hint) from None

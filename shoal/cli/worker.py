@@ -46,8 +46,31 @@ def worker(
     ttl: Annotated[
         int, typer.Option("--ttl", min=1, help="Lease TTL (s) if the keep-alive stream stalls.")
     ] = 10,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Port of the Prometheus /metrics endpoint on --host (0: any free port; "
+            "it is in the registry's metadata as metrics_port).",
+        ),
+    ] = 0,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="Serve no metrics endpoint.")
+    ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines as text or json.  [default: $SHOAL_LOG_FORMAT, else text]",
+        ),
+    ] = None,
 ) -> None:
     """Run a shoal worker until Ctrl-C or SIGTERM."""
+    from .server import start_logging
+
+    start_logging("worker", log_format)
     from shoal.client import parse_endpoints
     from shoal.compute import ComputeError
     from shoal.compute.worker import Worker, parse_resources, run_worker
@@ -71,6 +94,7 @@ def worker(
                 advertise=advertise,
                 worker_id=worker_id,
                 ttl=ttl,
+                metrics_port=None if no_metrics else metrics_port,
             )
         )
     except (ComputeError, OSError) as error:

@@ -4,7 +4,8 @@ Small metadata only goes through Raft (DESIGN.md decision 8); partition data and
 results travel directly between driver and workers. The key layout::
 
     /compute/jobs/{job_id}            the job's summary, JSON (see ``summary``): name,
-                                      state, task counts, times, driver host/pid, error
+                                      state, task counts, times, driver host/pid, error,
+                                      and a task stream of recent attempts (``stream``)
     /compute/tasks/{job_id}/{seq}     a checkpoint chunk, JSON {index: result | null}:
                                       tasks that finished, with their pickled result
                                       (base64) when it is at most 64 KiB
@@ -36,7 +37,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from shoal.client import ControlPlane, ShoalError
 
 from ._driver import LIVE, Run
 from .errors import ExecutorError, JobError
+from .scheduler import Scheduler
 
 __all__ = [
     "CANCEL_PREFIX",
@@ -64,6 +66,7 @@ __all__ = [
     "request_cancel",
     "restore",
     "summarize",
+    "task_stream",
     "tasks_prefix",
 ]
 
@@ -76,6 +79,8 @@ MAX_CHECKPOINT_RESULT = 64 * 1024
 _MAX_TXN_OPS = 128
 _MAX_TXN_BYTES = 512 * 1024
 TERMINAL = frozenset({"done", "failed", "cancelled"})
+STREAM_TASKS = 48  # tasks whose attempts a summary's task stream shows
+STREAM_ATTEMPTS = 96
 
 
 def job_key(job_id: str) -> str:
@@ -110,8 +115,39 @@ class Restored:
     finished_without_result: frozenset[int]  # finished, but the result was too big to keep
 
 
-def summarize(run: Run, executor: str, running: int) -> dict[str, Any]:
-    """A run's summary record (``running``: its attempts running now, as the driver knows)."""
+def task_stream(scheduler: Scheduler, run: Run, indexes: Sequence[int]) -> list[dict[str, Any]]:
+    """The attempts of the tasks at ``indexes``, oldest start first, for the summary's
+    ``stream`` (the dashboard's task stream): which worker ran what, retries, and
+    speculative copies of stragglers. Times are seconds since the job was submitted."""
+    origin = run.submitted_at
+    out: list[dict[str, Any]] = []
+    for index in indexes:
+        try:
+            views = scheduler.attempts(run.task_ids[index])
+        except (KeyError, IndexError):
+            continue  # restored from a checkpoint, or already forgotten
+        for view in views:
+            out.append(
+                {
+                    "task": index,
+                    "attempt": view.attempt,
+                    "worker": view.worker_id,
+                    "speculative": view.speculative,
+                    "outcome": str(view.outcome),
+                    "started": None if view.started_at is None else view.started_at - origin,
+                    "ended": None if view.ended_at is None else view.ended_at - origin,
+                    "error": view.error[-300:],
+                }
+            )
+    out.sort(key=lambda a: (a["started"] is None, a["started"] or 0.0, a["task"], a["attempt"]))
+    return out[-STREAM_ATTEMPTS:]
+
+
+def summarize(
+    run: Run, executor: str, running: int, stream: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A run's summary record (``running``: its attempts running now, as the driver knows;
+    ``stream``: recent attempts, see ``task_stream``)."""
     total = len(run.task_ids)
     failed = 0
     if run.state not in LIVE:
@@ -139,6 +175,7 @@ def summarize(run: Run, executor: str, running: int) -> dict[str, Any]:
         "driver": {"host": socket.gethostname(), "pid": os.getpid()},
         "workers": sorted({t[0] for t in run.timing.values()}),
         "error": "" if run.error is None else str(run.error)[-4000:],
+        "stream": stream or [],
     }
 
 

@@ -147,6 +147,7 @@ class ShoalExecutor(DriverCore):
         self._retry_at: dict[str, float] = {}
         self._retry_delay: dict[str, float] = {}
         self._dirty: set[str] = set()  # jobs whose record summary is out of date
+        self._recent: dict[int, deque[int]] = {}  # job_no -> tasks that reported lately
         self._next_record = 0.0
         self._watches = PrefixWatches(server)
         self._selector = selectors.DefaultSelector()
@@ -404,6 +405,14 @@ class ShoalExecutor(DriverCore):
             self._take_results(conn.sid, slot.fifo, batch, offset)
             return
         checkpoints: list[tuple[str, int, Any]] = []
+        for job_no, index, *_ in batch:  # every reported attempt, failures too, is news
+            recent = self._recent.get(job_no)
+            if recent is None:
+                recent = self._recent[job_no] = deque(maxlen=records.STREAM_TASKS)
+            recent.append(index)
+            reported = self._by_no.get(job_no)
+            if reported is not None:
+                self._dirty.add(reported.job_id)
         self._take_results(conn.sid, slot.fifo, batch, offset, checkpoints, records.encode_result)
         if checkpoints:
             recorder.finished(checkpoints)
@@ -521,18 +530,23 @@ class ShoalExecutor(DriverCore):
     def _forgot(self, run: Run) -> None:
         super()._forgot(run)
         self._dirty.discard(run.job_id)
+        self._recent.pop(run.job_no, None)
         if self._recorder is not None:
             self._recorder.forget_job(run.job_id)
 
     def _record(self, run: Run) -> None:
         if self._recorder is None:
             return
-        running = 0
+        running: list[int] = []
         if run.state in LIVE:  # attempts at the head of a slot's queue: O(slots), not O(tasks)
             job_no = run.job_no
             for conn in self._conns.values():
                 for slot in conn.slots:
                     if slot is not None and slot.fifo and slot.fifo[0][0] == job_no:
-                        running += 1
-        summary = records.summarize(run, self.name, running)
+                        running.append(slot.fifo[0][1])
+        # The task stream: the attempts of tasks running now and of those that reported
+        # lately (O(slots + STREAM_TASKS) per record, whatever the job's size).
+        shown = list(dict.fromkeys([*running, *reversed(self._recent.get(run.job_no, ()))]))
+        stream = records.task_stream(self._scheduler, run, shown[: records.STREAM_TASKS])
+        summary = records.summarize(run, self.name, len(running), stream)
         self._recorder.summary(run.job_id, summary)

@@ -47,6 +47,7 @@ from shoal.client.registration import RegistrationHolder
 from shoal.client.registry import Registration
 
 from . import _frames as fr
+from . import worker_metrics as metrics
 from ._slots import slot_main
 from .errors import ExecutorError
 
@@ -88,6 +89,8 @@ class _Slot:
     process: BaseProcess
     writer: asyncio.StreamWriter
     pump: asyncio.Task[None] | None = None
+    restart_requested: bool = False  # the driver asked (RESTART): not a crash
+    counted: bool = True  # in the slot-process gauge (taken out exactly once)
 
 
 @dataclass(slots=True, eq=False)
@@ -114,6 +117,7 @@ class Worker:
         worker_id: str | None = None,
         ttl: int = 10,
         flush_every: int = 8,
+        metrics_port: int | None = None,
     ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ExecutorError(f"slots must be a positive int, got {slots!r}")
@@ -132,6 +136,8 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.ttl = ttl
         self.flush_every = flush_every
+        self.metrics_port = metrics_port  # None: no endpoint; 0: any free port
+        self._metrics: metrics.MetricsServer | None = None
         self._ctx: Any = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_preload())
         self._sessions: set[_Session] = set()
@@ -145,6 +151,9 @@ class Worker:
         await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
         server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = int(server.sockets[0].getsockname()[1])
+        if self.metrics_port is not None:
+            self._metrics = metrics.serve_metrics(self.host, self.metrics_port)
+            self.metrics_port = self._metrics.port
         plane = AsyncControlPlane(self.servers, timeout=10.0)
         holder = RegistrationHolder(
             plane,
@@ -168,6 +177,8 @@ class Worker:
             await plane.aclose()
             for session in list(self._sessions):
                 await self._end_session(session)
+            if self._metrics is not None:
+                self._metrics.close()
 
     def stop(self) -> None:
         if self._stopping is not None:
@@ -176,15 +187,14 @@ class Worker:
     # -- registration --
 
     def _instance_fields(self) -> dict[str, Any]:
-        return {
-            "address": self.advertise,
-            "port": self.port,
-            "metadata": {
-                "slots": str(self.slots),
-                "resources": json.dumps(self.resources, separators=(",", ":")),
-                "pid": str(os.getpid()),
-            },
+        metadata = {
+            "slots": str(self.slots),
+            "resources": json.dumps(self.resources, separators=(",", ":")),
+            "pid": str(os.getpid()),
         }
+        if self._metrics is not None:  # where Prometheus (and the dashboard) scrape it
+            metadata["metrics_port"] = str(self._metrics.port)
+        return {"address": self.advertise, "port": self.port, "metadata": metadata}
 
     def _announce(self, registration: Registration) -> None:
         if not self._announced:
@@ -204,6 +214,7 @@ class Worker:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = _Session(writer, [None] * self.slots)
         self._sessions.add(session)
+        metrics.DRIVERS.inc()
         try:
             for index in range(self.slots):
                 await self._start_slot(session, index, 1)
@@ -237,7 +248,9 @@ class Worker:
                 continue  # meant for a process that is gone
             if kind == fr.RUN:
                 slot.writer.write(len(payload).to_bytes(4, "big") + payload)
+                metrics.RUN_BATCHES.inc()
             elif kind == fr.RESTART:
+                slot.restart_requested = True
                 slot.process.kill()  # its pump sees EOF and starts the next generation
 
     async def _start_slot(self, session: _Session, index: int, gen: int) -> _Slot:
@@ -258,6 +271,7 @@ class Worker:
         reader, writer = await asyncio.open_connection(sock=parent)
         slot = _Slot(index, gen, process, writer)
         session.slots[index] = slot
+        metrics.SLOTS.inc()
         slot.pump = asyncio.create_task(self._pump(session, slot, reader))
         return slot
 
@@ -269,12 +283,16 @@ class Worker:
                 size = int.from_bytes(await reader.readexactly(4), "big")
                 data = await reader.readexactly(size)
                 out.write(fr.HEADER.pack(size, fr.RESULTS, slot.index, slot.gen) + data)
+                metrics.RESULT_BATCHES.inc()
+                metrics.RESULT_BYTES.inc(size)
                 await out.drain()
         except (asyncio.IncompleteReadError, OSError):
             pass
         if session.closed:
             return
         await asyncio.to_thread(slot.process.join, 5.0)
+        _uncount(slot)
+        metrics.SLOT_RESTARTS.labels("requested" if slot.restart_requested else "crashed").inc()
         reason = f"slot process {slot.process.pid} exited with code {slot.process.exitcode}"
         slot.writer.close()
         with contextlib.suppress(OSError, ExecutorError):
@@ -295,9 +313,11 @@ class Worker:
             return
         session.closed = True
         self._sessions.discard(session)
+        metrics.DRIVERS.dec()
         for slot in session.slots:
             if slot is None:
                 continue
+            _uncount(slot)
             if slot.process.is_alive():
                 slot.process.kill()
             slot.writer.close()
@@ -322,6 +342,12 @@ def _preload() -> list[str]:
     if isinstance(name, str) and name and name != "__main__":
         names.insert(1, name)
     return names
+
+
+def _uncount(slot: _Slot) -> None:
+    if slot.counted:
+        slot.counted = False
+        metrics.SLOTS.dec()
 
 
 def _pid_json(process: BaseProcess) -> bytes:

@@ -5,7 +5,8 @@ KV, leases, cluster and probes, the registry (sharing the member's registry cach
 the fast path), the config center, and the health-check view. It starts nothing: the
 parts' lifetimes belong to the lifespan. `mounts` adds other ASGI apps under a path (the
 web dashboard at `/ui`, injected by the CLI, since this layer may not import it). The
-ASGI front (front.py) wraps the result.
+ASGI front (front.py) wraps the result, so a mounted app meets the same body limits
+and metrics as the API; it reaches the member only through the HTTP API.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def build_app(running: RunningMember, *, mounts: Mapping[str, ASGIApp] | None = 
         api_health.router(member, running.checker),
     ):
         app.include_router(router)
+    install_schema(app)
     for path, mounted in (mounts or {}).items():
         app.mount(path, mounted)
-    install_schema(app)
     return app
 
 

@@ -2,8 +2,9 @@
 
 Theory of operation. uvicorn calls `ApiFront`; for each HTTP request it
 
-1. counts the request for metrics by route prefix and status (`shoal_http_requests`),
-   keeping the counter children it has seen (`labels()` costs a lock per call);
+1. counts the request for metrics by route label and status (`shoal_http_requests`) and
+   times it to its first response byte (`shoal_http_request_duration_seconds`), keeping
+   the metric children it has seen (`labels()` costs a lock per call);
 2. applies the boundary rules of boundary.py -- the body limit while reading (chunked or
    not; 413 and the connection closed past it), a UTF-8 path and query, and a body that
    is JSON whose every text is encodable -- one implementation each, so the fast path and
@@ -18,6 +19,7 @@ to FastAPI: the in-process tests compare the two paths' answers that way.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,30 +42,45 @@ class ApiFront:
         self.fast = fast
         # Counter children by (route, status): `labels()` costs a lock and a tuple per call.
         self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}  # duration histogram children by route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 0
+        started = time.perf_counter()
+        answered = 0.0  # when the response began: a stream's duration is to its first byte
 
         async def counting_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = time.perf_counter()
             await send(message)
 
         path: str = scope["path"]
         try:
             await self._route(scope, receive, counting_send)
         finally:
-            label = "/".join(path.split("/", 4)[:4]) if path.startswith("/api/") else path
+            # Route labels, not raw paths: `/api/v1/kv`, `/ui`, `/metrics` (a crawler's
+            # random paths must not become series of their own).
+            if path.startswith("/api/"):
+                label = "/".join(path.split("/", 4)[:4])
+            else:
+                label = "/" + path.split("/", 2)[1] if len(path) > 1 else "/"
             counter = self._counted.get((label, status))
             if counter is None:
                 counter = self.member.metrics.requests.labels(label, str(status))
-                if len(self._counted) < 1024:  # paths outside /api/ are unbounded
+                if len(self._counted) < 1024:
                     self._counted[(label, status)] = counter
             counter.inc()
+            timer = self._timed.get(label)
+            if timer is None:
+                timer = self.member.metrics.request_seconds.labels(label)
+                if len(self._timed) < 256:
+                    self._timed[label] = timer
+            timer.observe((answered or time.perf_counter()) - started)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = _content_length(scope)

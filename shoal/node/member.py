@@ -663,7 +663,7 @@ class Member:
             self._on_role_change()
         if self._catching_up and self.is_caught_up:
             self._release_caught_up(None)
-        self.metrics.observe(status)
+        self.metrics.observe(status, leases=len(self.kv.leases), revision=self.kv.revision)
 
     def _release_caught_up(self, error: Exception | None) -> None:
         waiters, self._catching_up = self._catching_up, []

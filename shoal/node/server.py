@@ -129,7 +129,8 @@ async def advertise(member: Member, link: LeaderLink) -> None:
             await link.send("PUT", path, leader=member.leader, content=content)
 
 
-def run(config: MemberConfig, *, mounts: Mapping[str, ASGIApp] | None = None) -> int:
+def run(config: MemberConfig, mounts: Mapping[str, ASGIApp] | None = None) -> int:
+    # A no-op when the caller set logging up (`shoal server` does: shoal.observe.logs).
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # The store holds many small long-lived objects; default GC thresholds walk them all
     # every few thousand allocations, which showed up as write-latency tails. Collect the

@@ -71,6 +71,17 @@ class Agent:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(timeout)
 
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run `coroutine` on the agent's loop; its future (for `asyncio.wrap_future`)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def on_agent_loop(self) -> bool:
+        """Whether the caller runs on the agent's loop (where blocking on it deadlocks)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> Future[Any]:
         """Run `coroutine` as a task of the agent until it ends or the agent stops."""
 

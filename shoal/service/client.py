@@ -15,12 +15,22 @@ clock. Per request: no control-plane call -- instances come from the watched loc
 breakers and outlier ejection per instance, and the caller's trace context and request id
 passed on. The answer is an `httpx.Response` whatever its status; `CallError`s say why
 there is none.
+
+`transport=` puts another httpx transport under the calls (default: httpx's own
+connection pool). On the 2-core development machine httpx's pool costs 0.6-1.3 ms of
+CPU per call, growing with the connections it holds, where aiohttp's, through
+`httpx_aiohttp.AiohttpTransport`, costs 0.25-0.35 ms (bench/sdk_overhead.py,
+docs/sdk-benchmarks.md). Whatever the transport, a connect-type error counts as "nothing
+was sent" (and so may be retried for any method) only when its cause shows that no
+connection was made; other transports' mappings are not trusted to keep that apart from
+a connection lost mid-request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
 import time
@@ -47,9 +57,38 @@ DISCOVERY_WAIT = 5.0  # how long a first call waits for the first view of the se
 _LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 
 
+# The errnos of a connection that was never made: the request cannot have been sent.
+# (Not ETIMEDOUT: an established connection can time out too, after the request went.)
+_NOT_CONNECTED = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EADDRNOTAVAIL,
+        errno.EHOSTDOWN,
+    }
+)
+
+
+def _never_connected(error: httpx.HTTPError) -> bool:
+    """Does the cause of a connect-type `error` show that no connection was made?
+
+    httpx's own transport raises these only before a request is written (its cause is
+    an httpcore exception). Another transport may map more onto them: httpx_aiohttp
+    turns a server closing the connection mid-request into `ConnectTimeout`. Only a
+    timeout while connecting or a socket error that means "not connected" is trusted
+    there; anything else may have reached the server, and is a reset."""
+    cause = error.__cause__
+    if cause is None or type(cause).__module__.split(".")[0] == "httpcore":
+        return True
+    if isinstance(cause, TimeoutError) and cause.errno is None:
+        return True  # a timer ran out while connecting (a socket's ETIMEDOUT has an errno)
+    return isinstance(cause, OSError) and cause.errno in _NOT_CONNECTED
+
+
 def _outcome_of(error: httpx.HTTPError) -> Outcome:
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return Outcome.CONNECT_FAILURE  # nothing was sent
+        return Outcome.CONNECT_FAILURE if _never_connected(error) else Outcome.RESET
     if isinstance(error, httpx.TimeoutException):
         return Outcome.TIMEOUT
     return Outcome.RESET
@@ -197,12 +236,20 @@ class CallCore:
 
 
 class ServiceClient:
-    """Blocking calls to `service` (thread-safe: share one per process)."""
+    """Blocking calls to `service` (thread-safe: share one per process). `transport`:
+    the httpx transport to send with (default: httpx's own pool, `_LIMITS`)."""
 
-    def __init__(self, service: str, *, core: CallCore | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        core: CallCore | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
         self._core = core or CallCore(service, **options)
         self.service = service
-        self._http = httpx.Client(limits=_LIMITS, timeout=None)
+        self._http = httpx.Client(limits=_LIMITS, timeout=None, transport=transport)
 
     def request(
         self,
@@ -287,12 +334,21 @@ class ServiceClient:
 
 
 class AsyncServiceClient:
-    """`ServiceClient` for asyncio code: the same calls, awaited. Use it from one event loop."""
+    """`ServiceClient` for asyncio code: the same calls, awaited. Use it from one event loop.
+    `transport`: the httpx transport to send with (default: httpx's own pool), e.g.
+    `httpx_aiohttp.AiohttpTransport(limits=...)`; see the module docstring."""
 
-    def __init__(self, service: str, *, core: CallCore | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        core: CallCore | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
         self._core = core or CallCore(service, **options)
         self.service = service
-        self._http = httpx.AsyncClient(limits=_LIMITS, timeout=None)
+        self._http = httpx.AsyncClient(limits=_LIMITS, timeout=None, transport=transport)
 
     async def request(
         self,

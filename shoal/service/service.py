@@ -44,11 +44,14 @@ from typing import Any, Literal, TypeVar
 
 from ..client import ConfigUpdate
 from ..client.registry import Registration
+from ..events import Handler, Published, SubscribeOptions
+from ..observe.logs import setup_logging
 from ..registry import RegistryError, check_name
 from . import address as addr
 from .agent import Agent
 from .client import AsyncServiceClient, CallCore, ServiceClient
 from .config import LiveSettings
+from .events import ServiceEvents
 from .middleware import ROUTE_KEY, AsgiMiddleware, RequestGate, WsgiMiddleware
 from .policy import ClientPolicy
 from .signals import SigtermHook
@@ -109,6 +112,8 @@ class Service:
         self.health_path, self.metrics_path = health_path, metrics_path
         self.shutdown_grace, self.drain_timeout = shutdown_grace, drain_timeout
         self.config_namespace = config_namespace or env.get("SHOAL_NAMESPACE", "default")
+        # shoal's one log format, trace ids included; an app's own logging setup is kept.
+        setup_logging(self.name, respect_existing=True)
         self.state: State = "starting"
         self.registration: Registration | None = None
         self.registered = threading.Event()
@@ -120,7 +125,10 @@ class Service:
         if app is not None:
             self._attach(app)
         self.agent = Agent(raw if isinstance(raw, str) else tuple(raw))
+        self._registers = register
         self._holder: Any = None
+        self._events: ServiceEvents | None = None
+        self._events_lock = threading.Lock()
         if register:
             self.agent.spawn(self._register_when_listening(), f"registration of {self.name}")
         self._sigterm = SigtermHook(self._prepare_stop)
@@ -227,6 +235,65 @@ class Service:
         self.agent.follow_config(live.item, self.labels, live.accept)
         return live
 
+    # -- events ------------------------------------------------------------------------
+
+    def _event_side(self) -> ServiceEvents:
+        with self._events_lock:
+            if self._events is None:
+                url = os.environ.get("SHOAL_EVENTS_URL") or list(self.agent.endpoints)
+                self._events = ServiceEvents(self.agent, url, self.name)
+                if self.registered.is_set() or not self._registers:
+                    self._events.start()
+            return self._events
+
+    def on_event(
+        self, topic: str, *, group: str | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: run `fn(message)` for the messages of `topic` (see events.py) --
+        each to one instance of `group`, or, without a group, every message to every
+        instance. Returning acknowledges; `shoal.events.Nack(delay=)` or any exception
+        redelivers. `options` are `shoal.events.SubscribeOptions` fields. Subscriptions
+        start once the instance is registered and drain on SIGTERM."""
+        settings = SubscribeOptions(**options)
+
+        def register(fn: Handler) -> Handler:
+            self._event_side().add(topic, fn, group, settings)
+            return fn
+
+        return register
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        id: str | None = None,
+        timeout: float | None = 30.0,
+    ) -> Published:
+        """Publish and wait until it is durable (blocking: for Flask and threads; from a
+        coroutine use `apublish`). The current trace context goes in the headers."""
+        return self._event_side().publish(topic, payload, key, headers, id=id, timeout=timeout)
+
+    async def apublish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        id: str | None = None,
+    ) -> Published:
+        """`publish` for coroutines (FastAPI handlers, async event handlers)."""
+        return await self._event_side().apublish(topic, payload, key, headers, id=id)
+
+    def _stop_events(self) -> None:
+        with self._events_lock:
+            events = self._events
+        if events is not None:
+            events.stop(self.drain_timeout)
+
     # -- registration ------------------------------------------------------------------
 
     async def _register_when_listening(self) -> None:
@@ -292,6 +359,10 @@ class Service:
                 registration.instance.port,
             )
         self.registered.set()
+        with self._events_lock:
+            events = self._events
+        if events is not None:
+            events.start()
 
     def wait_registered(self, timeout: float = 10.0) -> Registration:
         """Block until the instance is registered; TimeoutError after `timeout`."""
@@ -312,9 +383,12 @@ class Service:
     # -- stopping ----------------------------------------------------------------------
 
     def _prepare_stop(self) -> None:
-        """SIGTERM: deregister and let callers see it before the server stops."""
+        """SIGTERM: deregister and let callers see it before the server stops; meanwhile
+        the event handlers in flight finish and the subscriptions hand their work back."""
         if self._deregister():
-            time.sleep(self.shutdown_grace)
+            began = time.monotonic()
+            self._stop_events()
+            time.sleep(max(0.0, self.shutdown_grace - (time.monotonic() - began)))
 
     def _deregister(self) -> bool:
         """Leave the registry (once); True if this call did it."""
@@ -331,6 +405,7 @@ class Service:
     def stop(self) -> None:
         """Deregister (if not yet) and stop the agent. Idempotent; safe from any thread."""
         self._deregister()
+        self._stop_events()
         with self._stop_lock:
             if self.state == "stopped":
                 return

@@ -3,6 +3,7 @@ port of its own, with the control plane's endpoints in its environment.
 
     app = AppProcess(["uvicorn", "myapp:app", "--port", "{port}"], endpoints=server.url)
     app.wait_healthy()        # /healthz answers (the SDK serves it)
+    app.wait_registered()     # ... and names its instance: it is in the registry
     app.terminate()           # SIGTERM: the graceful stop; kill() for SIGKILL
 
 `{port}` in the command is replaced by the process's port. Every process is killed at
@@ -89,6 +90,17 @@ class AppProcess:
             return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
 
         wait_for(healthy, timeout, what=f"{self.command[:3]} on port {self.port}")
+        return self
+
+    def wait_registered(self, timeout: float = 30.0) -> AppProcess:
+        """Healthy and registered: `/healthz` names the instance id (an SDK service
+        serves before its registration lands, so callers may not see it yet)."""
+        self.wait_healthy(timeout)
+
+        def registered() -> bool:
+            return httpx.get(self.url + "/healthz", timeout=1).json().get("instance") is not None
+
+        wait_for(registered, timeout, what=f"registration of the app on port {self.port}")
         return self
 
     @property

@@ -1,4 +1,4 @@
-"""`make demo`'s second part runs end to end (it starts and kills a real server)."""
+"""`make tour`'s second part runs end to end (it starts and kills a real server)."""
 
 from __future__ import annotations
 

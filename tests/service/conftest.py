@@ -46,7 +46,7 @@ def replicas(server: ServerProcess, tmp_path: Path) -> Iterator[ReplicaFactory]:
             batch.append(app)
         started.extend(batch)
         for app in batch:
-            app.wait_healthy()
+            app.wait_registered()
         return batch
 
     try:

@@ -1,0 +1,503 @@
+"""The shoal gateway against nginx as a reverse proxy, over the same backend, in one run.
+
+Both proxies run one worker process pinned to the server CPU, with access logs off and
+keep-alive connections to the backend (nginx: `keepalive 64`, HTTP/1.1, Connection
+cleared). The backend is a separate nginx answering a small fixed body; it, wrk and the
+control plane share the load-generator CPU, the same for both systems. The gateway finds
+the backend through the registry of a real `shoal server` (one plain record), so every
+request goes through its full path: route match, a `CallPlan` over the `Upstream`
+(balancer, breaker, outlier detector, retry budget), forwarding and trace headers.
+
+Measured, per system, alternating trials (the machine is shared; each row keeps the
+best trial, since noise only ever slows a run down):
+
+* throughput: wrk, 1 thread, 64 connections; req/s, p50/p99, and the proxy's CPU time
+  per request (user + system, from /proc), which does not depend on whether the proxy or
+  the load generator ran out of CPU first -- on 2 cores wrk often does;
+* added latency at ~1,000 req/s: wrk with 10 connections that each wait 10 ms between
+  requests, minus the same run straight at the backend (p50 and p99);
+* memory: the gateway's RSS sampled every 2 s under 64-connection load for
+  `--soak-s` seconds (first and last third compared); with `--soak`, also one 200 MB
+  download and one 200 MB upload through each proxy.
+
+Goals (issue 11): throughput >= 0.6x nginx, p99 added < 1 ms at 1,000 req/s, memory flat.
+
+    .venv/bin/python -m bench.gateway              # ~2 min
+    .venv/bin/python -m bench.gateway --quick      # a smoke run (~30 s)
+    .venv/bin/python -m bench.gateway --soak       # + a 5-minute soak and 200 MB bodies
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+
+from bench.harness import (
+    Results,
+    Settings,
+    WrkResult,
+    log,
+    pick_cpus,
+    raise_nofile,
+    run_wrk,
+    taskset,
+    terminate,
+)
+from shoal.client import ControlPlane
+from shoal.testing.processes import ServerProcess, free_port, wait_for
+
+BODY = "hello from the backend\n"
+BIG = 200 * 1024 * 1024
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if not missing:
+        return
+    log(f"missing {', '.join(missing)}: apt-get install -y nginx-light wrk")
+    subprocess.run("apt-get update -qq", shell=True, check=True, timeout=300)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "nginx-light", "wrk"],
+        check=True,
+        timeout=600,
+        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+    )
+    if shutil.which("nginx") is None and os.path.exists("/usr/sbin/nginx"):
+        os.environ["PATH"] += ":/usr/sbin"
+    still = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if still:
+        raise SystemExit(f"still missing after apt-get: {', '.join(still)}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def _nginx_conf(root: Path, name: str, server: str, extra_http: str = "") -> Path:
+    temp = root / f"{name}-tmp"
+    temp.mkdir(parents=True, exist_ok=True)
+    conf = root / f"{name}.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {root}/{name}.pid;
+error_log {root}/{name}-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy;
+  fastcgi_temp_path {temp}/fcgi; uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;
+  keepalive_requests 10000000;
+  client_max_body_size 0;
+  {extra_http}
+  {server}
+}}
+"""
+    )
+    return conf
+
+
+def start_nginx(root: Path, name: str, server: str, port: int, cpus: str | None,
+                extra_http: str = "") -> Proc:  # fmt: skip
+    conf = _nginx_conf(root, name, server, extra_http)
+    popen = subprocess.Popen(
+        [*taskset(cpus), "nginx", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / f"{name}.out").open("ab"),
+    )
+    proc = Proc(name, popen, port)
+    wait_for(lambda: _up(port), 10, what=f"{name} on {port}")
+    return proc
+
+
+def _up(port: int) -> bool:
+    return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code < 500
+
+
+def start_backend(root: Path, cpus: str | None) -> Proc:
+    port = free_port()
+    big = root / "static" / "big.bin"
+    big.parent.mkdir(parents=True, exist_ok=True)
+    with big.open("wb") as f:
+        f.truncate(BIG)  # sparse: 200 MB of zeros without writing them
+    # nginx's workers drop root for www-data: let them read the file.
+    for path in (root, big.parent):
+        path.chmod(0o755)
+    big.chmod(0o644)
+    server = f"""
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location = /big.bin {{ root {big.parent}; }}
+    location / {{ return 200 "{BODY.strip()}\\n"; }}
+  }}"""
+    return start_nginx(root, "backend", server, port, cpus)
+
+
+def start_nginx_proxy(root: Path, backend: int, sink: int, cpus: str | None) -> Proc:
+    port = free_port()
+    upstream = (
+        f"upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}\n"
+        f"  upstream sink {{ server 127.0.0.1:{sink}; keepalive 8; }}"
+    )
+    server = f"""
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location /upload {{
+      proxy_pass http://sink;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+    }}
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }}
+  }}"""
+    proc = start_nginx(root, "nginx-proxy", server, port, cpus, upstream)
+    return proc
+
+
+def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
+    port, admin = free_port(), free_port()
+    routes = root / "routes.yaml"
+    policy = {"timeout": "60s", "attempt_timeout": "30s"}
+    routes.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"max_body": "1GB", "policy": policy},
+                "routes": [
+                    {"prefix": "/", "service": "bench-backend", "name": "backend"},
+                    {"prefix": "/upload", "service": "bench-sink", "name": "sink"},
+                ],
+            }
+        )
+    )
+    cmd = [
+        *taskset(cpus), sys.executable, "-m", "shoal.gateway",
+        "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
+        "--routes", str(routes), "--endpoints", endpoints, "--access-log", "off",
+    ]  # fmt: skip
+    popen = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=(root / "gateway.log").open("ab")
+    )
+    proc = Proc("shoal", popen, port)
+    wait_for(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=1).text == BODY,
+        20,
+        what="the gateway routing to the backend",
+    )
+    return proc
+
+
+def run_sink(port: int) -> None:
+    """An upstream that reads whole request bodies (nginx's `return` would not) and
+    answers with their length: the far end of the 200 MB upload."""
+    import asyncio
+
+    import httptools
+    import uvloop
+
+    class Sink(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.size = 0
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.size += len(body)
+
+        def on_message_complete(self) -> None:
+            answer = f"{self.size}\n".encode()
+            self.size = 0
+            head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(answer)
+            self.transport.write(head + answer)  # type: ignore[attr-defined]
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
+def start_sink(cpus: str | None) -> Proc:
+    port = free_port()
+    popen = subprocess.Popen(
+        [*taskset(cpus), sys.executable, "-m", "bench.gateway", "--sink", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    proc = Proc("sink", popen, port)
+    wait_for(lambda: _up(port), 10, what="the upload sink")
+    return proc
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (nginx's worker is one)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def throughput(settings: Settings, proc: Proc, connections: int = 64) -> tuple[WrkResult, float]:
+    """wrk at `connections`; the result and the proxy's CPU microseconds per request."""
+    before = cpu_seconds(proc.pid)
+    result = run_wrk(
+        settings, f"http://127.0.0.1:{proc.port}", "gateway_get.lua", ["/"], connections
+    )
+    used = cpu_seconds(proc.pid) - before
+    return result, used / max(1, result.requests) * 1e6
+
+
+def paced(settings: Settings, port: int) -> WrkResult:
+    return run_wrk(
+        settings, f"http://127.0.0.1:{port}", "gateway_paced.lua", ["/", "10"], connections=10
+    )
+
+
+def soak(settings: Settings, proc: Proc, seconds: int) -> tuple[list[float], WrkResult]:
+    """RSS (MB) every 2 s while wrk runs `seconds` at 64 connections."""
+    long_run = Settings(
+        duration_s=seconds,
+        failover_trials=0,
+        watchers=0,
+        server_cpus=settings.server_cpus,
+        loadgen_cpus=settings.loadgen_cpus,
+    )
+    samples: list[float] = []
+    ps = psutil.Process(proc.pid)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(_thread())
+        future = pool.submit(
+            run_wrk, long_run, f"http://127.0.0.1:{proc.port}", "gateway_get.lua", ["/"], 64
+        )
+        while not future.done():
+            samples.append(ps.memory_info().rss / 1e6)
+            time.sleep(2)
+        return samples, future.result()
+
+
+@contextlib.contextmanager
+def _thread() -> Iterator[object]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
+
+
+def big_bodies(proc: Proc) -> tuple[float, float, float]:
+    """(download MB/s, upload MB/s, RSS growth MB) for one 200 MB body each way."""
+    ps = psutil.Process(proc.pid)
+    before = ps.memory_info().rss
+    peak = before
+    base = f"http://127.0.0.1:{proc.port}"
+    with httpx.Client(timeout=120) as client:
+        started, size, digest = time.perf_counter(), 0, hashlib.sha256()
+        with client.stream("GET", base + "/big.bin") as r:
+            for chunk in r.iter_bytes(1 << 20):
+                size += len(chunk)
+                digest.update(chunk)
+                peak = max(peak, ps.memory_info().rss) if size % (16 << 20) < (1 << 20) else peak
+        down = size / 1e6 / (time.perf_counter() - started)
+        if size != BIG:
+            raise AssertionError(f"{proc.name}: downloaded {size} bytes, not {BIG}")
+
+        def body() -> Iterator[bytes]:
+            nonlocal peak
+            block = b"u" * (1 << 20)
+            for i in range(BIG >> 20):
+                if i % 16 == 0:
+                    peak = max(peak, ps.memory_info().rss)
+                yield block
+
+        started = time.perf_counter()
+        r = client.post(base + "/upload", content=body())
+        up = BIG / 1e6 / (time.perf_counter() - started)
+        if r.status_code != 200 or r.text.strip() != str(BIG):
+            raise AssertionError(f"{proc.name}: upload answered {r.status_code} {r.text!r}")
+    return down, up, (peak - before) / 1e6
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def best(results: list[tuple[WrkResult, float]]) -> tuple[WrkResult, float]:
+    return max(results, key=lambda r: r[0].rps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--soak", action="store_true", help="5-minute soak, 200 MB bodies")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--soak-s", type=int, help="seconds of the memory run (60; --soak: 300)")
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the upload sink
+    args = parser.parse_args(argv)
+    if args.sink:
+        run_sink(args.sink)
+        return 0
+    duration = 3 if args.quick else args.duration
+    trials = 1 if args.quick else args.trials
+    soak_s = args.soak_s or (300 if args.soak else 10 if args.quick else 60)
+    signal.signal(signal.SIGTERM, terminate)
+    ensure_tools()
+    raise_nofile()
+    server_cpus, loadgen_cpus = pick_cpus(not args.no_pin)
+    settings = Settings(duration, 0, 0, server_cpus, loadgen_cpus)
+    log(f"proxies on CPU {server_cpus}, backend + wrk + control plane on CPU {loadgen_cpus}")
+    results = Results()
+    procs: list[Proc] = []
+    control: ServerProcess | None = None
+    root = Path(tempfile.mkdtemp(prefix="shoal-bench-gateway-"))
+    try:
+        backend = start_backend(root, loadgen_cpus)
+        procs.append(backend)
+        control = ServerProcess("n1", root / "cp" / "data")
+        control.extra = []
+        control.start()
+        control.wait_ready()
+        sink = start_sink(loadgen_cpus)
+        procs.append(sink)
+        with ControlPlane(control.url) as cp:
+            cp.registry.register("bench-backend", "nginx-1", address="127.0.0.1", port=backend.port)
+            cp.registry.register("bench-sink", "sink-1", address="127.0.0.1", port=sink.port)
+        nginx = start_nginx_proxy(root, backend.port, sink.port, server_cpus)
+        gateway = start_gateway(root, control.url, server_cpus)
+        procs += [nginx, gateway]
+        systems = {"shoal": gateway, "nginx": nginx}
+
+        log(f"throughput: wrk -c64 -d{duration}s, {trials} alternating trial(s)")
+        runs: dict[str, list[tuple[WrkResult, float]]] = {"shoal": [], "nginx": []}
+        for _ in range(trials):
+            for name, proc in systems.items():
+                result, cpu = throughput(settings, proc)
+                runs[name].append((result, cpu))
+                log(
+                    f"  {name}: {result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms "
+                    f"p99 {result.p99_ms:.2f} ms, {cpu:.1f} us CPU/request{result.flag}"
+                )
+        for name in systems:
+            result, cpu = best(runs[name])
+            results.add("req/s (64 conns)", name, f"{result.rps:,.0f}{result.flag}", result.rps)
+            results.add("p50 ms (64 conns)", name, f"{result.p50_ms:.2f}", result.p50_ms)
+            results.add("p99 ms (64 conns)", name, f"{result.p99_ms:.2f}", result.p99_ms)
+            low = min(c for _, c in runs[name])
+            results.add("proxy CPU us/request", name, f"{low:.1f}", low)
+
+        log("latency at ~1,000 req/s (10 connections, 10 ms apart), added over direct")
+        direct = [paced(settings, backend.port) for _ in range(trials)]
+        base = min(direct, key=lambda r: r.p99_ms)
+        log(f"  direct: {base.rps:,.0f} req/s p50 {base.p50_ms:.3f} ms p99 {base.p99_ms:.3f} ms")
+        for name, proc in systems.items():
+            run = min((paced(settings, proc.port) for _ in range(trials)), key=lambda r: r.p99_ms)
+            add50, add99 = run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms
+            log(
+                f"  {name}: {run.rps:,.0f} req/s p50 {run.p50_ms:.3f} ms p99 {run.p99_ms:.3f} ms"
+                f" (+{add50:.3f} / +{add99:.3f}){run.flag}"
+            )
+            results.add("added p50 ms @1k req/s", name, f"{add50:.3f}", add50)
+            results.add("added p99 ms @1k req/s", name, f"{add99:.3f}", add99)
+
+        log(f"memory: RSS under 64-connection load for {soak_s} s")
+        for name, proc in systems.items():
+            samples, run = soak(settings, proc, soak_s)
+            third = max(1, len(samples) // 3)
+            first, last = max(samples[:third]), max(samples[-third:])
+            log(
+                f"  {name}: RSS {samples[0]:.1f} -> {samples[-1]:.1f} MB (max first third "
+                f"{first:.1f}, last third {last:.1f}); {run.rps:,.0f} req/s{run.flag}"
+            )
+            results.add("RSS MB, soak end", name, f"{samples[-1]:.1f}", samples[-1])
+            results.add("RSS growth MB (thirds)", name, f"{last - first:+.1f}", last - first)
+
+        if args.soak:
+            log("200 MB download and upload through each proxy")
+            for name, proc in systems.items():
+                try:
+                    down, up, grown = big_bodies(proc)
+                except (AssertionError, httpx.HTTPError) as error:
+                    log(f"  {name}: FAILED {error}")
+                    results.add("200 MB down MB/s", name, "FAILED", None)
+                    continue
+                log(f"  {name}: down {down:.0f} MB/s, up {up:.0f} MB/s, RSS +{grown:.1f} MB")
+                results.add("200 MB down MB/s", name, f"{down:.0f}", down)
+                results.add("200 MB up MB/s", name, f"{up:.0f}", up)
+                results.add("RSS growth MB, 200 MB bodies", name, f"{grown:+.1f}", grown)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        if control is not None:
+            control.kill()
+    print_ratios(results)
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def print_ratios(results: Results) -> None:
+    rows = [("metric", "shoal", "nginx", "shoal/nginx")]
+    for metric in results.order:
+        cells = results.rows[metric]
+        s, n = results.value(metric, "shoal"), results.value(metric, "nginx")
+        ratio = f"{s / n:.2f}x" if s is not None and n not in (None, 0) else ""
+        if metric.startswith("proxy CPU") and s and n:
+            ratio = f"{n / s:.2f}x"  # efficiency: nginx's cost over shoal's
+        rows.append((metric, cells.get("shoal", ("-",))[0], cells.get("nginx", ("-",))[0], ratio))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print()
+    for i, row in enumerate(rows):
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+    print("(req/s: shoal/nginx; CPU us/request: nginx/shoal, i.e. throughput per CPU;")
+    print(" latency rows: ms added over calling the backend directly)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
