@@ -79,6 +79,7 @@ from ..raft import (
     Snapshot,
     Status,
 )
+from .command_codec import decode_command, encode_command
 from .duties import (
     CHECKERS_KEY,
     CompactHistory,
@@ -92,7 +93,6 @@ from .duties import (
     leader_duties,
     reachable,
 )
-from .kvcodec import decode_command, encode_command
 from .metrics import MemberMetrics
 from .reconfig import refusal
 from .recovery import force_new_cluster
