@@ -346,3 +346,40 @@ def test_a_keepalive_of_a_lease_past_its_expiry_is_refused(tmp_path: Path) -> No
             await until(lambda: 5 not in member.kv.leases, what="the revoke")
 
     run(main())
+
+
+# -- config validation off the event loop ----------------------------------------------
+
+
+def test_config_content_is_parsed_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing a large YAML document takes seconds: a publish and a beta parse in a
+    worker thread, so the loop that runs Raft and every other request is not held."""
+    import threading
+
+    from shoal.config import model
+
+    parsed_on: list[int] = []
+    real_validate = model.validate
+
+    def watched(content: str, fmt: Any) -> Any:  # the real validation, and where it ran
+        parsed_on.append(threading.get_ident())
+        return real_validate(content, fmt)
+
+    monkeypatch.setattr(model, "validate", watched)
+
+    async def main() -> None:
+        async with member_client(tmp_path / "m") as (_, client):
+            loop_thread = threading.get_ident()
+            item = "/api/v1/config/app/limits"
+            published = await client.put(item, json={"content": "a: 1\n", "format": "yaml"})
+            assert published.status_code == 200, published.text
+            beta = {"content": "a: 2\n", "format": "yaml", "selector": {"zone": "eu"}}
+            started = await client.put(f"{item}/beta", json=beta)
+            assert started.status_code == 200, started.text
+            bad = await client.put(item, json={"content": "a: [1\n", "format": "yaml"})
+            assert bad.status_code == 400 and bad.json()["error"] == "invalid_content", bad.text
+            assert len(parsed_on) == 3 and loop_thread not in parsed_on, parsed_on
+
+    run(main())
