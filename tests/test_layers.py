@@ -144,6 +144,10 @@ PURE_MODULES: tuple[PureModules, ...] = (
         frozenset({"json", "tomllib", "yaml", "difflib"}),
         why="the config center's model: formats, versions, diffs, selectors",
     ),
+    PureModules(
+        ("shoal/node/duties.py", "shoal/node/reconfig.py"),
+        why="the leader's duties and membership checks, decided apart from the member's I/O",
+    ),
 )
 
 # Builtins that do I/O (or import around the allowlist); pure code never calls them.
@@ -495,11 +499,13 @@ def test_pure_modules_and_what_they_import_are_checked() -> None:
         "shoal/registry/instance.py",
         "shoal/config/formats.py",
         "shoal/raft/rawnode.py",
+        "shoal/node/duties.py",
+        "shoal/node/reconfig.py",
     ]:
         assert rel in pure, rel
     assert pure["shoal/config/formats.py"] >= {"yaml", "tomllib"}
     assert pure["shoal/client/sse.py"] == pure["shoal/client/protocol.py"]
-    for rel in ["shoal/client/http.py", "shoal/compute/local.py", "shoal/node/api.py"]:
+    for rel in ["shoal/client/http.py", "shoal/compute/local.py", "shoal/node/member.py"]:
         assert rel not in pure, rel
 
 
@@ -517,6 +523,8 @@ def test_pure_modules_and_what_they_import_are_checked() -> None:
         ("import yaml\n", "shoal/registry/instance.py"),  # yaml is the config model's
         ("from pathlib import Path\n", "shoal/config/model.py"),
         ("import urllib.request\n", "shoal/config/formats.py"),
+        ("import time\n", "shoal/node/duties.py"),  # the leader's duties take `now`
+        ("import asyncio\n", "shoal/node/reconfig.py"),
     ],
 )
 def test_purity_check_covers_the_pure_modules(source: str, rel: str) -> None:
@@ -534,6 +542,7 @@ def test_purity_check_covers_the_pure_modules(source: str, rel: str) -> None:
         ("import difflib\nimport hashlib\n", "shoal/config/model.py"),
         ("import asyncio\nimport httpx\n", "shoal/client/http.py"),  # not a pure module
         ("import time\n", "shoal/compute/local.py"),
+        ("import time\nimport asyncio\n", "shoal/node/member.py"),  # the shell around them
     ],
 )
 def test_purity_check_allows_the_parsers_where_they_are_used(source: str, rel: str) -> None:

@@ -6,6 +6,11 @@ guarded by the mod_revisions it read. If another write slipped in between, the t
 fails and is re-planned against the new state (a few times), so concurrent publishes
 get consecutive version numbers; a write that keeps losing gets 409 `conflict`.
 
+Validating content (parsing YAML, TOML, JSON...) can take a second on a large document,
+so a publish or a beta parses in a worker thread (`asyncio.to_thread`) while the event
+loop keeps serving: the handler reads the item's records on the loop (the store is only
+ever touched there), then plans in the thread from those immutable values alone.
+
 Reads are linearizable unless `consistency=stale`. The watch streams, per subscriber,
 the content that subscriber should run: it watches the item's key prefix and, on each
 batch of changes, resolves the effective content for the subscriber's labels at the
@@ -15,10 +20,11 @@ therefore reaches exactly the subscribers its selector matches.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
@@ -63,9 +69,11 @@ from ..kv import (
     prefix_end,
 )
 from ..kv import Txn as TxnCommand
-from .api import ApiError, Consistency, Routing, _kv_error, watch_stream
+from .api_errors import ApiError, kv_error
 from .api_models import MAX_ID, STRICT
 from .member import Member, NotLeaderError
+from .rendering import watch_stream
+from .routing import Consistency, Routing
 
 BASE = "/api/v1/config"
 WRITE_ATTEMPTS = 4  # re-plans after a lost compare before answering 409
@@ -273,20 +281,25 @@ def router(member: Member, routing: Routing) -> APIRouter:
     store = ConfigStore(member)
     leader_only, barrier = routing.leader_only, routing.barrier
 
-    async def write(request: Request, plan_for: Any) -> Any:
+    async def write(
+        request: Request, plan_for: Callable[[], Awaitable[tuple[Plan, dict[str, Any]]]]
+    ) -> Any:
         """Plan against the leader's state and commit with guards; re-plan if beaten."""
 
         async def act() -> Any:
+            # A new leader plans only once it has applied what was committed before its
+            # term: a plan against older state could refuse (404) or rewrite a change.
+            await member.caught_up()
             for _ in range(WRITE_ATTEMPTS):
                 if not member.is_leader:
                     raise NotLeaderError(member.leader)
                 try:
-                    plan, answer = plan_for()
+                    plan, answer = await plan_for()
                     command = _txn(plan)
                 except ConfigError as error:
                     raise config_error(error) from error
                 except KvError as error:  # an encoded record over the store's limits
-                    raise _kv_error(error) from error
+                    raise kv_error(error) from error
                 result = await member.propose(command)
                 assert isinstance(result, TxnResult)
                 if result.succeeded:
@@ -302,10 +315,11 @@ def router(member: Member, routing: Routing) -> APIRouter:
         """Publish a new version: `{"version": N, "sha256", "revision"}`."""
         item = _item(namespace, name)
 
-        def plan() -> tuple[Plan, dict[str, Any]]:
-            planned, version = plan_publish(
+        async def plan() -> tuple[Plan, dict[str, Any]]:
+            planned, version = await asyncio.to_thread(
+                plan_publish,  # parses the content: off the loop
                 item,
-                store.stored(item),
+                store.stored(item),  # read here, on the loop
                 content=body.content,
                 fmt=body.format,
                 author=body.author,
@@ -327,7 +341,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         """Remove the item, its history and its beta: `{"deleted": true, "revision"}`."""
         item = _item(namespace, name)
 
-        def plan() -> tuple[Plan, dict[str, Any]]:
+        async def plan() -> tuple[Plan, dict[str, Any]]:
             planned = plan_delete(item, store.stored(item), expect_version=expect_version)
             return planned, {"deleted": True}
 
@@ -338,7 +352,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         """Publish version `version`'s content again, as a new version."""
         item = _item(namespace, name)
 
-        def plan() -> tuple[Plan, dict[str, Any]]:
+        async def plan() -> tuple[Plan, dict[str, Any]]:
             stored, _ = store.current(item)
             planned, version = plan_rollback(
                 item,
@@ -357,10 +371,11 @@ def router(member: Member, routing: Routing) -> APIRouter:
         """Start or replace the gray release delivered to instances matching `selector`."""
         item = _item(namespace, name)
 
-        def plan() -> tuple[Plan, dict[str, Any]]:
-            planned, beta = plan_beta(
+        async def plan() -> tuple[Plan, dict[str, Any]]:
+            planned, beta = await asyncio.to_thread(
+                plan_beta,  # parses the content: off the loop
                 item,
-                store.stored(item),
+                store.stored(item),  # read here, on the loop
                 content=body.content,
                 fmt=body.format,
                 selector=body.selector,
@@ -380,7 +395,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         item = _item(namespace, name)
         author, message = (body.author, body.message) if body else (None, None)
 
-        def plan() -> tuple[Plan, dict[str, Any]]:
+        async def plan() -> tuple[Plan, dict[str, Any]]:
             planned, version = plan_promote(
                 item, store.stored(item), author=author, message=message, now=time.time()
             )
@@ -393,7 +408,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         """End the gray release without promoting it."""
         item = _item(namespace, name)
 
-        def plan() -> tuple[Plan, dict[str, Any]]:
+        async def plan() -> tuple[Plan, dict[str, Any]]:
             return plan_drop(item, store.stored(item)), {"dropped": True}
 
         return await write(request, plan)
@@ -406,7 +421,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         except ConfigError as error:
             raise config_error(error) from error
         except KvError as error:
-            raise _kv_error(error) from error
+            raise kv_error(error) from error
 
     @api.get(BASE)
     async def list_items(
@@ -523,7 +538,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         except ConfigError as error:
             raise config_error(error) from error
         except KvError as error:
-            raise _kv_error(error) from error
+            raise kv_error(error) from error
 
         def resolve_at(revision: int) -> Effective | None:
             try:
@@ -549,6 +564,6 @@ def router(member: Member, routing: Routing) -> APIRouter:
         preamble = f": watching {item} from revision {start}\n\n".encode()
         if start_revision is None and baseline is not None:
             preamble += _frame("config", start - 1, baseline.to_json())
-        return watch_stream(member, watcher, render, preamble)
+        return watch_stream(member.hub, member.metrics, watcher, render, preamble)
 
     return api

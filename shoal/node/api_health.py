@@ -16,12 +16,11 @@ from .health import HealthChecker
 from .member import Member
 
 
-def router(member: Member) -> APIRouter:
+def router(member: Member, checker: HealthChecker) -> APIRouter:
     api = APIRouter(tags=["health"])
 
     @api.get("/api/v1/health/checks")
     async def checks() -> Any:
-        checker = HealthChecker.of(member)
         owned = checker.tracked()
         roster = checker.roster
         return {

@@ -17,14 +17,11 @@ commands through the member, the same way the KV API does:
   handlers below answer the rest (followers forwarding, every error message).
 - `GET .../watch` is the KV watch (`member.hub`) of one service's instance prefix, with
   events rendered as instances: resumable with `start_revision` (DESIGN.md decision 5).
-- `GET /api/v1/leases/{id}/keepalive-stream` is served by the leader only (others answer
-  307 to it): it keeps the lease alive every ttl/3 while the client's connection stays
-  open, and revokes the lease the moment the connection closes, so a process that dies
-  takes its instances with it at once (decision 7). Starlette's StreamingResponse only
-  notices a gone client when a write fails (ASGI spec >= 2.4), which could be ttl/3
-  later, so the stream is a small ASGI response that listens for `http.disconnect`.
+- A registration or heartbeat first waits until a new leader has applied what was
+  committed before its term (`Member.caught_up`): it reads the previous record.
 
-Active HTTP/TCP checks run in `health.py`, started here.
+The keep-alive stream an instance's lease may hang on is in api_leases.py; active
+HTTP/TCP checks run in health.py, whose lifetime is the member's (lifespan.py).
 """
 
 from __future__ import annotations
@@ -34,12 +31,10 @@ import contextlib
 import json
 import secrets
 import time
-import weakref
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ..kv import (
@@ -51,7 +46,6 @@ from ..kv import (
     KvError,
     LeaseGrant,
     LeaseNotFound,
-    LeaseRevoke,
     Put,
     PutResult,
     WatchFilter,
@@ -70,17 +64,12 @@ from ..registry import (
     registration,
     settings_key,
 )
-from .api import ApiError, Routing, _kv_error, watch_stream
+from .api_errors import ApiError, kv_error
 from .api_models import MAX_ID, STRICT
-from .health import HealthChecker
-from .member import Member, NotLeaderError, Unavailable
+from .member import Member
 from .registry_cache import RegistryCache, instance_json, settings
-
-LeaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Consistency = Literal["linearizable", "stale"]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from .rendering import watch_stream
+from .routing import Consistency, Routing
 
 
 class InstanceBody(BaseModel):
@@ -136,17 +125,6 @@ def _decode(kv: KeyValue) -> Instance | None:
         return None
 
 
-_caches: weakref.WeakKeyDictionary[Member, RegistryCache] = weakref.WeakKeyDictionary()
-
-
-def registry_cache(member: Member) -> RegistryCache:
-    """The member's decoded-registry cache, shared by these handlers and the fast path."""
-    cache = _caches.get(member)
-    if cache is None:
-        cache = _caches[member] = RegistryCache()
-    return cache
-
-
 def parse_discovery_query(
     params: list[tuple[str, str]],
 ) -> tuple[Consistency, InstanceFilter]:
@@ -179,19 +157,16 @@ def _watch_frame(event: Event) -> bytes:
     return f"id: {event.revision}\nevent: {data['type']}\ndata: {text}\n\n".encode()
 
 
-def router(member: Member, routing: Routing) -> APIRouter:
+def router(member: Member, routing: Routing, cache: RegistryCache) -> APIRouter:
+    """The registry's routes over `cache`, the member's decoded-registry cache (shared
+    with the fast path)."""
     api = APIRouter(tags=["registry"])
     leader_only, barrier = routing.leader_only, routing.barrier
-    checker = HealthChecker(member)
-    checker.start()  # create_app runs inside the server's loop; else the first request
-    cache = registry_cache(member)
-    revoking: set[asyncio.Task[Any]] = set()
 
     # -- instances --------------------------------------------------------------------
 
     @api.put("/api/v1/services/{service}/instances/{instance_id}")
     async def register(service: str, instance_id: str, body: InstanceBody, request: Request) -> Any:
-        checker.start()
         _name(service, "service")
         _name(instance_id, "id")
         fields = body.model_dump(exclude_unset=True)
@@ -213,8 +188,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         key = instance_key(_name(service, "service"), _name(instance_id, "id"))
 
         async def act() -> Any:
-            if not member.is_leader:
-                raise NotLeaderError(member.leader)
+            await member.caught_up()  # the instance may be in a write not yet applied
             kv = member.kv.get(key.encode())
             if kv is None:
                 raise instance_not_found(service, instance_id)
@@ -294,48 +268,14 @@ def router(member: Member, routing: Routing) -> APIRouter:
         try:
             watcher = member.hub.subscribe(member.kv, WatchFilter.prefix(prefix), start)
         except KvError as error:
-            raise _kv_error(error) from error
+            raise kv_error(error) from error
         return watch_stream(
-            member,
+            member.hub,
+            member.metrics,
             watcher,
             lambda events: b"".join(_watch_frame(event) for event in events),
             f": watching {service} from revision {start}\n\n".encode(),
         )
-
-    # -- the keep-alive stream --------------------------------------------------------
-
-    @api.get("/api/v1/leases/{lease_id}/keepalive-stream")
-    async def keepalive_stream(
-        lease_id: LeaseId, request: Request, revoke_on_close: bool = True
-    ) -> Response:
-        if not member.is_leader:
-            url = member.member_url(member.leader) if member.leader else None
-            if url is None:
-                raise ApiError(503, "no_leader", "no leader known to serve the keep-alive stream")
-            target = f"{url.rstrip('/')}{request.url.path}"
-            if request.url.query:
-                target += f"?{request.url.query}"
-            return RedirectResponse(target, status_code=307)
-        try:
-            ttl = member.keepalive(lease_id)
-        except KvError as error:
-            raise _kv_error(error) from error
-        except Unavailable as error:
-            raise ApiError(503, "unavailable", str(error)) from error
-        except NotLeaderError as error:
-            raise ApiError(503, "no_leader", str(error)) from error
-
-        async def revoke() -> None:
-            with contextlib.suppress(NotLeaderError, Unavailable, KvError):
-                await member.propose(LeaseRevoke(id=lease_id))
-
-        def on_close() -> None:
-            if revoke_on_close:
-                task = asyncio.create_task(revoke())
-                revoking.add(task)
-                task.add_done_callback(revoking.discard)
-
-        return KeepAliveStream(member, lease_id, ttl, on_close)
 
     return api
 
@@ -349,8 +289,8 @@ async def register_instance(
     Raises NotLeaderError, RegistryError (before anything is proposed), Unavailable and
     KvError (e.g. the given lease does not exist).
     """
-    if not member.is_leader:
-        raise NotLeaderError(member.leader)
+    if not member.is_caught_up:
+        await member.caught_up()  # the previous record may be in a write not yet applied
     key = instance_key(service, instance_id).encode()
     current = member.kv.get(key)
     previous = _decode(current) if current else None
@@ -419,77 +359,12 @@ def _ttl_lease(member: Member, current: KeyValue | None, ttl: int) -> tuple[int,
     return lease_id, LeaseGrant(id=lease_id, ttl_seconds=ttl)
 
 
-class KeepAliveStream(Response):
-    """SSE: `event: keepalive` every ttl/3 while the client stays; `on_close()` once it
-    goes. Ends with `event: error` if this member stops leading or the lease is gone."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self, member: Member, lease_id: int, ttl: int, on_close: Callable[[], None]
-    ) -> None:
-        # Not Response.__init__: it would declare content-length: 0 for a streamed body.
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache"),
-        ]
-        self.member, self.lease_id, self.ttl, self.on_close = member, lease_id, ttl, on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gone = asyncio.ensure_future(_disconnected(receive))
-        client_left = False
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            interval = max(0.05, self.ttl / 3)
-            while True:
-                try:
-                    ttl = self.member.keepalive(self.lease_id)
-                except (NotLeaderError, Unavailable, KvError) as error:
-                    data = json.dumps({"error": type(error).__name__, "message": str(error)})
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": f"event: error\ndata: {data}\n\n".encode(),
-                            "more_body": False,
-                        }
-                    )
-                    return
-                frame = json.dumps({"id": self.lease_id, "ttl": ttl})
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": f"event: keepalive\ndata: {frame}\n\n".encode(),
-                        "more_body": True,
-                    }
-                )
-                done, _ = await asyncio.wait({gone}, timeout=interval)
-                if done:
-                    client_left = True
-                    return
-        except OSError:  # the client went away mid-write
-            client_left = True
-        finally:
-            if not gone.done():
-                gone.cancel()
-            if client_left:
-                self.on_close()
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 __all__ = [
     "InstanceBody",
-    "KeepAliveStream",
     "instance_json",
     "instance_not_found",
     "parse_discovery_query",
     "register_fields",
     "register_instance",
-    "registry_cache",
     "router",
 ]

@@ -1,6 +1,6 @@
 """The rules every HTTP request passes before any handler sees it (issue 17).
 
-Theory of operation. The ASGI front (fastpath.py) calls these for every request, so the
+Theory of operation. The ASGI front (front.py) calls these for every request, so the
 fast path and the FastAPI handlers behind it meet one implementation of each rule and
 give the same answer:
 
@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .api import ApiError
+from starlette.types import Receive
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
+from .api_errors import ApiError
 
 
 class _NoBody:

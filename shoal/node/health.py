@@ -2,7 +2,7 @@
 changes are written to the store.
 
 Who checks what. The leader keeps the roster of live voters in the store at
-`CHECKERS_KEY` (member.py: a voter is live while the leader hears from it, Raft's
+`CHECKERS_KEY` (duties.py: a voter is live while the leader hears from it, Raft's
 CheckQuorum activity, debounced over two election timeouts). Every member -- leader or
 follower -- runs this checker over the instances it owns: the roster member that wins
 rendezvous hashing of the instance key (`shoal.registry.check_owner`). Every member
@@ -20,7 +20,8 @@ connect, bounded by the check's timeout. Each result goes through the pure rise/
 function `shoal.registry.observe`; when the resulting status differs from the stored one,
 the checker writes the updated instance -- a status change is a write, so every watcher
 learns of it at once. The write is a txn guarded on the record's mod_revision: the leader
-proposes it, a follower posts it to the leader's `/api/v1/txn`. So a stale view (a
+proposes it, a follower posts it to the leader's `/api/v1/txn` through the member's one
+forwarding path (`routing.LeaderLink`). So a stale view (a
 lagging follower, an owner the roster has just dropped, a re-registration racing with a
 probe) can at worst write what it really observed onto the record it saw; anything newer
 makes the guard refuse the write, the next scan picks up the new record and the next
@@ -51,9 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,19 +86,16 @@ from ..registry import (
     parse_instance_key,
     parse_roster,
 )
-from ..security.member_auth import MemberAuth
-from ..security.tls import outbound_verify
-from .api import FORWARDED
-from .member import CHECKERS_KEY, Member, NotLeaderError, Unavailable
+from .api_errors import ApiError
+from .duties import CHECKERS_KEY
+from .member import Member, NotLeaderError, Unavailable
+from .routing import LeaderLink
 from .watchhub import Watcher
 
 log = logging.getLogger("shoal.health")
 
 SCAN_SECONDS = 0.05
 FULL_SCAN_SECONDS = 1.0  # deregister_after is judged at this grain when nothing changes
-
-
-_CHECKERS: weakref.WeakKeyDictionary[Member, HealthChecker] = weakref.WeakKeyDictionary()
 
 
 @dataclass(slots=True)
@@ -118,11 +116,12 @@ class _Tracked:
 
 
 class HealthChecker:
-    """The active checks one member runs. One per member: `HealthChecker.of(member)`."""
+    """The active checks one member runs; one per member, built, started and stopped by
+    its lifespan (lifespan.py)."""
 
-    def __init__(self, member: Member) -> None:
+    def __init__(self, member: Member, link: LeaderLink) -> None:
         self.member = member
-        _CHECKERS[member] = self
+        self._link = link
         self._tracked: dict[bytes, _Tracked] = {}
         # The roster the tracked set was chosen under (None: no roster, the leader checks
         # all), with the roster record's mod_revision, and ownership decided under it.
@@ -143,12 +142,6 @@ class HealthChecker:
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
-
-    @classmethod
-    def of(cls, member: Member) -> HealthChecker:
-        """The member's checker (created, not started, if it has none yet)."""
-        checker = _CHECKERS.get(member)
-        return checker if checker is not None else cls(member)
 
     @property
     def roster(self) -> tuple[str, ...] | None:
@@ -185,16 +178,16 @@ class HealthChecker:
         return out
 
     def start(self) -> None:
-        """Start the loop if there is a running event loop and it is not running yet."""
-        if self._task is not None and not self._task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop yet: the first registry request starts it
-        self._task = loop.create_task(self._run(), name=f"health-{self.member.name}")
+        """Start scanning (from within the event loop the member runs on)."""
+        if self._task is not None:
+            raise RuntimeError("HealthChecker.start called twice")
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"health-{self.member.name}"
+        )
 
     async def stop(self) -> None:
+        """Stop scanning, cancel the probes and writes in flight, close the probe client."""
         self._unwatch()
         for task in [self._task, *self._probes]:
             if task is not None:
@@ -203,15 +196,9 @@ class HealthChecker:
                     await task
         if self._http is not None:
             await self._http.aclose()
+            self._http = None
 
     async def _run(self) -> None:
-        # The member certificate under TLS: this client also writes to the leader.
-        config = self.member.config
-        self._http = httpx.AsyncClient(
-            follow_redirects=False,
-            verify=outbound_verify(config.tls),
-            auth=MemberAuth(self.member.kv.get, config.acl),  # ACLs: health writes to the leader
-        )
         while True:
             await asyncio.sleep(SCAN_SECONDS)
             try:
@@ -425,9 +412,10 @@ class HealthChecker:
     async def _submit(self, command: Txn) -> bool:
         """Apply a guarded txn through the leader; whether it committed and succeeded.
 
-        The leader proposes it; a follower posts it to the leader's `/api/v1/txn` (marked
-        forwarded, so a member that is no longer leader refuses rather than forwards it
-        again). Any failure is only logged: the next probe or scan tries again.
+        The leader proposes it; a follower posts it to the leader's `/api/v1/txn` over the
+        member's `LeaderLink` (marked forwarded, so a member that is no longer leader
+        refuses rather than forwards it again). Any failure is only logged: the next
+        probe or scan tries again.
         """
         member = self.member
         if member.is_leader:
@@ -438,18 +426,11 @@ class HealthChecker:
                 return False
             return isinstance(result, TxnResult) and result.succeeded
         leader = member.leader
-        url = member.member_url(leader) if leader else None
-        if url is None or self._http is None:
-            return False
+        body = json.dumps(_txn_body(command)).encode()
         try:
-            response = await self._http.post(
-                f"{url}/api/v1/txn",
-                json=_txn_body(command),
-                headers={FORWARDED: member.name},
-                timeout=member.config.request_timeout + 1,
-            )
+            response = await self._link.send("POST", "/api/v1/txn", leader=leader, content=body)
             succeeded = response.status_code == 200 and response.json()["succeeded"] is True
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        except (ApiError, ValueError, KeyError, TypeError) as error:
             log.debug("health write through leader %s failed: %s", leader, error)
             return False
         if not succeeded and response.status_code != 200:

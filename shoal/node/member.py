@@ -1,26 +1,39 @@
 """One control-plane member: the asyncio driver around the Raft core and the KV store.
 
-Theory of operation. A single task (`_run`) owns the `RawNode`; nothing else touches it.
-Everything else talks to that task through queues and futures:
+Theory of operation. A single task (`_run`) owns the `RawNode`; nothing else touches it,
+not even to read it. Everything else talks to that task through one door, as etcd's
+RawNode takes TransferLeader, ReportUnreachable and ReadIndex as steps:
 
-- HTTP handlers call `propose(command)` / `read_barrier()` / `keepalive(...)`; these
-  enqueue and wake the loop. The loop turns all proposals queued since its last turn into
-  ONE `propose_many`, so while one fsync runs the next batch gathers (group commit).
-- Each turn: tick if due, step inbound peer messages, propose, then drain `Ready`s in the
+- HTTP handlers call `propose(command)` / `read_barrier()` / `transfer_leadership(to)` /
+  `change_membership(...)`, and the peer transport reports messages and unreachable
+  peers; each of these enqueues (peer messages and local requests in one inbox, in
+  arrival order) and wakes the loop, and the callers that need an answer await a future
+  the loop settles. So no request can reach the core between `ready()` and `advance()`.
+  The loop turns all proposals queued since its last turn into ONE `propose_many`, so
+  while one fsync runs the next batch gathers (group commit).
+- What the rest of the member reads of Raft (role, leader, term, configuration,
+  progress) is `status`, a frozen `Status` the loop publishes after every turn.
+- Each turn: tick if due, step the inbox, propose, then drain `Ready`s in the
   contract's order (send leader traffic, persist + fsync in a worker thread, send the
   rest, apply to the KV store, release reads, advance).
+- After every tick the leader's duties are decided by the pure `duties.leader_duties`
+  (lease expiry, learner promotion, the health-check roster, lease reports, compaction)
+  and carried out here; this module keeps only the bookkeeping they read (when each
+  voter last answered, sampled from Raft's CheckQuorum `recent_active` before each tick;
+  which revokes and roster writes are in flight).
 - Leases are leader-local (DESIGN.md decision 3): keep-alives stay on the leader, which
   reports the renewed leases' remaining TTLs through the log once per election timeout
   (and before a transfer); a new leader expires each lease at its deadline plus an
-  election timeout (kv/leases.py). Expiry is checked on ticks, revoked through the log
-  only while still leader, at most `MAX_REVOKES_PER_TICK` at a time so mass expiry is
-  spread.
+  election timeout (kv/leases.py). Expired leases are revoked through the log, only
+  while still leader, a bounded number per tick so mass expiry is spread.
 - Watchers are fed by the `WatchHub` after every apply.
-- The leader keeps the roster of live voters at `CHECKERS_KEY` (who runs active health
-  checks, see health.py): a voter is live while the leader has heard from it within
-  `2 x election timeout` (Raft's CheckQuorum `recent_active`, sampled before each tick).
-  A new leader first waits that long, so it never drops a member it simply has not
-  heard from yet; the key is written only when the set changes, and only by the leader.
+- A new leader may hold entries committed before its term that it has not applied: it
+  learns they are committed only when an entry of its own term commits (its no-op).
+  Writes that plan from the store (the config center's, registrations, heartbeats,
+  keep-alives) first wait for `caught_up()` -- the leader has applied an entry of its
+  term, so every earlier committed entry too. Once caught up this is one comparison, not
+  a ReadIndex round: leadership cannot have moved on without this member leaving the
+  leader role, which fails the waiters (they forward to the new leader).
 
 It never blocks the event loop on disk: `MemberStorage.persist` runs in a thread.
 """
@@ -38,7 +51,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..kv import (
     Command,
@@ -46,6 +59,7 @@ from ..kv import (
     KeyValueStore,
     KvError,
     LeaseCheckpoints,
+    LeaseNotFound,
     LeaseRevoke,
     Put,
     Result,
@@ -55,6 +69,7 @@ from ..kv import snapshot as snapshot_kv
 from ..raft import (
     ConfChangeOp,
     ConfState,
+    Message,
     NotLeader,
     ProposalRejected,
     RaftConfig,
@@ -62,10 +77,23 @@ from ..raft import (
     Ready,
     Role,
     Snapshot,
+    Status,
 )
-from ..registry import encode_roster
 from ..security.tls import MemberTls
-from .kvcodec import decode_command, encode_command
+from .command_codec import decode_command, encode_command
+from .duties import (
+    CHECKERS_KEY,
+    CompactHistory,
+    DutyConfig,
+    LeaderStatus,
+    PromoteLearner,
+    PublishRoster,
+    ReportLeases,
+    RevokeLease,
+    first_round_over,
+    leader_duties,
+    reachable,
+)
 from .metrics import MemberMetrics
 from .reconfig import refusal
 from .recovery import force_new_cluster
@@ -74,11 +102,9 @@ from .transport import PeerTransport
 from .watchhub import WatchHub
 
 log = logging.getLogger("shoal.node")
+T = TypeVar("T")
 
 MEMBERS_PREFIX = b"/_shoal/members/"
-CHECKERS_KEY = b"/_shoal/checkers"  # JSON list of the live voters that run health checks
-MAX_REVOKES_PER_TICK = 64
-COMPACT_EVERY_SECONDS = 60.0  # how often the leader considers compacting history
 
 
 class NotLeaderError(Exception):
@@ -136,6 +162,37 @@ class _Waiter:
     future: asyncio.Future[Result]
 
 
+# -- local steps: requests for the core that come from outside the loop -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Campaign:
+    """Start an election now (a cluster of one needs no election timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TransferLeader:
+    to: str
+    done: asyncio.Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class _ChangeMembership:
+    op: ConfChangeOp
+    name: str
+    peer: tuple[str, int]
+    promote: bool
+    done: asyncio.Future[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportUnreachable:
+    peer: str
+
+
+_LocalStep = _Campaign | _TransferLeader | _ChangeMembership | _ReportUnreachable
+
+
 class Member:
     def __init__(self, config: MemberConfig) -> None:
         self.config = config
@@ -144,15 +201,30 @@ class Member:
         self.storage = MemberStorage(config.data_dir)
         self.kv = KeyValueStore()
         self.hub = WatchHub()
-        self.node: RawNode | None = None
+        self._node: RawNode | None = None
+        self._status = Status(
+            id=config.name,
+            role=Role.FOLLOWER,
+            term=0,
+            leader=None,
+            commit=0,
+            applied=0,
+            last_index=0,
+            conf=ConfState(),
+        )
         self.transport: PeerTransport | None = None
-        self._inbox: deque[Any] = deque()
+        # Peer messages and local steps, in arrival order: the loop's only input.
+        self._inbox: deque[Message | _LocalStep] = deque()
         self._proposals: deque[tuple[bytes, asyncio.Future[Result]]] = deque()
         self._waiting: dict[int, _Waiter] = {}
         self._read_waiters: list[asyncio.Future[None]] = []
         self._reads_in_flight: dict[bytes, list[asyncio.Future[None]]] = {}
         self._reads_confirmed: list[tuple[int, list[asyncio.Future[None]]]] = []
         self._read_seq = 0
+        # Leader only: the term in which it applied an entry of its own term (caught up),
+        # and the writes waiting for that.
+        self._caught_up_term = 0
+        self._catching_up: list[asyncio.Future[None]] = []
         self._boot = secrets.token_bytes(8)
         self._revoking: set[int] = set()
         self._peers: dict[str, tuple[str, int]] = {}
@@ -162,10 +234,18 @@ class Member:
         self._stopping = False
         self._last_compaction = time.monotonic()
         self._applied_since_snapshot = 0
-        self._heard: dict[str, float] = {}  # leader only: when each voter last answered
+        # Leader only, for the duties (duties.py): when each voter last answered, when
+        # this leader first saw each voter, ticks led, and a roster write in flight.
+        self._heard: dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}
         self._leader_ticks = 0
         self._roster_pending = False
-        self.ready_event = asyncio.Event()  # set once a leader is known and applied
+        self._duty_config = DutyConfig(
+            name=config.name,
+            election_ticks=config.election_ticks,
+            tick_seconds=config.tick_seconds,
+            keep_revisions=config.keep_revisions,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -200,13 +280,14 @@ class Member:
         if snapshot.data:
             self.kv = restore_kv(snapshot.data)
         raft_config = RaftConfig(id=self.name, election_ticks=cfg.election_ticks, heartbeat_ticks=1)
-        self.node = RawNode(
+        self._node = RawNode(
             raft_config,
             random.Random(),
             hard_state=hard_state,
             snapshot=snapshot,
             entries=entries,
         )
+        self._status = self._node.status()
         peers = {n: addr for n, addr in cfg.initial_cluster.items() if n != self.name}
         if cfg.force_new_cluster:
             peers = {}  # the old members are not this cluster's any more
@@ -229,10 +310,10 @@ class Member:
                 if name in snapshot.conf.members:
                     self._peers.setdefault(name, addr)
             self.transport.set_peers(dict(self._peers))
-        self._task = asyncio.create_task(self._run(), name=f"member-{self.name}")
         if len(snapshot.conf.voters) == 1 and self.name in snapshot.conf.voters:
-            self.node.campaign()  # a cluster of one needs no election timeout
+            self._inbox.append(_Campaign())  # a cluster of one needs no election timeout
             self._wake.set()
+        self._task = asyncio.create_task(self._run(), name=f"member-{self.name}")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -249,6 +330,13 @@ class Member:
         for waiter in self._waiting.values():
             if not waiter.future.done():
                 waiter.future.set_exception(Unavailable("member shutting down"))
+        for future in self._catching_up:
+            if not future.done():
+                future.set_exception(Unavailable("member shutting down"))
+        for step in self._inbox:
+            done = getattr(step, "done", None)
+            if done is not None and not done.done():
+                done.set_exception(Unavailable("member shutting down"))
 
     # -- requests from the API ----------------------------------------------------------
 
@@ -257,12 +345,18 @@ class Member:
         return self._task
 
     @property
+    def status(self) -> Status:
+        """Raft's view as of the loop's last turn (role, term, leader, commit, applied,
+        configuration, progress): a frozen value, safe to read from anywhere."""
+        return self._status
+
+    @property
     def is_leader(self) -> bool:
-        return self.node is not None and self.node.role is Role.LEADER
+        return self._status.role is Role.LEADER
 
     @property
     def leader(self) -> str | None:
-        return self.node.leader if self.node is not None else None
+        return self._status.leader
 
     def member_url(self, name: str) -> str | None:
         kv = self.kv.get(MEMBERS_PREFIX + name.encode())
@@ -283,6 +377,14 @@ class Member:
         except TimeoutError as error:
             raise Unavailable("the write was not committed in time; it may still commit") from error
 
+    def propose_nowait(self, command: Command) -> None:
+        """Propose `command` if this member leads, without waiting: its outcome is
+        dropped. For best-effort writes nobody waits for, such as revoking the lease of a
+        keep-alive stream whose client went away."""
+        if self.is_leader:
+            self._queue_internal(command)
+            self._wake.set()
+
     async def read_barrier(self) -> None:
         """Return once this member's state includes every write acknowledged before now."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -293,14 +395,46 @@ class Member:
         except TimeoutError as error:
             raise Unavailable("could not confirm a linearizable read in time") from error
 
-    def keepalive(self, lease_id: int) -> int:
-        """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError."""
+    @property
+    def is_caught_up(self) -> bool:
+        """Whether this member leads and has applied an entry of its own term, so its store
+        holds every write committed before it took office."""
+        status = self._status
+        return status.role is Role.LEADER and self._caught_up_term == status.term
+
+    async def caught_up(self) -> None:
+        """Return once this leader's store holds every write committed before its term
+        (at once, once it has). Writes that plan from the store call this before reading
+        it. Raises NotLeaderError (forward it), Unavailable (not in time)."""
+        if self.is_caught_up:
+            return
         if not self.is_leader:
             raise NotLeaderError(self.leader)
-        if not self.kv.leases.is_primary:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._catching_up.append(future)
+        try:
+            await asyncio.wait_for(future, self.config.request_timeout)
+        except TimeoutError as error:
+            raise Unavailable(
+                "this leader has not yet applied the writes committed before its term; retry"
+            ) from error
+
+    def keepalive(self, lease_id: int) -> int:
+        """Restart a lease's TTL (leader-local, not replicated). Raises NotLeaderError,
+        Unavailable (a leader that has not caught up yet: the lease may be one it has not
+        applied) and LeaseNotFound (also for a lease past its expiry, being revoked)."""
+        if not self.is_leader:
+            raise NotLeaderError(self.leader)
+        if not self.kv.leases.is_primary or not self.is_caught_up:
             raise Unavailable("a new leader is taking over the leases; retry")
+        now = time.monotonic()
+        leases = self.kv.leases
+        if leases.time_to_live(lease_id, now).remaining <= 0:
+            # Expired: its revoke is proposed or about to be. Renewing it now would tell
+            # the holder it is alive while its keys are being deleted (etcd refuses too).
+            raise LeaseNotFound(lease_id)
         # The renewal reaches the followers with the next lease report (_report_leases).
-        return self.kv.leases.keepalive(lease_id, time.monotonic())
+        return leases.keepalive(lease_id, now)
 
     def peer_of(self, name: str) -> tuple[str, int]:
         if name in self._peers:
@@ -311,42 +445,33 @@ class Member:
         host, port = json.loads(record.value)["peer"]
         return host, int(port)
 
-    def transfer_leadership(self, to: str) -> None:
-        assert self.node is not None
-        if self.is_leader and self.node.transferee is None:
-            # Report the renewals since the last report first: the transfer catches the
-            # target up to our last entry, so it takes office knowing every deadline.
-            self._report_leases(time.monotonic())
-            if self._proposals:
-                self._submit_proposals()
-        try:
-            self.node.transfer_leadership(to)
-        except NotLeader as error:
-            raise NotLeaderError(error.leader_hint) from error
-        self._wake.set()
+    async def transfer_leadership(self, to: str) -> None:
+        """Start moving leadership to `to` (it completes, or is abandoned, within an
+        election timeout). Raises NotLeaderError, or ProposalRejected (not a voter)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._ask(_TransferLeader(to, done), done, "the leadership transfer")
 
-    def propose_member_change(
+    async def change_membership(
         self, op: ConfChangeOp, name: str, peer: tuple[str, int], promote: bool = False
     ) -> int:
-        """Propose one membership change; a learner added with `promote` becomes a voter
-        as soon as it has caught up (the leader checks on every tick).
+        """Propose one membership change; the index of its entry. A learner added with
+        `promote` becomes a voter as soon as it has caught up (the leader checks on every
+        tick).
 
         Raises `MembershipRefused` if the resulting configuration would have no reachable
         quorum (reconfig.py), NotLeaderError, or the core's ProposalRejected."""
-        assert self.node is not None and self.transport is not None
-        if not self.is_leader:
-            raise NotLeaderError(self.leader)
-        conf = self.node.conf
-        reason = refusal(op, name, conf.voters, conf.learners, self._reachable())
-        if reason is not None:
-            raise MembershipRefused(reason)
-        context = json.dumps({"peer": list(peer), "promote": promote}).encode()
-        try:
-            index = self.node.propose_conf_change(op, name, context)
-        except NotLeader as error:
-            raise NotLeaderError(error.leader_hint) from error
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        step = _ChangeMembership(op, name, peer, promote, done)
+        return await self._ask(step, done, "the membership change")
+
+    async def _ask(self, step: _LocalStep, done: asyncio.Future[T], what: str) -> T:
+        """Hand `step` to the loop and wait for its answer, `done`."""
+        self._inbox.append(step)
         self._wake.set()
-        return index
+        try:
+            return await asyncio.wait_for(done, self.config.request_timeout)
+        except TimeoutError as error:
+            raise Unavailable(f"the member loop did not take {what} in time") from error
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -355,11 +480,11 @@ class Member:
         self._wake.set()
 
     def _on_unreachable(self, peer: str) -> None:
-        if self.node is not None:
-            self.node.report_unreachable(peer)
+        self._inbox.append(_ReportUnreachable(peer))
+        self._wake.set()
 
     async def _run(self) -> None:
-        assert self.node is not None
+        assert self._node is not None
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + self.config.tick_seconds
         while not self._stopping:
@@ -370,7 +495,7 @@ class Member:
             if loop.time() >= next_tick:
                 next_tick = loop.time() + self.config.tick_seconds
                 self._note_heard()
-                self.node.tick()
+                self._node.tick()
                 self._leader_duties()
             try:
                 await self._turn(next_tick)
@@ -379,12 +504,17 @@ class Member:
                 raise
 
     async def _turn(self, tick_due: float) -> None:
-        node = self.node
+        node = self._node
         assert node is not None
         loop = asyncio.get_running_loop()
         while True:
             while self._inbox:
-                node.step(self._inbox.popleft())
+                item = self._inbox.popleft()
+                local = _LOCAL_STEPS.get(type(item))
+                if local is None:
+                    node.step(item)  # type: ignore[arg-type]  # a peer message
+                else:
+                    local(self, item)
             if self._proposals:
                 self._submit_proposals()
             if self._read_waiters:
@@ -397,9 +527,68 @@ class Member:
                 break
         if self._applied_since_snapshot >= self.config.snapshot_entries:
             await self._take_snapshot()
+        self._status = node.status()
+
+    # -- local steps (run by the loop only) -----------------------------------------------
+
+    def _campaign(self, _: _Campaign) -> None:
+        assert self._node is not None
+        self._node.campaign()
+
+    def _report_unreachable(self, step: _ReportUnreachable) -> None:
+        assert self._node is not None
+        self._node.report_unreachable(step.peer)
+
+    def _transfer(self, step: _TransferLeader) -> None:
+        node = self._node
+        assert node is not None
+        if step.done.done():
+            return  # the caller gave up: do not start what nobody waits for
+        if node.role is Role.LEADER and node.transferee is None:
+            # Report the renewals since the last report first, and propose what is
+            # queued: the transfer catches the target up to our last entry, so it takes
+            # office knowing every deadline, and no queued write meets TransferInProgress.
+            self._report_leases(None, time.monotonic())
+            if self._proposals:
+                self._submit_proposals()
+        try:
+            node.transfer_leadership(step.to)
+        except NotLeader as error:
+            step.done.set_exception(NotLeaderError(error.leader_hint))
+        except ProposalRejected as error:
+            step.done.set_exception(error)
+        else:
+            step.done.set_result(None)
+
+    def _change(self, step: _ChangeMembership) -> None:
+        if step.done.done():
+            return
+        try:
+            index = self._propose_change(step.op, step.name, step.peer, step.promote)
+        except (NotLeaderError, MembershipRefused, ProposalRejected) as error:
+            step.done.set_exception(error)
+        else:
+            step.done.set_result(index)
+
+    def _propose_change(
+        self, op: ConfChangeOp, name: str, peer: tuple[str, int], promote: bool
+    ) -> int:
+        node = self._node
+        assert node is not None
+        if node.role is not Role.LEADER:
+            raise NotLeaderError(node.leader)
+        conf = node.conf
+        reason = refusal(op, name, conf.voters, conf.learners, self._reachable())
+        if reason is not None:
+            raise MembershipRefused(reason)
+        context = json.dumps({"peer": list(peer), "promote": promote}).encode()
+        try:
+            return node.propose_conf_change(op, name, context)
+        except NotLeader as error:
+            raise NotLeaderError(error.leader_hint) from error
 
     def _submit_proposals(self) -> None:
-        node = self.node
+        node = self._node
         assert node is not None
         batch = list(self._proposals)
         self._proposals.clear()
@@ -420,7 +609,7 @@ class Member:
             self._waiting[first + offset] = _Waiter(node.term, future)
 
     def _submit_read(self) -> None:
-        node = self.node
+        node = self._node
         assert node is not None
         waiters, self._read_waiters = self._read_waiters, []
         # Forget rounds whose readers all gave up (timed out): they may never be answered.
@@ -441,7 +630,7 @@ class Member:
         self._reads_in_flight[context] = waiters
 
     async def _handle_ready(self, rd: Ready) -> None:
-        node, transport = self.node, self.transport
+        node, transport = self._node, self.transport
         assert node is not None and transport is not None
         transport.send(rd.messages)
         if rd.must_persist:
@@ -471,12 +660,27 @@ class Member:
             waiters = self._reads_in_flight.pop(rs.context, None)
             if waiters:
                 self._reads_confirmed.append((rs.index, waiters))
+        last = rd.committed_entries[-1] if rd.committed_entries else None
+        if last is not None and last.term == node.term and node.role is Role.LEADER:
+            self._caught_up_term = node.term  # everything before it is applied too
         node.advance(rd)
         self._release_reads()
+        status = self._status = node.status()
         if rd.soft_state is not None:
             self._on_role_change()
-        status = node.status()
+        if self._catching_up and self.is_caught_up:
+            self._release_caught_up(None)
         self.metrics.observe(status, leases=len(self.kv.leases), revision=self.kv.revision)
+
+    def _release_caught_up(self, error: Exception | None) -> None:
+        waiters, self._catching_up = self._catching_up, []
+        for future in waiters:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     def _apply(self, index: int, term: int, data: bytes, now: float) -> None:
         result: Result | Exception
@@ -507,8 +711,8 @@ class Member:
             waiter.future.set_result(result)
 
     def _release_reads(self) -> None:
-        assert self.node is not None
-        applied = self.node.status().applied
+        assert self._node is not None
+        applied = self._node.status().applied
         still = []
         for index, waiters in self._reads_confirmed:
             if index <= applied:
@@ -547,7 +751,7 @@ class Member:
         self.transport.set_peers(dict(self._peers))
 
     def _on_role_change(self) -> None:
-        assert self.node is not None
+        assert self._node is not None
         now = time.monotonic()
         # Reads asked of the previous leader may never be answered: let clients retry.
         for waiters in self._reads_in_flight.values():
@@ -555,11 +759,14 @@ class Member:
                 if not future.done():
                     future.set_exception(Unavailable("leadership changed; retry the read"))
         self._reads_in_flight.clear()
-        if self.node.role is Role.LEADER:
+        if self._node.role is not Role.LEADER and self._catching_up:
+            self._release_caught_up(NotLeaderError(self._node.leader))
+        if self._node.role is Role.LEADER:
             extend = self.config.election_ticks * self.config.tick_seconds
             self.kv.leases.promote(now, extend)
             self._revoking.clear()
-            self._heard = dict.fromkeys(self.node.conf.voters, now)
+            self._heard = {}
+            self._first_seen = dict.fromkeys(self._node.conf.voters, now)
             self._leader_ticks = 0
             self._roster_pending = False
             record = json.dumps(
@@ -572,31 +779,53 @@ class Member:
             self._wake.set()
         elif self.kv.leases.is_primary:
             self.kv.leases.demote()
-        if self.node.leader is not None:
-            self.ready_event.set()
+
+    # -- leader duties (decided in duties.py, carried out here) --------------------------
+
+    def _leader_status(self, status: Status) -> LeaderStatus:
+        return LeaderStatus(
+            raft=status,
+            ticks=self._leader_ticks,
+            heard=dict(self._heard),
+            first_seen=dict(self._first_seen),
+            revoking=frozenset(self._revoking),
+            promoting=frozenset(self._auto_promote),
+            roster_pending=self._roster_pending,
+            last_compaction=self._last_compaction,
+        )
 
     def _leader_duties(self) -> None:
-        if not self.is_leader:
+        node = self._node
+        assert node is not None
+        if node.role is not Role.LEADER:
             return
         now = time.monotonic()
         self._revoking &= set(self.kv.leases.ids())
-        for lease_id in self.kv.leases.expired(now)[:MAX_REVOKES_PER_TICK]:
-            if lease_id in self._revoking:
-                continue
-            self._revoking.add(lease_id)
-            future = self._queue_internal(LeaseRevoke(id=lease_id))
-            future.add_done_callback(self._revoke_settled(lease_id))
-        self._promote_caught_up_learners()
-        self._publish_checkers(now)
-        if self._leader_ticks % self.config.election_ticks == 0:
-            self._report_leases(now)
-        if now - self._last_compaction >= COMPACT_EVERY_SECONDS:
-            self._last_compaction = now
-            keep = self.config.keep_revisions
-            if self.kv.revision - self.kv.compacted_revision > 2 * keep:
-                self._queue_internal(Compact(revision=self.kv.revision - keep))
+        status = self._leader_status(node.status())
+        for duty in leader_duties(now, self.kv, status, self._duty_config):
+            _CARRY_OUT[type(duty)](self, duty, now)
 
-    def _report_leases(self, now: float) -> None:
+    def _revoke(self, duty: RevokeLease, now: float) -> None:
+        self._revoking.add(duty.lease_id)
+        future = self._queue_internal(LeaseRevoke(id=duty.lease_id))
+        future.add_done_callback(self._revoke_settled(duty.lease_id))
+
+    def _promote(self, duty: PromoteLearner, now: float) -> None:
+        # Another change pending, or not heard from yet: the duty comes again next tick.
+        with contextlib.suppress(ProposalRejected, MembershipRefused, KeyError):
+            self._propose_change(ConfChangeOp.ADD_VOTER, duty.name, self.peer_of(duty.name), False)
+            log.info("promoting caught-up learner %s", duty.name)
+
+    def _publish_roster(self, duty: PublishRoster, now: float) -> None:
+        self._roster_pending = True
+        future = self._queue_internal(Put(key=CHECKERS_KEY, value=duty.value))
+        future.add_done_callback(self._roster_settled)
+        log.info("health-check roster: %s", ", ".join(duty.live))
+
+    def _roster_settled(self, _: asyncio.Future[Result]) -> None:
+        self._roster_pending = False
+
+    def _report_leases(self, _: ReportLeases | None, now: float) -> None:
         """Propose the remaining TTLs of the leases kept alive since the last report, as
         one entry (leases.py): every member's deadlines then trail ours by at most one
         election timeout, so a new leader neither restarts a dead lease's TTL nor cuts a
@@ -605,72 +834,30 @@ class Member:
         if checkpoints:
             self._queue_internal(LeaseCheckpoints(checkpoints=tuple(checkpoints)))
 
+    def _compact(self, duty: CompactHistory, now: float) -> None:
+        self._last_compaction = now
+        self._queue_internal(Compact(revision=duty.revision))
+
     def _reachable(self) -> frozenset[str]:
-        """Members (voters and learners) this leader heard from within the last election
-        timeout, itself included. Until its first CheckQuorum round has ended a new
-        leader's progress calls every peer active, so then a peer counts once it has
-        acknowledged an append of this term (its match index is no longer zero)."""
-        assert self.node is not None
-        if self._leader_ticks <= self.config.election_ticks + 1:
-            progress = self.node.status().progress
-            acked = {name for name, pr in progress.items() if pr.match > 0}
-            return frozenset({self.name, *acked})
-        now = time.monotonic()
-        timeout = self.config.election_ticks * self.config.tick_seconds
-        heard = {name for name, at in self._heard.items() if now - at < timeout}
-        return frozenset({self.name, *heard})
+        """Whom this leader can count on reaching (duties.reachable)."""
+        assert self._node is not None
+        status = self._leader_status(self._node.status())
+        return reachable(time.monotonic(), status, self._duty_config)
 
     def _note_heard(self) -> None:
         """Record which voters answered this CheckQuorum round; called before a tick,
         which may start the next round and forget."""
-        node = self.node
+        node = self._node
         if node is None or node.role is not Role.LEADER:
             return
         self._leader_ticks += 1
+        now = time.monotonic()
+        for voter in node.conf.voters:
+            self._first_seen.setdefault(voter, now)
         # A new leader's progress says every peer is active until its first round ends.
-        if self._leader_ticks > self.config.election_ticks + 1:
-            now = time.monotonic()
+        if first_round_over(self._leader_ticks, self._duty_config):
             for name in node.recently_active():
                 self._heard[name] = now
-
-    def _publish_checkers(self, now: float) -> None:
-        """Write the roster of live voters when it changed (see the module docstring)."""
-        node = self.node
-        assert node is not None
-        if self._roster_pending or self._leader_ticks <= 2 * self.config.election_ticks:
-            return
-        grace = 2 * self.config.election_ticks * self.config.tick_seconds
-        voters = node.conf.voters
-        live = [v for v in voters if v == self.name or now - self._heard.setdefault(v, now) < grace]
-        stored = self.kv.get(CHECKERS_KEY)
-        if stored is None and voters == {self.name}:
-            return  # a cluster of one needs no roster: without one, the leader checks all
-        value = encode_roster(live)
-        if stored is not None and stored.value == value:
-            return
-        self._roster_pending = True
-        future = self._queue_internal(Put(key=CHECKERS_KEY, value=value))
-        future.add_done_callback(self._roster_settled)
-        log.info("health-check roster: %s", ", ".join(sorted(live)))
-
-    def _roster_settled(self, _: asyncio.Future[Result]) -> None:
-        self._roster_pending = False
-
-    def _promote_caught_up_learners(self) -> None:
-        node = self.node
-        assert node is not None
-        if not self._auto_promote:
-            return
-        status = node.status()
-        for name in sorted(self._auto_promote & status.conf.learners):
-            progress = status.progress.get(name)
-            if progress is None or progress.match < status.commit:
-                continue
-            # Another change pending, or not heard from yet: try again next tick.
-            with contextlib.suppress(ProposalRejected, MembershipRefused):
-                self.propose_member_change(ConfChangeOp.ADD_VOTER, name, self.peer_of(name))
-                log.info("promoting caught-up learner %s", name)
-            return  # one change at a time
 
     def _revoke_settled(self, lease_id: int) -> Callable[[asyncio.Future[Result]], None]:
         def settled(future: asyncio.Future[Result]) -> None:
@@ -687,7 +874,7 @@ class Member:
         return future
 
     async def _take_snapshot(self) -> None:
-        node = self.node
+        node = self._node
         assert node is not None
         applied = node.status().applied
         snap = node.create_snapshot(applied, snapshot_kv(self.kv))
@@ -698,3 +885,19 @@ class Member:
 def _ignore_outcome(future: asyncio.Future[Result]) -> None:
     if not future.cancelled():
         future.exception()  # retrieve it so asyncio does not warn; the next tick retries
+
+
+_LOCAL_STEPS: dict[type, Callable[[Member, Any], None]] = {
+    _Campaign: Member._campaign,
+    _ReportUnreachable: Member._report_unreachable,
+    _TransferLeader: Member._transfer,
+    _ChangeMembership: Member._change,
+}
+
+_CARRY_OUT: dict[type, Callable[[Member, Any, float], None]] = {
+    RevokeLease: Member._revoke,
+    PromoteLearner: Member._promote,
+    PublishRoster: Member._publish_roster,
+    ReportLeases: Member._report_leases,
+    CompactHistory: Member._compact,
+}

@@ -25,7 +25,7 @@ from ..kv import KeyValueStore, KvError
 from ..kv import restore as restore_kv
 from ..kv import snapshot as snapshot_kv
 from ..raft import ConfState, HardState, Snapshot
-from .kvcodec import decode_command
+from .command_codec import decode_command
 from .storage import MemberStorage, Restored
 
 

@@ -38,14 +38,10 @@ from ..registry import (
     settings_key,
     summarize,
 )
+from .rendering import json_bytes
 
 MAX_PREFIXES = 256  # services whose decoded records are kept (least recently used go)
 MAX_ANSWERS = 16  # rendered answers kept per service (distinct query + threshold)
-
-
-def json_bytes(obj: Any) -> bytes:
-    """JSON exactly as the API's JSONResponse renders it (compact, UTF-8, no NaN)."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def instance_json(instance: Instance, kv: KeyValue | None = None) -> dict[str, Any]:

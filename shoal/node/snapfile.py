@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 
 from ..raft import Snapshot
-from .codec import CodecError, guarded, pack, snapshot_from_raw, snapshot_to_raw, unpack
+from .raft_codec import CodecError, guarded, pack, snapshot_from_raw, snapshot_to_raw, unpack
 from .wal import ensure_dir, fsync_dir
 
 MAGIC = b"SHOALSN1"

@@ -9,7 +9,7 @@ reads.
 
 The wire is a stream of frames, each ``[u32 big-endian length][payload]``. The dialer's
 first frame is a hello, the msgpack map ``{"member": <id>}``, which names it to the
-listener; every later frame is one batch of Raft messages from ``codec.encode_messages``.
+listener; every later frame is one batch of Raft messages from ``raft_codec.encode_messages``.
 
 Outbound, each peer has a ``_Link``: a bounded queue and a writer task that owns the
 connection. ``send`` only appends to queues and wakes tasks, so it never blocks and never
@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..raft import Message
-from .codec import CodecError, decode_messages, encode_messages, guarded, pack, unpack
+from .raft_codec import CodecError, decode_messages, encode_messages, guarded, pack, unpack
 
 log = logging.getLogger(__name__)
 

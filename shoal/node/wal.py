@@ -47,7 +47,7 @@ from typing import Any, BinaryIO
 import msgpack
 
 from ..raft import Entry, HardState
-from .codec import (
+from .raft_codec import (
     CodecError,
     entry_from_raw,
     entry_to_raw,

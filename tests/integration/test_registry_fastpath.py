@@ -92,7 +92,9 @@ def test_registration_answers_and_errors_match_the_fastapi_handler(server: Serve
         "tags": ["v2"],
         "metadata": {"env": "prod"},
         "version": "1.2",
-        "check": {"type": "ttl", "ttl": "5s"},
+        # Nobody heartbeats these: the TTL must outlast the test on a loaded machine
+        # (with 5 s, the instances expired before the last check under `-n 2`).
+        "check": {"type": "ttl", "ttl": "60s"},
         "deregister_after": "1m",
         "status": "warning",
     }

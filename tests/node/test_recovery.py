@@ -7,7 +7,7 @@ from pathlib import Path
 
 from shoal.kv import Put
 from shoal.kv import restore as restore_kv
-from shoal.node.kvcodec import encode_command
+from shoal.node.command_codec import encode_command
 from shoal.node.recovery import force_new_cluster
 from shoal.node.storage import MemberStorage
 from shoal.raft import ConfChange, ConfChangeOp, ConfState, Entry, HardState, Snapshot

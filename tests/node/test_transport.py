@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shoal.node.codec import encode_messages, pack
+from shoal.node.raft_codec import encode_messages, pack
 from shoal.node.transport import Backoff, PeerTransport
 from shoal.raft import (
     AppendEntries,

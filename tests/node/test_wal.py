@@ -288,7 +288,7 @@ def test_a_missing_segment_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_records_that_decode_to_nonsense_refuse_to_start(tmp_path: Path) -> None:
-    from shoal.node.codec import pack
+    from shoal.node.raft_codec import pack
     from shoal.node.wal import ENTRIES, _record
 
     wal, _ = WriteAheadLog.open(tmp_path)

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from shoal.node.app import build_app
+from shoal.node.health import HealthChecker
+from shoal.node.lifespan import RunningMember
 from shoal.node.member import Member, MemberConfig
+from shoal.node.registry_cache import RegistryCache
+from shoal.node.routing import LeaderLink
 from shoal.security.policy import Need
 from shoal.security.routes import ACL_API, PUBLIC, TXN, Refusal, need_for, txn_needs
 
@@ -138,7 +142,9 @@ def _sample(path: str) -> str:
 
 def test_every_route_the_member_serves_is_in_the_table(tmp_path: Path) -> None:
     """Every operation of the API's own schema (the contract: api_schema.py) is listed."""
-    app = build_app(Member(MemberConfig(name="n1", data_dir=tmp_path)))
+    member = Member(MemberConfig(name="n1", data_dir=tmp_path))  # built, never started
+    link = LeaderLink(member)
+    app = build_app(RunningMember(member, link, RegistryCache(), HealthChecker(member, link)))
     unlisted = []
     served = 0
     for path, operations in app.openapi()["paths"].items():

@@ -23,7 +23,7 @@ from ..kv import (
     Range,
     Txn,
 )
-from .codec import CodecError, pack, unpack
+from .raft_codec import CodecError, pack, unpack
 
 _PUT, _DELETE, _TXN, _GRANT, _REVOKE, _CHECKPOINT, _COMPACT, _RANGE, _CHECKPOINTS = range(9)
 _TARGETS = list(CompareTarget)

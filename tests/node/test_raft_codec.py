@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.node.codec import CodecError, decode_messages, encode_messages
+from shoal.node.raft_codec import CodecError, decode_messages, encode_messages
 from shoal.raft import (
     AppendEntries,
     AppendResponse,

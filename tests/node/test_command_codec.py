@@ -1,4 +1,4 @@
-"""KV commands survive the log's byte format (node/kvcodec.py), the lease report included."""
+"""KV commands survive the log's byte format (node/command_codec.py), the lease report included."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from shoal.kv import (
     LeaseRevoke,
     Put,
 )
-from shoal.node.codec import CodecError
-from shoal.node.kvcodec import decode_command, encode_command
+from shoal.node.command_codec import decode_command, encode_command
+from shoal.node.raft_codec import CodecError
 
 COMMANDS: list[Command] = [
     Put(key=b"k", value=b"v", lease=7, prev_kv=True),
@@ -37,7 +37,7 @@ def test_commands_round_trip(command: Command) -> None:
 
 
 def test_a_malformed_report_is_a_codec_error() -> None:
-    from shoal.node.codec import pack
+    from shoal.node.raft_codec import pack
 
     with pytest.raises(CodecError):
         decode_command(pack([8, [[1, -1.0]]]))
