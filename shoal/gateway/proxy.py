@@ -65,6 +65,7 @@ from ..resilience.call import Attempt, Backoff, CallPlan, Done, StopReason
 from .errors import ERRORS, error_response, status_line
 from .metrics import CONNECTIONS, stats_for
 from .pool import WRITE_HIGH, WRITE_LOW, ConnectionPool, UpstreamConnection
+from .writes import DIRECT, flush
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -192,6 +193,7 @@ class ClientConnection(asyncio.Protocol):
         "parsing",
         "paused",
         "peer",
+        "pending",
         "queue",
         "transport",
         "write_paused",
@@ -206,6 +208,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing: Exchange | None = None  # the request being read (may be queued)
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
         self.paused = 0
+        self.pending: list[bytes] = []  # written this iteration (`shoal.gateway.writes`)
         self.write_paused = False
         self.closed = False
         self.broken: str | None = None
@@ -302,8 +305,19 @@ class ClientConnection(asyncio.Protocol):
     # -- for exchanges ----------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(data)
+        if not self.closed:
+            pending = self.pending
+            if len(data) >= DIRECT:  # a streaming body: at once, so that flow control acts
+                self.flush()
+                if self.transport is not None:
+                    self.transport.write(data)
+                return
+            if not pending:
+                self.ctx.pool.writes.enrol(self)
+            pending.append(data)
+
+    def flush(self) -> None:
+        flush(self)
 
     def pause(self, reason: int) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -351,12 +365,14 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close after what was written is sent (the transport flushes first)."""
         if not self.closed and self.transport is not None:
+            self.flush()
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
         """Close at once: the response cannot be completed."""
         if self.transport is not None:
+            self.flush()  # as far as it gets before the reset, as without coalescing
             self.closed = True
             self.transport.abort()
 
