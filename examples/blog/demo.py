@@ -1,15 +1,18 @@
 """The blog, live: `python -m examples.blog.demo` (the main job of `make demo`).
 
 Runs `shoal up examples/blog/shoal.yaml` -- an embedded single-member control plane, then
-`users` (Flask) and `articles` (FastAPI) with two replicas each -- and, as an outside
-caller using the same SDK client the services use:
+`users` (Flask) and `articles` (FastAPI) with two replicas each, and the gateway in front
+of them (/users -> users, /articles -> articles) -- and, as an outside caller, sends
+every call through the gateway, printing each as the `curl` line that does the same:
 
 1. creates a user and an article through the services (articles checks the author
-   through users; an unknown author is refused with a clear 422);
-2. shows discovery and balancing: which replica answered each call;
+   through users with the SDK's client; an unknown author is refused with a clear 422);
+2. shows discovery and balancing: which replica answered each call (the gateway's
+   round robin, set by the manifest's `gateway.policy`);
 3. changes a setting in the config center and shows it applied without a restart;
-4. SIGKILLs a replica while calls go on: none fails, the replica leaves the registry
-   at once, and `shoal up` starts it again;
+4. SIGKILLs a replica while calls go on: none fails (the gateway retries the one cut
+   short on the other replica), the replica leaves the registry at once, and `shoal up`
+   starts it again;
 5. restarts a service rolling while calls go on: none fails;
 6. runs a distributed job on a `shoal worker` registered in the same control plane;
 7. prints the dashboard's URL (every member serves it at /ui/) and, when run from a
@@ -22,7 +25,9 @@ Everything the processes print goes to a log file (its path is printed).
 from __future__ import annotations
 
 import collections
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,10 +35,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from shoal.cli.up.control import request
 from shoal.client import ControlPlane
-from shoal.service import CallError, ClientPolicy, ServiceClient
 from shoal.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent
@@ -46,6 +53,29 @@ def say(text: str) -> None:
 
 def head(text: str) -> None:
     print(f"\n== {text}", flush=True)
+
+
+class Gateway:
+    """Calls through the gateway, each shown as the `curl` line that makes it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def curl(self, method: str, path: str, body: dict[str, Any] | None = None) -> str:
+        data = f" -H 'content-type: application/json' -d '{json.dumps(body)}'" if body else ""
+        verb = "" if method == "GET" else f"-X {method} "
+        return f"curl {verb}{shlex.quote(self.url + path)}{data}"
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        return self.http.request(method, path, json=body)
+
+    def show(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        say(f"$ {self.curl(method, path, body)}")
+        return self.call(method, path, body)
+
+    def close(self) -> None:
+        self.http.close()
 
 
 class Load:
@@ -66,9 +96,9 @@ class Load:
                         self.ok += 1
                     else:
                         self.failed.append(f"status {status}")
-            except CallError as error:
+            except httpx.HTTPError as error:
                 with self._lock:
-                    self.failed.append(error.message)
+                    self.failed.append(f"{type(error).__name__}: {error}")
             time.sleep(0.01)
 
     def __enter__(self) -> Load:
@@ -83,7 +113,7 @@ class Load:
 
 
 def main() -> int:
-    port = free_port()
+    port, gateway_port = free_port(), free_port()
     endpoints = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="shoal-blog-") as tmp:
         data = Path(tmp)
@@ -93,26 +123,32 @@ def main() -> int:
             MANIFEST.relative_to(Path.cwd()) if MANIFEST.is_relative_to(Path.cwd()) else MANIFEST
         )
         say(f"shoal up {shown}")
-        say(f"(embedded control plane on {endpoints}; every process's output in {log_path})")
+        say(
+            f"(embedded control plane on {endpoints}, gateway on :{gateway_port}; "
+            f"every process's output in {log_path})"
+        )
         started = time.monotonic()
         with open(log_path, "wb") as log:
             up = subprocess.Popen(
                 [
                     sys.executable, "-m", "shoal.cli.main", "up", str(MANIFEST),
                     "--control-port", str(port), "--data-dir", str(data),
+                    "--gateway-port", str(gateway_port),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            return run(up, endpoints, data, started)
+            return run(up, endpoints, f"http://127.0.0.1:{gateway_port}", data, started)
         finally:
             if up.poll() is None:
                 up.kill()
                 up.wait(10)
 
 
-def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float) -> int:
+def run(
+    up: subprocess.Popen[bytes], endpoints: str, gateway_url: str, data: Path, started: float
+) -> int:
     socket_path = data / "up.sock"
 
     def ps() -> dict[str, list[dict[str, object]]]:
@@ -128,7 +164,8 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
             replicas = [r for rs in ps().values() for r in rs]
         except OSError:
             return False
-        return len(replicas) == 4 and all(r["state"] == "up" for r in replicas)
+        # users x2, articles x2 and the gateway's one worker
+        return len(replicas) == 5 and all(r["state"] == "up" for r in replicas)
 
     wait_for(all_up, 90, interval=0.1, what="the blog to come up")
     say(f"up in {time.monotonic() - started:.1f} s")
@@ -137,52 +174,60 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
             found = cp.registry.instances(service, healthy=True)
             where = ", ".join(f"{i.id} at {i.address}:{i.port}" for i in found.instances)
             say(f"registry: {service} -> {where}")
+    say(f"gateway: {gateway_url} (/users -> users, /articles -> articles)")
 
-    even = ClientPolicy(balancer="round_robin")
-    users = ServiceClient("users", endpoints=endpoints, policy=even)
-    articles = ServiceClient("articles", endpoints=endpoints, policy=even)
+    gw = Gateway(gateway_url)
     try:
-        head("Create a user and an article through the services")
-        ada = users.post("/users", json={"name": "Ada Lovelace"}).json()
-        say(f"POST users /users (Ada Lovelace) -> id {ada['id']}, served by {ada['served_by']}")
-        article = articles.post(
-            "/articles", json={"author_id": ada["id"], "title": "Notes on the Engine"}
+        head("Create a user and an article, through the gateway")
+        created = gw.show("POST", "/users", {"name": "Ada Lovelace"})
+        ada = created.json()
+        say(
+            f"  -> {created.status_code}, id {ada['id']}, served by {ada['served_by']} "
+            f"(x-request-id {created.headers.get('x-request-id')})"
         )
+        new = {"author_id": ada["id"], "title": "Notes on the Engine"}
+        article = gw.show("POST", "/articles", new)
         a = article.json()
         say(
-            f"POST articles /articles -> {article.status_code}, article {a['id']} by {a['author']} "
+            f"  -> {article.status_code}, article {a['id']} by {a['author']} "
             f"({a['served_by']} checked the author through {a['author_checked_by']})"
         )
         for title in ("On Bernoulli numbers", "A reply to Menabrea", "Poetical science"):
-            articles.post("/articles", json={"author_id": ada["id"], "title": title})
-        refused = articles.post("/articles", json={"author_id": 999, "title": "Ghost"})
+            gw.call("POST", "/articles", {"author_id": ada["id"], "title": title})
+        refused = gw.show("POST", "/articles", {"author_id": 999, "title": "Ghost"})
         why = refused.json()["detail"]
-        say(f"POST articles /articles for author 999 -> {refused.status_code} {why}")
-        listed = users.get(f"/users/{ada['id']}/articles").json()
+        say(f"  -> {refused.status_code} {why}")
+        listed = gw.show("GET", f"/users/{ada['id']}/articles").json()
         say(
-            f"GET users /users/{ada['id']}/articles -> {len(listed['articles'])} articles "
+            f"  -> {len(listed['articles'])} articles "
             f"({listed['served_by']} called {listed['articles_served_by']})"
         )
+        missing = gw.show("GET", "/comments")
+        say(f"  -> {missing.status_code} {missing.json()['message']} (the gateway's own answer)")
 
         head("Discovery and balancing: 20 calls to GET /users/1, round robin over the view")
-        counts = collections.Counter(users.get("/users/1").json()["served_by"] for _ in range(20))
+        say(f"$ for i in $(seq 20); do {gw.curl('GET', '/users/1')}; done")
+        counts = collections.Counter(
+            gw.call("GET", "/users/1").json()["served_by"] for _ in range(20)
+        )
         say(", ".join(f"{name}: {n}" for name, n in sorted(counts.items())))
         say(
-            "(no control-plane call per request: the client watches the registry and picks locally)"
+            "(no control-plane call per request: the gateway watches the registry and picks "
+            "locally)"
         )
 
         head("Hot reload: the page size of GET /articles comes from the config center")
-        before = articles.get("/articles").json()["page_size"]
+        before = gw.call("GET", "/articles").json()["page_size"]
         with ControlPlane(endpoints) as cp:
             cp.config.publish("blog/articles", "page_size: 2\n", "yaml", message="demo")
-        wait_for(lambda: articles.get("/articles").json()["page_size"] == 2, 20, what="reload")
-        page = articles.get("/articles").json()
+        wait_for(lambda: gw.call("GET", "/articles").json()["page_size"] == 2, 20, what="reload")
+        page = gw.call("GET", "/articles").json()
         say(f"page_size {before} -> {page['page_size']} after publishing blog/articles, no restart")
         say(f"GET /articles now lists {len(page['articles'])} per page")
 
         head("SIGKILL a replica of articles while calls go on")
         victim = next(r for r in ps()["articles"] if r["name"] == "articles-1")
-        with Load(lambda: articles.get("/articles").status_code) as load:
+        with Load(lambda: gw.call("GET", "/articles").status_code) as load:
             time.sleep(0.5)
             os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
             killed = time.monotonic()
@@ -209,7 +254,7 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
         )
 
         head("Rolling restart of articles while calls go on (`shoal restart articles`)")
-        with Load(lambda: articles.get("/articles").status_code) as rolling:
+        with Load(lambda: gw.call("GET", "/articles").status_code) as rolling:
             answer = request(data / "up.sock", {"op": "restart", "service": "articles"})
         say(f"replicas now: {', '.join(answer['replicas'])}")
         say(f"{rolling.ok} calls during it answered, {len(rolling.failed)} failed")
@@ -218,18 +263,18 @@ def run(up: subprocess.Popen[bytes], endpoints: str, data: Path, started: float)
         head("A distributed job on a shoal worker (the job engine, same control plane)")
         run_job(endpoints, data)
 
-        head("Try it yourself: `shoal up examples/blog/shoal.yaml`, then, in another shell")
-        say("export SHOAL_ENDPOINTS=http://127.0.0.1:7700")
-        say('shoal call users POST /users -d \'{"name": "Grace Hopper"}\'')
-        say('shoal call articles POST /articles -d \'{"author_id": 1, "title": "Nanoseconds"}\'')
-        say("shoal call users GET /users/1/articles")
-        say("shoal services; shoal service show articles; shoal ps -f examples/blog/shoal.yaml")
-        say("shoal config put blog/articles page.yaml")
-        say("shoal scale users=3 -f examples/blog/shoal.yaml; shoal restart articles -f ...")
-        say("(the gateway, when it exists, will give these curl URLs)")
+        head("Try it yourself, through this run's gateway")
+        say(gw.curl("POST", "/users", {"name": "Grace Hopper"}))
+        say(gw.curl("POST", "/articles", {"author_id": 1, "title": "Nanoseconds"}))
+        say(gw.curl("GET", "/users/1/articles"))
+        say(gw.curl("GET", "/articles?author_id=1"))
+        say(
+            "(`shoal up examples/blog/shoal.yaml` alone: control plane :7700, gateway :8080; "
+            "then `shoal ps -f examples/blog/shoal.yaml`, `shoal services`,"
+        )
+        say(" `shoal scale users=3 -f ...`, `shoal restart articles -f ...`)")
     finally:
-        users.close()
-        articles.close()
+        gw.close()
 
     head("The dashboard: every member serves it")
     say(f"open {endpoints}/ui/ -- members, services with live health, config, jobs")

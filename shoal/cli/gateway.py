@@ -58,6 +58,14 @@ def gateway(
     drain_timeout: Annotated[
         float, typer.Option("--drain-timeout", min=0, help="Seconds to finish requests on stop.")
     ] = 10.0,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help='A client policy as JSON ({"timeout": "2s"}): what every route starts '
+            "from, under the table's defaults.policy.",
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway until Ctrl-C or SIGTERM (then drain)."""
     import logging
@@ -77,6 +85,7 @@ def gateway(
             admin_host=admin_host,
             access_log=None if access_log == "off" else access_log,
             drain_timeout=drain_timeout,
+            policy=policy,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,13 +21,16 @@ def parse_args(argv: Sequence[str] | None = None) -> GatewayOptions:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--routes", dest="routes_file")
     p.add_argument("--routes-item", dest="routes_item")
-    p.add_argument("--endpoints", default="http://127.0.0.1:7700")
+    p.add_argument(
+        "--endpoints", default=os.environ.get("SHOAL_ENDPOINTS") or "http://127.0.0.1:7700"
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--admin-port", type=int)
     p.add_argument("--admin-host", default="127.0.0.1")
     p.add_argument("--access-log", default="-", help="a path, - for stdout, off for none")
     p.add_argument("--drain-timeout", type=float, default=10.0)
     p.add_argument("--seed", type=int)
+    p.add_argument("--policy", help="a ClientPolicy as JSON, under the table's defaults.policy")
     a = p.parse_args(argv)
     try:
         return GatewayOptions(
@@ -41,6 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> GatewayOptions:
             access_log=None if a.access_log == "off" else a.access_log,
             drain_timeout=a.drain_timeout,
             seed=a.seed,
+            policy=a.policy,
         )
     except ValueError as error:
         p.error(str(error))

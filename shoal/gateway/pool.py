@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
+from .writes import DIRECT, WriteCoalescer, flush
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -66,6 +68,7 @@ class UpstreamConnection(asyncio.Protocol):
         "headers",
         "idle_since",
         "parser",
+        "pending",
         "pool",
         "sink",
         "transport",
@@ -79,6 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.closed = False
         self.idle_since = 0.0
+        self.pending: list[bytes] = []  # written this iteration (`shoal.gateway.writes`)
         self._head_only = False
         self._interim = False
 
@@ -172,8 +176,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = None
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        pending = self.pending
+        if len(data) >= DIRECT:  # a streaming body: at once, so that flow control acts
+            self.flush()
+            if not self.closed:
+                assert self.transport is not None
+                self.transport.write(data)
+            return
+        if not pending:
+            self.pool.writes.enrol(self)
+        pending.append(data)
+
+    def flush(self) -> None:
+        flush(self)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -186,6 +201,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         self.sink = None
+        self.pending = []
         if self.transport is not None:
             self.transport.abort()  # unread data or a half-sent request: no lingering
 
@@ -201,6 +217,7 @@ class ConnectionPool:
         idle_timeout: float = 4.0,
     ) -> None:
         self.loop = loop
+        self.writes = WriteCoalescer(loop)  # shared with the client side (ProxyContext)
         self.max_idle_per_host, self.idle_timeout = max_idle_per_host, idle_timeout
         self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
         self._addrs: dict[str, tuple[str, int]] = {}

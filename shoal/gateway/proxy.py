@@ -65,6 +65,7 @@ from ..resilience.call import Attempt, Backoff, CallPlan, Done, StopReason
 from .errors import ERRORS, error_response, status_line
 from .metrics import CONNECTIONS, stats_for
 from .pool import WRITE_HIGH, WRITE_LOW, ConnectionPool, UpstreamConnection
+from .writes import DIRECT, flush
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -105,10 +106,31 @@ _SPECIAL = {
 # Connection tokens that are not header names.
 _CONNECTION_WORDS = frozenset({b"close", b"keep-alive", b""})
 
+# What a response header is to the proxy, by lower-case name (`_response_kind`); cached
+# per route (`RouteRuntime.response_kinds`) by the name as the upstream spelled it, for
+# up to _KINDS_CACHED names, so that memory stays bounded whatever upstreams send.
+_KEEP, _DROP = "keep", "drop"
+_LENGTH_HEADER, _TE_HEADER, _CONNECTION_HEADER = "content-length", "transfer-encoding", "connection"
+_KINDS_CACHED = 256
+
+
+def _response_kind(lname: bytes, drop: frozenset[bytes]) -> str:
+    if lname not in drop:
+        return _KEEP
+    if lname == b"content-length":
+        return _LENGTH_HEADER
+    if lname == b"transfer-encoding":
+        return _TE_HEADER
+    if lname == b"connection":
+        return _CONNECTION_HEADER
+    return _DROP
+
+
 # Why reading from a client is paused (bits; reading resumes when none is left).
 _PIPELINE, _UPSTREAM_FULL, _BODY_WAIT = 1, 2, 4
 
 _SUCCESS, _FAILURE = Outcome.SUCCESS, Outcome.FAILURE
+_SUCCESS_NAME, _FAILURE_NAME = _SUCCESS.value, _FAILURE.value  # (Enum.value is a descriptor)
 UNMATCHED = stats_for("unmatched", "-")  # requests answered before a route was known
 TICK = 0.01  # how often deadlines and stalls are checked: timeouts fire within 10 ms
 
@@ -171,6 +193,7 @@ class ClientConnection(asyncio.Protocol):
         "parsing",
         "paused",
         "peer",
+        "pending",
         "queue",
         "transport",
         "write_paused",
@@ -185,6 +208,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing: Exchange | None = None  # the request being read (may be queued)
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
         self.paused = 0
+        self.pending: list[bytes] = []  # written this iteration (`shoal.gateway.writes`)
         self.write_paused = False
         self.closed = False
         self.broken: str | None = None
@@ -249,8 +273,16 @@ class ClientConnection(asyncio.Protocol):
         self.parsing.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.parsing is not None
-        self.parsing.headers.append((name, value))
+        # Each header is looked at once, as it is parsed: its lower-case name (for the
+        # drop sets), and the few the proxy reads.
+        exchange = self.parsing
+        assert exchange is not None
+        exchange.headers.append((name, value))
+        lname = name.lower()
+        exchange.lnames.append(lname)
+        kind = _SPECIAL.get(lname)
+        if kind is not None:
+            exchange.special_header(kind, value)
 
     def on_headers_complete(self) -> None:
         exchange = self.parsing
@@ -273,8 +305,19 @@ class ClientConnection(asyncio.Protocol):
     # -- for exchanges ----------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(data)
+        if not self.closed:
+            pending = self.pending
+            if len(data) >= DIRECT:  # a streaming body: at once, so that flow control acts
+                self.flush()
+                if self.transport is not None:
+                    self.transport.write(data)
+                return
+            if not pending:
+                self.ctx.pool.writes.enrol(self)
+            pending.append(data)
+
+    def flush(self) -> None:
+        flush(self)
 
     def pause(self, reason: int) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -293,7 +336,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.active = None
         # Whatever held reading back for that exchange's body holds it no longer.
-        self.resume(_UPSTREAM_FULL | _BODY_WAIT)
+        if self.paused:
+            self.resume(_UPSTREAM_FULL | _BODY_WAIT)
         if self.broken is not None:
             if keep_alive:  # a later pipelined request was malformed: say so, then close
                 self.write(error_response("bad_request", self.broken, keep_alive=False))
@@ -321,12 +365,14 @@ class ClientConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close after what was written is sent (the transport flushes first)."""
         if not self.closed and self.transport is not None:
+            self.flush()
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
         """Close at once: the response cannot be completed."""
         if self.transport is not None:
+            self.flush()  # as far as it gets before the reset, as without coalescing
             self.closed = True
             self.transport.abort()
 
@@ -391,7 +437,7 @@ class Exchange:
     plan_done = False
     attempt: Attempt | None = None
     head = b""
-    request_id = ""
+    rid = b""  # the x-request-id sent both ways (bytes: it is only ever written)
     instance = ""
     last_outcome: Outcome | None = None
     last_problem = ""
@@ -427,39 +473,30 @@ class Exchange:
 
     # -- the request, as the parser reads it --------------------------------------------
 
-    def _scan_headers(self) -> None:
-        """One pass over the head: lower-case names, and the headers the proxy reads."""
-        lnames = self.lnames
-        special = _SPECIAL
-        for name, value in self.headers:
-            lname = name.lower()
-            lnames.append(lname)
-            kind = special.get(lname)
-            if kind is None:
-                continue
-            if kind == _HOST:
-                self.host = value
-            elif kind == _LENGTH:
-                self.content_length = int(value)  # the parser has validated it
-            elif kind == _TE:
-                self.chunked = value.lower().rstrip().endswith(b"chunked")
-            elif kind == _CONNECTION:
-                self.request_tokens = value.lower()
-            elif kind == _EXPECT:
-                self.expect = value.strip().lower()
-            elif kind == _XFF:
-                self.xff = value if self.xff is None else self.xff + b", " + value
-            elif kind == _XFP:
-                self.has_xfp = True
-            elif kind == _XFH:
-                self.has_xfh = True
-            elif kind == _RID:
-                self.rid_in = value
-            else:
-                self.trace_in = value
+    def special_header(self, kind: int, value: bytes) -> None:
+        """A header the proxy reads (`_SPECIAL`), as the parser reads it."""
+        if kind == _HOST:
+            self.host = value
+        elif kind == _LENGTH:
+            self.content_length = int(value)  # the parser has validated it
+        elif kind == _TE:
+            self.chunked = value.lower().rstrip().endswith(b"chunked")
+        elif kind == _CONNECTION:
+            self.request_tokens = value.lower()
+        elif kind == _EXPECT:
+            self.expect = value.strip().lower()
+        elif kind == _XFF:
+            self.xff = value if self.xff is None else self.xff + b", " + value
+        elif kind == _XFP:
+            self.has_xfp = True
+        elif kind == _XFH:
+            self.has_xfh = True
+        elif kind == _RID:
+            self.rid_in = value
+        else:
+            self.trace_in = value
 
     def head_complete(self, parser: httptools.HttpRequestParser) -> None:
-        self._scan_headers()
         self.method = parser.get_method()
         self.version = parser.get_http_version()
         self.client_keep_alive = parser.should_keep_alive()
@@ -589,7 +626,7 @@ class Exchange:
 
     def _request_head(self, rt: RouteRuntime, target: bytes) -> bytes:
         drop = rt.request_drop
-        if self.request_tokens:
+        if self.request_tokens and self.request_tokens not in _CONNECTION_WORDS:
             named = {t.strip() for t in self.request_tokens.split(b",")} - _CONNECTION_WORDS
             if named:
                 drop = drop | named
@@ -609,24 +646,22 @@ class Exchange:
         if not self.has_xfh and self.host:
             parts += (b"x-forwarded-host: ", self.host, CRLF)
         if self.rid_in is None and self.trace_in is None:
-            # The common case, without the frozen dataclass: a new trace, this span.
-            bits = self.ctx.rng.getrandbits
-            trace_id = f"{bits(128):032x}"
-            self.request_id = trace_id[:16]
-            return b"".join(parts) + b"x-request-id: %b\r\ntraceparent: 00-%b-%016x-01\r\n" % (
-                self.request_id.encode(),
-                trace_id.encode(),
-                bits(64),
-            )
-        else:
-            seen = {}
-            if self.rid_in is not None:
-                seen["x-request-id"] = self.rid_in.decode("latin-1")
-            if self.trace_in is not None:
-                seen["traceparent"] = self.trace_in.decode("latin-1")
-            trace = trace_from_headers(seen)
-        self.request_id = trace.request_id
-        parts += (b"x-request-id: ", trace.request_id.encode(), CRLF)
+            # The common case, without the frozen dataclass: a new trace (128 bits) and
+            # this span (64) from one draw; the request id is the trace id's first half,
+            # as `shoal.observe.trace` makes it.
+            ids = b"%048x" % self.ctx.rng.getrandbits(192)
+            self.rid = rid = ids[:16]
+            parts += (b"x-request-id: ", rid, b"\r\ntraceparent: 00-", ids[:32], b"-", ids[32:])
+            parts.append(b"-01\r\n")
+            return b"".join(parts)
+        seen = {}
+        if self.rid_in is not None:
+            seen["x-request-id"] = self.rid_in.decode("latin-1")
+        if self.trace_in is not None:
+            seen["traceparent"] = self.trace_in.decode("latin-1")
+        trace = trace_from_headers(seen)
+        self.rid = trace.request_id.encode()
+        parts += (b"x-request-id: ", self.rid, CRLF)
         parts += (b"traceparent: ", trace.traceparent.encode(), CRLF)
         return b"".join(parts)
 
@@ -664,10 +699,15 @@ class Exchange:
         assert rt is not None
         upstream = rt.upstream
         now = time.monotonic()
-        self.plan = CallPlan(
+        plan: CallPlan[int] = CallPlan(
             upstream.call_policy, upstream, self.method in IDEMPOTENT, now, self.ctx.rng
         )
-        self._take(self.plan.next(now))
+        self.plan = plan
+        step = plan.next(now)
+        if type(step) is Attempt:  # the common case, without _take's dispatch
+            self._start_attempt(step)
+        else:
+            self._take(step)
 
     def _take(self, step: Attempt | Backoff | Done[int]) -> None:
         if isinstance(step, Attempt):
@@ -850,8 +890,12 @@ class Exchange:
         self.deadline = math.inf
         self.attempt = None
         now = time.monotonic()
-        outcome = _FAILURE if status >= 500 else _SUCCESS
-        rt.stats.attempt(outcome.value)
+        if status >= 500:
+            outcome = _FAILURE
+            rt.stats.attempt(_FAILURE_NAME)
+        else:
+            outcome = _SUCCESS
+            rt.stats.attempt(_SUCCESS_NAME)
         plan.record(attempt, now, outcome, status, status)
         step = plan.cancel(None, now) if self.body_dropped else plan.next(now)
         if not isinstance(step, Done):
@@ -874,20 +918,27 @@ class Exchange:
         parts = [status_line(status)]
         parts_add = parts.extend
         drop = rt.response_drop
+        kinds = rt.response_kinds
         length: bytes | None = None
         chunked = False
         tokens = b""
         for name, value in headers:
-            lname = name.lower()
-            if lname not in drop:
+            # What to do with a header, by its name as sent: one dict lookup per header
+            # instead of lower-casing it and testing the drop set every time.
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _response_kind(name.lower(), drop)
+                if len(kinds) < _KINDS_CACHED:
+                    kinds[name] = kind
+            if kind is _KEEP:
                 parts_add((name, b": ", value, CRLF))
-            elif lname == b"content-length":
+            elif kind is _LENGTH_HEADER:
                 length = value
-            elif lname == b"transfer-encoding":
+            elif kind is _TE_HEADER:
                 chunked = value.lower().rstrip().endswith(b"chunked")
-            elif lname == b"connection":
+            elif kind is _CONNECTION_HEADER:
                 tokens = value.lower()
-        if tokens:
+        if tokens and tokens not in _CONNECTION_WORDS:  # ("keep-alive" alone: the usual)
             named = {t.strip() for t in tokens.split(b",")} - _CONNECTION_WORDS
             if named:  # headers the upstream marked hop-by-hop: drop them too
                 parts = [parts[0]]
@@ -909,7 +960,7 @@ class Exchange:
         else:
             keep = False  # an HTTP/1.0 client: the body ends when the connection does
         self.keep_alive = keep
-        parts += (b"x-request-id: ", self.request_id.encode(), CRLF)
+        parts += (b"x-request-id: ", self.rid, CRLF)
         if not keep:
             parts.append(b"connection: close\r\n\r\n")
         elif self.version == "1.0":
@@ -1072,7 +1123,7 @@ class Exchange:
                 message,
                 keep_alive=self.keep_alive,
                 head_only=self.method == b"HEAD",
-                extra=(*extra, ("x-request-id", self.request_id)) if self.request_id else extra,
+                extra=(*extra, ("x-request-id", self.rid.decode())) if self.rid else extra,
             )
         )
         self._finish()
@@ -1081,7 +1132,8 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        self._cancel_timer()
+        if self.timer is not None:
+            self._cancel_timer()
         self.ctx.timed.discard(self)
         self.response_flush()
         self._record()
@@ -1122,7 +1174,7 @@ class Exchange:
                 bytes_in=self.body_size,
                 bytes_out=self.bytes_out,
                 client=self.conn.peer.decode("latin-1"),
-                request_id=self.request_id,
+                request_id=self.rid.decode(),
                 error=self.error,
             )
 

@@ -285,8 +285,11 @@ _ROUTE_KEYS = frozenset(
 _DEFAULT_KEYS = _ROUTE_KEYS - {"name", "prefix", "host", "service"}
 
 
-def parse_routes(data: Any) -> RouteTable:
-    """The table a parsed YAML/JSON document describes; RouteError says what is wrong."""
+def parse_routes(data: Any, base: ClientPolicy | None = None) -> RouteTable:
+    """The table a parsed YAML/JSON document describes; RouteError says what is wrong.
+
+    `base` is the policy every route starts from (the gateway's `--policy`), under the
+    table's `defaults.policy` and each route's own."""
     if not isinstance(data, Mapping):
         raise RouteError(f"a route table is a mapping with 'routes', got {type(data).__name__}")
     unknown = sorted(set(data) - {"routes", "defaults"})
@@ -306,7 +309,7 @@ def parse_routes(data: Any) -> RouteTable:
         where = f"routes[{i}]"
         if not isinstance(item, Mapping):
             raise RouteError(f"{where}: must be a mapping, got {item!r}")
-        route = _route(where, {**defaults, **item}, defaults)
+        route = _route(where, {**defaults, **item}, defaults, base or ClientPolicy())
         place = (route.host, route.prefix)
         if place in places:
             raise RouteError(
@@ -321,7 +324,9 @@ def parse_routes(data: Any) -> RouteTable:
     return RouteTable(routes)
 
 
-def _route(where: str, item: Mapping[str, Any], defaults: Mapping[str, Any]) -> Route:
+def _route(
+    where: str, item: Mapping[str, Any], defaults: Mapping[str, Any], base: ClientPolicy
+) -> Route:
     _only(item, where, _ROUTE_KEYS)
     prefix = _prefix(item.get("prefix"), f"{where}.prefix")
     service = item.get("service")
@@ -349,7 +354,7 @@ def _route(where: str, item: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
         if strip:
             raise RouteError(f"{where}: strip_prefix and rewrite_prefix exclude each other")
     # A route's policy is layered over the defaults' policy, not instead of it.
-    policy = ClientPolicy()
+    policy = base
     for label, source in (("defaults", defaults), (where, item)):
         raw = source.get("policy")
         if raw is None or (source is item and raw is defaults.get("policy")):

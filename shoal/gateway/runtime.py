@@ -24,7 +24,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..client import AsyncControlPlane, ServiceView
 from ..resilience import KeyedRateLimiter
@@ -67,6 +67,8 @@ class RouteRuntime:
     request_add: bytes
     response_drop: frozenset[bytes]
     response_add: bytes
+    # Response header names as sent -> what the proxy does with them (proxy.py fills it).
+    response_kinds: dict[bytes, str] = field(default_factory=dict)
 
 
 class Routing:

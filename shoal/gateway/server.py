@@ -44,6 +44,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from ..client import AsyncControlPlane, ShoalError
 from ..client.config import RETRY_MAX, RETRY_MIN, ConfigCursor
 from ..config import ItemId
+from ..service.policy import ClientPolicy
 from . import metrics
 from .access import AccessLog
 from .pool import ConnectionPool
@@ -75,6 +76,9 @@ class GatewayOptions:
     drain_timeout: float = 10.0
     backlog: int = 4096
     seed: int | None = None  # for the balancers and retry jitter; None: from the OS
+    # A ClientPolicy mapping as JSON (`--policy`): what every route's policy starts from,
+    # under the table's defaults.policy (what `shoal up`'s `gateway.policy` sets).
+    policy: str | None = None
 
     def __post_init__(self) -> None:
         if self.routes_file is None and self.routes_item is None:
@@ -90,16 +94,26 @@ class GatewayOptions:
                 ItemId.parse(self.routes_item)
             except ValueError as error:
                 raise ValueError(f"routes item: {error}") from None
+        self.base_policy()  # a bad --policy is refused before anything starts
+
+    def base_policy(self) -> ClientPolicy | None:
+        """`policy` parsed; ValueError naming the bad key."""
+        if self.policy is None:
+            return None
+        try:
+            return ClientPolicy.from_mapping(json.loads(self.policy))
+        except ValueError as error:  # PolicyError and json's errors are ValueErrors
+            raise ValueError(f"policy: {error}") from None
 
 
-def read_table(path: str | Path) -> RouteTable:
+def read_table(path: str | Path, base: ClientPolicy | None = None) -> RouteTable:
     """The route table in a YAML or JSON file; RouteError (or OSError) if it is unusable."""
     text = Path(path).read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise RouteError(f"{path}: not valid YAML ({error})") from None
-    return parse_routes(data)
+    return parse_routes(data, base)
 
 
 class Gateway:
@@ -107,6 +121,7 @@ class Gateway:
 
     def __init__(self, options: GatewayOptions) -> None:
         self.options = options
+        self.policy = options.base_policy()
         self.loop = asyncio.get_running_loop()
         self.rng = random.Random(options.seed)
         self.cp = AsyncControlPlane(options.endpoints, timeout=10.0, retry_budget=5.0)
@@ -139,7 +154,9 @@ class Gateway:
     def _initial_table(self) -> tuple[RouteTable, str]:
         if self.options.routes_file is not None:
             self._file_stamp = self._stamp()
-            return read_table(self.options.routes_file), f"file {self.options.routes_file}"
+            return read_table(
+                self.options.routes_file, self.policy
+            ), f"file {self.options.routes_file}"
         # Only an item: start with nothing routed until its content arrives.
         return RouteTable(()), NO_TABLE
 
@@ -175,7 +192,7 @@ class Gateway:
         if self._item_table is not None:
             return False  # the config item has precedence while it has content
         try:
-            table = read_table(path)
+            table = read_table(path, self.policy)
         except (RouteError, OSError, UnicodeDecodeError) as error:
             metrics.RELOADS.labels("file", "refused").inc()
             log.error("routes file %s refused, keeping the last table: %s", path, error)
@@ -193,7 +210,7 @@ class Gateway:
                 self.reload_file(force=True)
             return False
         try:
-            table = parse_routes(value)
+            table = parse_routes(value, self.policy)
         except RouteError as error:
             metrics.RELOADS.labels("config", "refused").inc()
             log.error(

@@ -47,6 +47,8 @@ def worker_command(options: GatewayOptions, index: int) -> list[str]:
     cmd += ["--drain-timeout", str(options.drain_timeout)]
     if options.seed is not None:
         cmd += ["--seed", str(options.seed + index)]
+    if options.policy is not None:
+        cmd += ["--policy", options.policy]
     return cmd
 
 

@@ -1,7 +1,7 @@
 """`shoal up` on the blog example: real processes, real control plane, real SQLite.
 
 One `shoal up` per module runs the blog; the tests then use it as a user would, through
-the SDK's client and `shoal scale` / `shoal restart` / `shoal ps`.
+the SDK's client, its gateway and `shoal scale` / `shoal restart` / `shoal ps`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -43,6 +44,56 @@ def test_the_blog_manifest_is_valid() -> None:
     assert set(manifest.services) == {"users", "articles"}
     assert all(s.replicas == 2 for s in manifest.services.values())
     assert root == BLOG.parent
+    assert manifest.gateway is not None
+    assert [(r["prefix"], r["service"]) for r in manifest.gateway.table()["routes"]] == [
+        ("/users", "users"),
+        ("/articles", "articles"),
+    ]
+
+
+SERVICE = "services:\n  s: {command: run}\n"
+
+
+@pytest.mark.parametrize(
+    ("gateway", "problem"),
+    [
+        ("gateway: {}", "gateway: give its routes"),
+        ("gateway: {routes: [{prefix: /, servic: s}]}", "gateway: routes[0].servic: unknown key"),
+        ("gateway: {routes: [{prefix: nope, service: s}]}", "gateway: routes[0].prefix"),
+        ("gateway: {routes_item: s, policy: {timeout: 2s}}", "gateway: routes_item: 's' is not"),
+        (
+            "gateway: {routes: [{prefix: /, service: s}], policy: {balancer: fastest}}",
+            "gateway: policy: balancer must be one of",
+        ),
+        (
+            "gateway: {routes: [{prefix: /, service: s}], routes_file: r.yaml}",
+            "routes and routes_file exclude each other",
+        ),
+        ("gateway: {routes_file: r.yaml, port: 0}", "gateway.port"),
+        ("gateway: {routes_file: nope.yaml}", "gateway.routes_file: nope.yaml does not exist"),
+        ("gateway: {routes_file: r.yaml, access_log: '{log}'}", "unknown placeholder {log}"),
+        (
+            "gateway: {routes_file: bad.yaml}",
+            "gateway.routes_file: bad.yaml: routes[0].max_body: expected a size",
+        ),
+    ],
+)
+def test_every_gateway_problem_is_reported_before_anything_starts(
+    tmp_path: Path, gateway: str, problem: str
+) -> None:
+    (tmp_path / "r.yaml").write_text("routes: [{prefix: /, service: s}]\n")
+    (tmp_path / "bad.yaml").write_text("routes: [{prefix: /, service: s, max_body: lots}]\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path, f"name: x\n{SERVICE}{gateway}\n"))
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_no_service_may_take_the_gateways_name(tmp_path: Path) -> None:
+    text = "name: x\nservices:\n  gateway: {command: run}\ngateway: {routes_item: a/b}\n"
+    with pytest.raises(ManifestError, match=r"services\.gateway: that name is the gateway's"):
+        load_manifest(write(tmp_path, text))
+    # Without a gateway section the name is free.
+    load_manifest(write(tmp_path, "name: x\nservices:\n  gateway: {command: run}\n"))
 
 
 def test_every_manifest_problem_is_reported_with_where_it_is(tmp_path: Path) -> None:
@@ -92,14 +143,16 @@ def test_up_refuses_a_bad_manifest_before_starting_anything(tmp_path: Path) -> N
 
 class Blog:
     def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
+        self.port, self.gateway_port = free_port(), free_port()
         self.endpoints = f"http://127.0.0.1:{self.port}"
+        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
         self.data = tmp / "data"
         self.log = tmp / "up.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shoal.cli.main", "up", str(BLOG),
-                 "--control-port", str(self.port), "--data-dir", str(self.data)],
+                 "--control-port", str(self.port), "--data-dir", str(self.data),
+                 "--gateway-port", str(self.gateway_port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -171,6 +224,45 @@ def test_the_blog_works_end_to_end(blog: Blog) -> None:
             "users-1",
             "users-2",
         }
+
+
+def test_the_gateway_routes_to_both_services_and_is_supervised(blog: Blog) -> None:
+    with httpx.Client(base_url=blog.gateway, timeout=10) as http:
+        user = http.post("/users", json={"name": "Edsger"})
+        assert user.status_code == 201, user.text
+        uid = user.json()["id"]
+        assert user.headers["x-request-id"]
+        article = http.post("/articles", json={"author_id": uid, "title": "GOTO"})
+        assert article.status_code == 201 and article.json()["author"] == "Edsger"
+        # The manifest's gateway.policy is round robin: both replicas answer in turn.
+        served = [http.get(f"/users/{uid}").json()["served_by"] for _ in range(4)]
+        assert sorted(served) == ["users-1", "users-1", "users-2", "users-2"], served
+        missing = http.get("/comments")
+        assert missing.status_code == 404 and missing.json()["error"] == "no_route"
+
+        (worker,) = blog.ps()["gateway"]
+        assert worker["name"] == "gateway-1" and worker["port"] == blog.gateway_port
+        admin = f"http://127.0.0.1:{worker['admin_port']}"
+        routes = httpx.get(f"{admin}/routes", timeout=5).json()["routes"]
+        assert {(r["prefix"], r["service"], r["balancer"]) for r in routes} == {
+            ("/users", "users", "round_robin"),
+            ("/articles", "articles", "round_robin"),
+        }
+        listing = blog.cli("ps")
+        assert "gateway-1" in listing and f"gateway at {blog.gateway}" in listing
+
+        # A gateway worker that dies is started again, on the same ports, and serves.
+        os.kill(int(worker["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        wait_for(
+            lambda: any(
+                r["pid"] != worker["pid"] and r["state"] == "up" for r in blog.ps()["gateway"]
+            ),
+            30,
+            what="the gateway worker to be restarted",
+        )
+        (again,) = blog.ps()["gateway"]
+        assert again["restarts"] == 1 and again["admin_port"] == worker["admin_port"]
+        assert http.get(f"/users/{uid}").json()["name"] == "Edsger"
 
 
 def test_a_page_size_published_in_the_config_center_applies_without_a_restart(

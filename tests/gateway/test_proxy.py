@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -200,7 +201,11 @@ def test_a_request_without_ids_gets_new_ones(stack: Stack) -> None:
     r = stack.get("/echo/t")
     seen = r.json()["headers"]
     assert seen["x-request-id"] == r.headers["x-request-id"]
-    assert len(seen["traceparent"].split("-")[1]) == 32
+    version, trace_id, span, flags = seen["traceparent"].split("-")
+    assert (version, flags) == ("00", "01")
+    assert re.fullmatch("[0-9a-f]{32}", trace_id) and re.fullmatch("[0-9a-f]{16}", span)
+    assert seen["x-request-id"] == trace_id[:16]  # as shoal.observe.trace makes it
+    assert stack.get("/echo/t").json()["headers"]["traceparent"] != seen["traceparent"]
     assert seen["x-forwarded-for"] == "127.0.0.1"
 
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.gateway import RouteError, parse_routes
+from shoal.gateway import GatewayOptions, RouteError, parse_routes
 from shoal.gateway.routes import parse_size
+from shoal.service import ClientPolicy
 
 
 def table(*routes: dict[str, Any], **extra: Any) -> Any:
@@ -82,6 +83,26 @@ def test_defaults_layer_under_each_route() -> None:
     a, b = t.routes
     assert (a.policy.balancer, a.policy.timeout, a.max_body) == ("round_robin", 2.0, 2_000_000)
     assert (b.policy.balancer, b.policy.timeout, b.max_body) == ("round_robin", 9.0, 1024)
+
+
+def test_a_base_policy_sits_under_the_defaults_and_each_route() -> None:
+    base = ClientPolicy(balancer="round_robin", timeout=4.0, max_attempts=2)
+    data = {
+        "defaults": {"policy": {"timeout": "9s"}},
+        "routes": [r("/a", policy={"max_attempts": 5}, name="a"), r("/b", name="b")],
+    }
+    a, b = parse_routes(data, base).routes
+    assert (a.policy.balancer, a.policy.timeout, a.policy.max_attempts) == ("round_robin", 9, 5)
+    assert (b.policy.balancer, b.policy.timeout, b.policy.max_attempts) == ("round_robin", 9, 2)
+
+
+def test_a_bad_gateway_policy_is_refused_with_its_key() -> None:
+    with pytest.raises(ValueError, match=r"policy: .*balancer"):
+        GatewayOptions(routes_file="r.yaml", policy='{"balancer": "fastest"}')
+    with pytest.raises(ValueError, match="policy: "):
+        GatewayOptions(routes_file="r.yaml", policy="{not json")
+    ok = GatewayOptions(routes_file="r.yaml", policy='{"timeout": "2s"}').base_policy()
+    assert ok is not None and ok.timeout == 2.0
 
 
 @pytest.mark.parametrize(

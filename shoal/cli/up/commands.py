@@ -44,15 +44,26 @@ def up(
         typer.Option("--control-port", min=1, max=65534, help="Client port of its control plane."),
     ] = None,
     data_dir: DataDir = None,
+    gateway_port: Annotated[
+        int | None,
+        typer.Option("--gateway-port", min=1, max=65535, help="Port of its gateway."),
+    ] = None,
 ) -> None:
     """Run the application in MANIFEST: a control plane, then every service with its
-    replicas, supervised (restarted when they crash), logs shown; Ctrl-C stops it all."""
+    replicas and the gateway, supervised (restarted when they crash), logs shown; Ctrl-C
+    stops it all."""
     from .supervisor import Supervisor
 
     spec, root = _load(manifest)
     if control_port is not None:
         spec = spec.model_copy(
             update={"control_plane": spec.control_plane.model_copy(update={"port": control_port})}
+        )
+    if gateway_port is not None:
+        if spec.gateway is None:
+            raise fail(f"--gateway-port: {manifest} has no gateway: section")
+        spec = spec.model_copy(
+            update={"gateway": spec.gateway.model_copy(update={"port": gateway_port})}
         )
     supervisor = Supervisor(spec, root, endpoints=endpoints, data_dir=data_dir)
     raise typer.Exit(asyncio.run(supervisor.run()))
@@ -111,6 +122,9 @@ def ps(
     table = Table("replica", "port", "state", "restarts", "pid")
     for replicas in answer["services"].values():  # type: ignore[attr-defined]
         for r in replicas:
-            table.add_row(r["name"], str(r["port"]), r["state"], str(r["restarts"]), str(r["pid"]))
+            port = str(r["port"]) + (f" (admin {r['admin_port']})" if "admin_port" in r else "")
+            table.add_row(r["name"], port, r["state"], str(r["restarts"]), str(r["pid"]))
     out.print(table)
     out.print(f"{answer['name']}: control plane at {answer['endpoints']}")
+    if answer.get("gateway"):
+        out.print(f"{answer['name']}: gateway at {answer['gateway']}")

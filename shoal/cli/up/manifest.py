@@ -14,13 +14,21 @@
       articles:
         command: uvicorn examples.blog.articles:app --port {port}
         replicas: 2
+    gateway:                     # optional: `shoal gateway` in front of the services
+      port: 8080
+      routes:                    # inline; or routes_file: routes.yaml; or routes_item: NS/NAME
+        - {prefix: /users, service: users}
+      policy: {balancer: round_robin}   # a ClientPolicy every route starts from
+      workers: 1                 # processes on the port, each supervised (`gateway-1`, ...)
 
 In `command` and `env`, `{port}` is the replica's own free port, `{replica}` its number
 (1, 2, ...), `{service}` the service's name, `{data}` the application's data directory
 (`.shoal/` beside the manifest) and `{root}` the manifest's directory. Each replica also
 gets `SHOAL_ENDPOINTS`, `SHOAL_INSTANCE_ID` (`{service}-{replica}`) and `PORT` in its
 environment. Commands run from the manifest's directory. Every problem is reported with
-where it is (`services.users.replicas: ...`), all at once.
+where it is (`services.users.replicas: ...`), all at once; a gateway's inline routes,
+routes file and policy are checked here too, with the gateway's own parser, so a bad
+route stops `shoal up` before anything starts (`gateway.routes[1].service: ...`).
 """
 
 from __future__ import annotations
@@ -33,7 +41,14 @@ from typing import Any
 import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["ConfigSeed", "Manifest", "ManifestError", "ServiceSpec", "load_manifest"]
+__all__ = [
+    "ConfigSeed",
+    "GatewaySpec",
+    "Manifest",
+    "ManifestError",
+    "ServiceSpec",
+    "load_manifest",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _PLACEHOLDERS = {"port", "replica", "service", "data", "root"}
@@ -114,12 +129,76 @@ class ConfigSeed(_Strict):
         return self
 
 
+GATEWAY = "gateway"  # the gateway's group name in `shoal ps` (no service may take it)
+
+
+class GatewaySpec(_Strict):
+    """The `gateway:` section: one `python -m shoal.gateway` per worker, supervised."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    routes: list[dict[str, Any]] | dict[str, Any] | None = None  # a list, or a whole table
+    routes_file: str | None = None  # relative to the manifest's directory
+    routes_item: str | None = None  # NAMESPACE/NAME in the config center
+    policy: dict[str, Any] | None = None
+    workers: int = Field(default=1, ge=1, le=64)
+    access_log: str = "-"  # "-" (shown with the gateway's lines), "off", or a path ({data}/...)
+    start_timeout: float = Field(default=30.0, gt=0, le=600)
+    stop_timeout: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("access_log")
+    @classmethod
+    def _access_log(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('must be "-", "off" or a path')
+        return _check_placeholders(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewaySpec:
+        from shoal.gateway.routes import RouteError, parse_routes
+        from shoal.service.policy import ClientPolicy, PolicyError
+
+        if self.routes is None and self.routes_file is None and self.routes_item is None:
+            raise ValueError("give its routes: routes (inline), routes_file or routes_item")
+        if self.routes is not None and self.routes_file is not None:
+            raise ValueError("routes and routes_file exclude each other")
+        base = None
+        if self.policy is not None:
+            try:
+                base = ClientPolicy.from_mapping(self.policy)
+            except PolicyError as error:
+                raise ValueError(f"policy: {error}") from None
+        if self.routes is not None:
+            try:
+                parse_routes(self.table(), base)
+            except RouteError as error:
+                raise ValueError(str(error)) from None
+        if self.routes_item is not None:
+            namespace, sep, name = self.routes_item.partition("/")
+            if not sep or not _NAME.match(namespace) or not _NAME.match(name):
+                raise ValueError(f"routes_item: {self.routes_item!r} is not NAMESPACE/NAME")
+        return self
+
+    def table(self) -> dict[str, Any]:
+        """The inline routes as a route table document."""
+        return self.routes if isinstance(self.routes, dict) else {"routes": self.routes}
+
+
 class Manifest(_Strict):
     name: str
     control_plane: ControlPlaneSpec = ControlPlaneSpec()
     endpoints: str | None = None
     config: dict[str, ConfigSeed] = Field(default_factory=dict)
     services: dict[str, ServiceSpec]
+    gateway: GatewaySpec | None = None
+
+    @model_validator(mode="after")
+    def _gateway_name(self) -> Manifest:
+        if self.gateway is not None and GATEWAY in self.services:
+            raise ValueError(
+                f"services.{GATEWAY}: that name is the gateway's in `shoal ps`; rename the service"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -152,6 +231,13 @@ def _where(location: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in location) or "(top level)"
 
 
+def _problem(location: tuple[Any, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")  # pydantic's, for our own ValueErrors
+    if not location and message.startswith("services."):  # a whole-manifest check
+        return message
+    return f"{_where(location)}: {message}"
+
+
 def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
     """The manifest at `path` and its directory; `ManifestError` listing every problem."""
     file = Path(path)
@@ -170,7 +256,7 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as error:
-        problems = [f"{_where(e['loc'])}: {e['msg']}" for e in error.errors()]
+        problems = [_problem(e["loc"], e["msg"]) for e in error.errors()]
         raise ManifestError(file, problems) from None
     root = file.resolve().parent
     missing = [
@@ -178,9 +264,28 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
         for item, seed in manifest.config.items()
         if seed.file is not None and not (root / seed.file).is_file()
     ]
+    gateway = manifest.gateway
+    if gateway is not None and gateway.routes_file is not None:
+        missing += _check_routes_file(root / gateway.routes_file, gateway)
     if missing:
         raise ManifestError(file, missing)
     return manifest, root
+
+
+def _check_routes_file(path: Path, gateway: GatewaySpec) -> list[str]:
+    """The problem with a gateway's routes file, if any (the gateway re-reads it later)."""
+    from shoal.gateway.routes import RouteError
+    from shoal.gateway.server import read_table
+    from shoal.service.policy import ClientPolicy
+
+    if not path.is_file():
+        return [f"gateway.routes_file: {gateway.routes_file} does not exist"]
+    base = ClientPolicy.from_mapping(gateway.policy) if gateway.policy is not None else None
+    try:
+        read_table(path, base)
+    except (RouteError, OSError, UnicodeDecodeError) as error:
+        return [f"gateway.routes_file: {gateway.routes_file}: {error}"]
+    return []
 
 
 def expand(text: str, **values: object) -> str:

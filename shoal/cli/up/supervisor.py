@@ -21,6 +21,14 @@ Theory of operation (one asyncio loop, no threads):
   supervisor, which then stops them in order) and, on Linux, get SIGKILL should the
   supervisor itself die, so nothing is left behind.
 - Every line a child prints is shown with a coloured `name |` prefix.
+- The gateway (the manifest's `gateway:` section) is one more group, `gateway`, started
+  with the services once the control plane is ready: each of its `workers` is a
+  `python -m shoal.gateway` process of its own on the gateway's port (SO_REUSEPORT: the
+  kernel spreads connections over them), with its admin port as the replica's port; it
+  is up once its admin `/healthz` answers 200, i.e. once its route table is in force.
+  So a crashed worker is restarted alone, and `shoal restart gateway` is rolling without
+  refusing a connection (the new worker listens before the old one stops accepting).
+  Inline routes are written to `gateway-routes.yaml` in the data directory at start.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shlex
 import signal
@@ -39,13 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml  # type: ignore[import-untyped, unused-ignore]
 from rich.console import Console
 from rich.text import Text
 
 from shoal.client import AsyncControlPlane, ShoalError
 from shoal.testing.processes import free_port  # below the ephemeral range: see its doc
 
-from .manifest import Manifest, ServiceSpec, expand
+from .manifest import GATEWAY, GatewaySpec, Manifest, ServiceSpec, expand
 
 __all__ = ["Supervisor"]
 
@@ -83,6 +93,7 @@ class Group:
     name: str
     spec: ServiceSpec
     colour: str
+    listen: int | None = None  # the gateway's port, which all its replicas share
     replicas: dict[int, Replica] = field(default_factory=dict)
     next_number: int = 1
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -105,10 +116,14 @@ class Supervisor:
         self.data = data_dir or root / ".shoal"
         self.console = console or Console(highlight=False)
         self.endpoints = endpoints or manifest.endpoints
-        self.groups = {
-            name: Group(name, spec, _COLOURS[i % len(_COLOURS)])
-            for i, (name, spec) in enumerate(manifest.services.items())
-        }
+        self.groups: dict[str, Group] = {}
+        if manifest.gateway is not None:  # first: it starts with the services, not after
+            self.groups[GATEWAY] = Group(
+                GATEWAY, self._gateway_spec(manifest.gateway), "bright_green",
+                listen=manifest.gateway.port,
+            )  # fmt: skip
+        for i, (name, spec) in enumerate(manifest.services.items()):
+            self.groups[name] = Group(name, spec, _COLOURS[i % len(_COLOURS)])
         self._control_plane: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
         self._pumps: set[asyncio.Task[None]] = set()
@@ -116,6 +131,48 @@ class Supervisor:
     @property
     def socket_path(self) -> Path:
         return self.data / "up.sock"
+
+    @property
+    def gateway_routes_path(self) -> Path:
+        return self.data / "gateway-routes.yaml"
+
+    @property
+    def gateway_url(self) -> str | None:
+        gateway = self.manifest.gateway
+        if gateway is None:
+            return None
+        host = "127.0.0.1" if gateway.host in ("0.0.0.0", "::", "") else gateway.host
+        return f"http://{host}:{gateway.port}"
+
+    def _gateway_spec(self, gateway: GatewaySpec) -> ServiceSpec:
+        """The gateway as a group of replicas: one worker process each; see the module doc."""
+        argv = [
+            "python", "-m", "shoal.gateway",
+            "--host", gateway.host, "--port", str(gateway.port),
+            "--admin-port", "{port}",  # the replica's own port: its health is /healthz there
+            "--access-log", gateway.access_log,
+        ]  # fmt: skip
+        if gateway.routes is not None:
+            argv += ["--routes", str(self.gateway_routes_path)]
+        elif gateway.routes_file is not None:
+            argv += ["--routes", str(self.root / gateway.routes_file)]
+        if gateway.routes_item is not None:
+            argv += ["--routes-item", gateway.routes_item]
+        if gateway.policy is not None:
+            argv += ["--policy", json.dumps(gateway.policy)]
+        return ServiceSpec(
+            command=shlex.join(argv),
+            replicas=gateway.workers,
+            health="/healthz",
+            start_timeout=gateway.start_timeout,
+            stop_timeout=gateway.stop_timeout,
+        )
+
+    def _write_gateway_routes(self) -> None:
+        gateway = self.manifest.gateway
+        if gateway is not None and gateway.routes is not None:
+            text = yaml.safe_dump(gateway.table(), sort_keys=False)
+            self.gateway_routes_path.write_text(text, encoding="utf-8")
 
     # -- the whole run -----------------------------------------------------------------
 
@@ -131,6 +188,7 @@ class Supervisor:
             if self.endpoints is None:
                 self.endpoints = await self._start_control_plane()
             await self._seed_config()
+            self._write_gateway_routes()
             for group in self.groups.values():
                 await self.scale(group.name, group.spec.replicas, wait=False)
             await asyncio.wait_for(self._all_up(), self._start_budget())
@@ -185,8 +243,11 @@ class Supervisor:
 
     def _print_summary(self) -> None:
         self.say("shoal", "bold", f"{self.manifest.name} is up; control plane at {self.endpoints}")
+        if self.gateway_url is not None:
+            self.say("shoal", "bold", f"  gateway: {self.gateway_url}")
         for group in self.groups.values():
-            ports = ", ".join(f"{r.name} :{r.port}" for r in group.live())
+            what = "admin" if group.listen is not None else ""
+            ports = ", ".join(f"{r.name} {what}:{r.port}" for r in group.live())
             self.say("shoal", "bold", f"  {group.name}: {ports or 'no replicas'}")
         self.say(
             "shoal",
@@ -416,14 +477,16 @@ class Supervisor:
         return {
             "name": self.manifest.name,
             "endpoints": self.endpoints,
+            "gateway": self.gateway_url,
             "services": {
                 g.name: [
                     {
                         "name": r.name,
-                        "port": r.port,
+                        "port": g.listen if g.listen is not None else r.port,
                         "state": r.state,
                         "restarts": r.restarts,
                         "pid": r.process.pid if r.process else None,
+                        **({"admin_port": r.port} if g.listen is not None else {}),
                     }
                     for r in g.live()
                 ]
