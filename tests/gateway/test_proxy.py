@@ -389,6 +389,9 @@ def test_access_log_and_metrics_name_the_route(stack: Stack) -> None:
     entry = wait_for(logged, 5, what="the access log line")
     assert entry["route"] == "api" and entry["status"] == 200 and entry["upstream"] == "echo"
     assert entry["path"] == "/api/echo/logged" and entry["attempts"] == 1
+    # A rate-limited request of our own (the bucket may be drained already by another
+    # test sharing this gateway, or not: xdist spreads the module's tests over workers).
+    assert 429 in {stack.get("/limited").status_code for _ in range(5)}
     text = stack.gateway.metrics()
     assert 'shoal_gateway_requests_total{route="api",status="200",upstream="echo"}' in text
     assert 'shoal_gateway_rejected_total{reason="rate_limited",route="limited"}' in text
