@@ -150,6 +150,8 @@ class AclApi:
         self, scope: Scope, body: bytes, method: str, path: str, identity: Identity | None
     ) -> tuple[int, dict[str, Any]]:
         if identity is None:
+            if any(name == b"authorization" for name, _ in scope.get("headers", ())):
+                raise ApiError(401, "unauthorized", "unknown token")  # as the guard says
             raise ApiError(401, "unauthorized", "the ACL API needs Authorization: Bearer <token>")
         if method == "GET" and path == "/api/v1/acl/token/self":
             return 200, _token_view(
