@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(PY) -m bench.linkerd_balancing
 	$(PY) -m bench.sdk_overhead
 	$(PY) -m bench.events
+	$(PY) -m bench.security
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5
