@@ -222,6 +222,16 @@ def need_for(method: str, path: str, query_string: bytes | str = b"") -> Decisio
     return ACL_WRITE
 
 
+# Watches: long-lived responses that a token change must be able to cut (streams.py).
+# Not a lease's keep-alive stream: closing it revokes the lease (see streams.py).
+_WATCHES = re.compile(rf"/api/v1/watch|{_SVC}/watch|{_CFG}/watch|/ui/api/cluster/stream")
+
+
+def is_watch(method: str, path: str) -> bool:
+    """Whether the request opens a watch (the guard then re-checks its token while open)."""
+    return method == "GET" and _WATCHES.fullmatch(path) is not None
+
+
 # -- transactions -------------------------------------------------------------------------
 
 
@@ -284,6 +294,7 @@ __all__ = [
     "TXN",
     "Decision",
     "Refusal",
+    "is_watch",
     "need_for",
     "txn_needs",
 ]

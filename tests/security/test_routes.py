@@ -11,7 +11,7 @@ import pytest
 from shoal.node.app import build_app
 from shoal.node.member import Member, MemberConfig
 from shoal.security.policy import Need
-from shoal.security.routes import ACL_API, PUBLIC, TXN, Refusal, need_for, txn_needs
+from shoal.security.routes import ACL_API, PUBLIC, TXN, Refusal, is_watch, need_for, txn_needs
 
 SVC, CFG = "/registry/services/users/", "/config/prod/app/"
 
@@ -155,3 +155,22 @@ def test_every_route_the_member_serves_is_in_the_table(tmp_path: Path) -> None:
                 unlisted.append(f"{method.upper()} {path}")
     assert served > 40
     assert unlisted == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/api/v1/watch", True),
+        ("GET", "/api/v1/services/users/watch", True),
+        ("GET", "/api/v1/config/prod/app/watch", True),
+        ("GET", "/ui/api/cluster/stream", True),
+        # Closing a keep-alive stream revokes its lease: never cut (streams.py).
+        ("GET", "/api/v1/leases/7/keepalive-stream", False),
+        ("GET", "/api/v1/kv/app/watch", False),
+        ("POST", "/api/v1/watch", False),
+    ],
+)
+def test_which_requests_are_watches_cut_on_a_token_change(
+    method: str, path: str, expected: bool
+) -> None:
+    assert is_watch(method, path) is expected
