@@ -5,10 +5,15 @@ form), a read-only token sees the overview -- every member's role, which the das
 gathers from every member with that same token -- and a weight change is refused with the
 permission it lacks named, writing nothing; a token without registry rights gets the
 permission named on the overview; the token lives in sessionStorage only.
+
+Screenshots go to the test's directory; with SHOAL_UPDATE_SCREENSHOTS=1 they also
+replace docs/screenshots/acl-*.png, which docs/dashboard.md shows.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,7 @@ import pytest
 
 from shoal.testing import LocalCluster, wait_for
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 LIVE = 30_000  # ms; generous: the machine is shared
 READ_ONLY = [{"key": "", "access": "read"}, {"cluster": True, "access": "read"}]
 CLUSTER_ONLY = [{"cluster": True, "access": "read"}]
@@ -94,6 +100,15 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"the page raised: {errors}"
 
 
+def shoot(page: Any, world: AclWorld, name: str) -> None:
+    path = world.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    if os.environ.get("SHOAL_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS / path.name)
+
+
 def sign_in(page: Any, world: AclWorld, secret: str, path: str = "") -> None:
     page.goto(f"{world.url}/ui/{path}")
     page.wait_for_selector("#token-form", timeout=LIVE)
@@ -109,7 +124,7 @@ def test_the_token_form_appears_and_refuses_an_unknown_token(
     form = page.locator("#token-form")
     form.wait_for(timeout=LIVE)
     assert "needs an ACL token" in (form.text_content() or "")
-    page.screenshot(path=str(acl_world.shots / "token-form.png"))
+    shoot(page, acl_world, "acl-token-form")
     page.fill("#token-form input[name=token]", "not-a-token")
     page.click("#token-form button[type=submit]")
     wait_for(lambda: "unknown token" in page.locator("#token-error").inner_text(), 10)
@@ -134,7 +149,7 @@ def test_a_read_only_token_sees_the_overview_and_cannot_change_a_weight(
     # Kept for this tab only, never in localStorage.
     assert page.evaluate("sessionStorage.getItem('shoal.acl.token')") == secret
     assert page.evaluate("localStorage.length") == 0
-    page.screenshot(path=str(acl_world.shots / "acl-overview.png"), full_page=True)
+    shoot(page, acl_world, "acl-overview")
 
     page.goto(f"{acl_world.url}/ui/services/web")  # same tab: still signed in
     row = page.locator('table.instances tr[data-instance="w1"]')
@@ -144,6 +159,7 @@ def test_a_read_only_token_sees_the_overview_and_cannot_change_a_weight(
     page.wait_for_selector("#message.error")
     message = page.locator("#message").inner_text()
     assert "permission denied" in message and "key:write:/registry/services/web/" in message
+    shoot(page, acl_world, "acl-denied")
     [instance] = acl_world.api("GET", "/api/v1/services/web/instances").json()["instances"]
     assert instance["weight"] == 2.0  # nothing written
 

@@ -126,7 +126,7 @@ export class Stream {
           // Retrying cannot help: a 401 waits for a token (the page reloads with it), a
           // 403 needs another token.
           const error = refused(response.status, await response.json().catch(() => null));
-          this.onState("denied", error);
+          this.onState(response.status === 401 ? "unauthorized" : "denied", error);
           return;
         }
         if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));

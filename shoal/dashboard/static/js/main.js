@@ -25,7 +25,8 @@ export const live = {
     const el = document.getElementById("live");
     const states = [...streams.values()];
     const all = states.length && states.every((s) => s === "live");
-    el.textContent = all ? "live" : states.includes("denied") ? "denied"
+    el.textContent = all ? "live" : states.includes("unauthorized") ? "token needed"
+      : states.includes("denied") ? "denied"
       : states.includes("reconnecting") ? "reconnecting" : "connecting";
     el.className = `live ${all ? "on" : "off"}`;
     el.dataset.state = el.textContent;
@@ -52,6 +53,7 @@ function start() {
   }
   document.body.dataset.page = name || "overview";
   page.render(root, params, { live, base: BASE }).catch((error) => {
+    if (error.status === 401) return; // the token form is open; the page reloads with a token
     root.append(h("p", { class: "error" }, `Could not load the page: ${error.message}`));
   });
 }
