@@ -47,7 +47,8 @@ debs:
 
 # Refresh docs/screenshots/ (the README shows them) from a run of the browser tests.
 screenshots: $(STAMP) debs
-	SHOAL_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -p no:xdist tests/dashboard/test_browser.py
+	SHOAL_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -p no:xdist tests/dashboard/test_browser.py \
+		tests/dashboard/test_acl_browser.py
 
 # Schema-based fuzzing of a real member's HTTP API (schemathesis); `make test` runs a
 # bounded version. The bar: 0 server errors, 0 schema violations.
@@ -70,6 +71,7 @@ bench: $(STAMP)
 	$(PY) -m bench.linkerd_balancing
 	$(PY) -m bench.sdk_overhead
 	$(PY) -m bench.events
+	$(PY) -m bench.security
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5

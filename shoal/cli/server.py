@@ -460,7 +460,7 @@ def server(
 
     host, port = settings.client_addr
     # The dashboard reaches this member through its own HTTP API, like any client.
-    ui = dashboard_app(f"http://{_reachable(host)}:{port}")
+    ui = dashboard_app(f"http://{_reachable(host)}:{port}", tls=settings.tls)
     raise typer.Exit(run(member_config(settings), mounts={"/ui": ui}))
 
 

@@ -14,6 +14,12 @@ Routes (under the mount point, `/ui` on a member):
 
 Rules: read-only (every write the pages make goes to the member's `/api/v1`, with its
 validation and its errors); errors have the API's shape, `{"error", "message"}`.
+
+Under ACLs the member's guard has already checked `cluster:read` for `/ui/api/...`, and
+every call made here carries the caller's own `Authorization` on (a member's refusal
+comes back with its own status and body, so the page can ask for a token or name the
+missing permission). Under TLS (`tls=`) the calls speak HTTPS, verify the members
+against the cluster's CA and present the member's certificate.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from .cluster import MEMBER_TIMEOUT, ClusterSampler, sample_cluster
+from ..security.guard import bearer_token
+from ..security.tls import MemberTls, outbound_verify
+from .cluster import MEMBER_TIMEOUT, ClusterSampler, Upstream, refusal, sample_cluster
 
 __all__ = ["STATIC", "dashboard_app"]
 
@@ -45,30 +53,62 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
+def _https(url: str) -> str:
+    """The member's own URL under TLS (the caller may have built an http:// one)."""
+    return "https://" + url.removeprefix("http://") if url.startswith("http://") else url
+
+
+def _passed_on(error: httpx.HTTPStatusError) -> Response | None:
+    """A member's 401/403 answered to the page as it came, so the page can react to it."""
+    if error.response.status_code not in (401, 403):
+        return None
+    try:
+        body = error.response.json()
+    except ValueError:
+        return None
+    return JSONResponse(body, status_code=error.response.status_code)
+
+
 class _Dashboard:
-    def __init__(self, member_url: str) -> None:
-        self.member_url = member_url.rstrip("/")
-        self.sampler = ClusterSampler(self.member_url)
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        # One sampler per token of the pages following (None: no ACLs, or no token).
+        self.samplers: dict[str | None, ClusterSampler] = {}
+
+    def caller(self, request: Request) -> Upstream:
+        return self.upstream.as_caller(bearer_token(request.scope))
 
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
 
     async def cluster(self, request: Request) -> Response:
-        async with httpx.AsyncClient() as http:
+        upstream = self.caller(request)
+        async with upstream.client() as http:
             try:
-                view = await sample_cluster(http, self.member_url)
+                view = await sample_cluster(http, upstream.member_url)
+            except httpx.HTTPStatusError as error:
+                return _passed_on(error) or _error(503, "unavailable", str(error))
             except (httpx.HTTPError, ValueError) as error:
                 return _error(503, "unavailable", f"the member does not answer: {error}")
         return JSONResponse(view.to_json())
 
     async def cluster_stream(self, request: Request) -> Response:
+        upstream = self.caller(request)
+        sampler = self.samplers.get(upstream.token)
+        if sampler is None:
+            sampler = self.samplers[upstream.token] = ClusterSampler(upstream)
+
         async def frames() -> AsyncIterator[bytes]:
-            with self.sampler.follow() as queue:
-                while True:
-                    try:
-                        yield await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
+            try:
+                with sampler.follow() as queue:
+                    while True:
+                        try:
+                            yield await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                        except TimeoutError:
+                            yield b": keep-alive\n\n"
+            finally:
+                if not sampler.followed and self.samplers.get(upstream.token) is sampler:
+                    del self.samplers[upstream.token]  # the last page with this token left
 
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
         return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
@@ -78,10 +118,17 @@ class _Dashboard:
         unknown = sorted(set(request.query_params) - {"service"})
         if unknown:
             return _error(400, "invalid_request", f"unknown query parameter {unknown[0]!r}")
-        async with httpx.AsyncClient() as http:
+        upstream = self.caller(request)
+        async with upstream.client() as http:
             try:
-                status = await http.get(f"{self.member_url}/api/v1/cluster", timeout=2.0)
+                status = await http.get(f"{upstream.member_url}/api/v1/cluster", timeout=2.0)
+                if status.is_error:
+                    raise httpx.HTTPStatusError(
+                        refusal(status), request=status.request, response=status
+                    )
                 members = status.json().get("members") or []
+            except httpx.HTTPStatusError as error:
+                return _passed_on(error) or _error(503, "unavailable", str(error))
             except (httpx.HTTPError, ValueError) as error:
                 return _error(503, "unavailable", f"the member does not answer: {error}")
             answers = await asyncio.gather(*(self._checks_of(http, m) for m in members))
@@ -104,7 +151,8 @@ class _Dashboard:
             return name, [], "has not advertised its address yet"
         try:
             response = await http.get(f"{url}/api/v1/health/checks", timeout=MEMBER_TIMEOUT)
-            response.raise_for_status()
+            if response.is_error:
+                return name, [], refusal(response)
             return name, list(response.json().get("checks") or []), ""
         except (httpx.HTTPError, ValueError) as error:
             return name, [], f"{type(error).__name__}: {error}"
@@ -113,9 +161,12 @@ class _Dashboard:
         return _error(404, "not_found", f"no dashboard endpoint {request.url.path}")
 
 
-def dashboard_app(member_url: str) -> ASGIApp:
-    """The dashboard, talking to the member whose API is at `member_url`."""
-    ui = _Dashboard(member_url)
+def dashboard_app(member_url: str, *, tls: MemberTls | None = None) -> ASGIApp:
+    """The dashboard, talking to the member whose API is at `member_url`; with `tls` (the
+    member's own TLS files) over HTTPS, verified against its CA."""
+    url = member_url.rstrip("/")
+    upstream = Upstream(_https(url) if tls is not None else url, outbound_verify(tls))
+    ui = _Dashboard(upstream)
     return Starlette(
         routes=[
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),

@@ -13,6 +13,12 @@ events (`cluster_events`: a new leader, a member that became unreachable or came
 kept in a short ring for pages that open later. The members have no status stream, so
 the sampling is the dashboard's; the pages themselves never poll.
 
+Under ACLs every call carries the token of the person whose page asked (`Upstream`), and
+a sampler is shared only by pages that follow with the same token: the dashboard never
+reads the cluster with one person's rights on behalf of another. Under TLS the calls
+speak HTTPS and verify the members against the cluster's CA, presenting the member's
+own certificate (a member may demand client certificates).
+
 `cluster_events` is pure (views in, events out) and tested as such.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -33,7 +40,9 @@ __all__ = [
     "ClusterSampler",
     "ClusterView",
     "MemberView",
+    "Upstream",
     "cluster_events",
+    "refusal",
     "sample_cluster",
 ]
 
@@ -46,6 +55,23 @@ _HEALTH_TEXT = {
     "unreachable": "unreachable",
     "unknown": "unknown",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """How the dashboard reaches the members: the API of the member it is served by, the
+    TLS verification of every member (httpx's `verify=`), and the caller's token."""
+
+    member_url: str
+    verify: ssl.SSLContext | bool = True
+    token: str | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.AsyncClient(verify=self.verify, headers=headers)
+
+    def as_caller(self, token: str | None) -> Upstream:
+        return Upstream(self.member_url, self.verify, token)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +150,17 @@ def cluster_events(
     return events
 
 
+def refusal(response: httpx.Response) -> str:
+    """An error answer of the API as one line: its status, code and message."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return f"{response.status_code} {body['error']}: {body.get('message', '')}"
+    return f"HTTP {response.status_code}"
+
+
 async def _member(http: httpx.AsyncClient, listed: dict[str, Any]) -> MemberView:
     name, url = str(listed["name"]), listed.get("client_url") or None
     base: dict[str, Any] = {
@@ -143,9 +180,12 @@ async def _member(http: httpx.AsyncClient, listed: dict[str, Any]) -> MemberView
         data = status.json()
     except (httpx.HTTPError, ValueError) as error:
         return MemberView(**base, health="unreachable", error=f"{type(error).__name__}: {error}")
+    health = "healthy" if ready.status_code == 200 else "no_leader"
+    if status.is_error:  # e.g. a token this member has not replicated yet: 401
+        return MemberView(**base, health=health, error=refusal(status))
     return MemberView(
         **base,
-        health="healthy" if ready.status_code == 200 else "no_leader",
+        health=health,
         role=data.get("role"),
         term=data.get("term"),
         leader=data.get("leader"),
@@ -159,7 +199,8 @@ async def sample_cluster(http: httpx.AsyncClient, member_url: str) -> ClusterVie
     """One sample (see the module docstring); raises httpx.HTTPError if the member the
     dashboard is served by does not answer."""
     response = await http.get(f"{member_url}/api/v1/cluster", timeout=MEMBER_TIMEOUT * 2)
-    response.raise_for_status()
+    if response.is_error:
+        raise httpx.HTTPStatusError(refusal(response), request=response.request, response=response)
     own = response.json()
     listed = own.get("members") or []
     members = await asyncio.gather(*(_member(http, m) for m in listed))
@@ -179,13 +220,14 @@ def _frame(event: str, data: Any) -> bytes:
 class ClusterSampler:
     """Samples while someone follows; fans each change out to every follower's queue."""
 
-    def __init__(self, member_url: str, interval: float = SAMPLE_INTERVAL) -> None:
-        self.member_url = member_url
+    def __init__(self, upstream: Upstream, interval: float = SAMPLE_INTERVAL) -> None:
+        self.upstream = upstream
         self.interval = interval
         self.latest: ClusterView | None = None
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self._followers: set[asyncio.Queue[bytes]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None  # cancelled, maybe still closing
 
     @contextlib.contextmanager
     def follow(self) -> Iterator[asyncio.Queue[bytes]]:
@@ -203,7 +245,20 @@ class ClusterSampler:
             self._followers.discard(queue)
             if not self._followers and self._task is not None:
                 self._task.cancel()
-                self._task = None
+                self._stopping, self._task = self._task, None
+
+    async def aclose(self) -> None:
+        """Wait until sampling has stopped (its connections closed) once nobody follows."""
+        for task in (self._task, self._stopping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._stopping = None
+
+    @property
+    def followed(self) -> bool:
+        return bool(self._followers)
 
     def _publish(self, frame: bytes) -> None:
         for queue in list(self._followers):
@@ -213,10 +268,10 @@ class ClusterSampler:
             queue.put_nowait(frame)
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient() as http:
+        async with self.upstream.client() as http:
             while True:
                 try:
-                    view = await sample_cluster(http, self.member_url)
+                    view = await sample_cluster(http, self.upstream.member_url)
                 except (httpx.HTTPError, ValueError) as error:
                     self._publish(_frame("unreachable", {"error": str(error), "at": time.time()}))
                 else:

@@ -7,13 +7,16 @@ Bootstrap (`POST /api/v1/acl/bootstrap`, no token, once per cluster), policies
 the answer that creates it and nowhere else.
 
 Writes are proposed on the leader; a follower forwards the request (with its token) to
-the leader, once. Reads answer from this member's copy of the store. The bootstrap is a
+the leader, once, and answers only once it has applied the write itself (the leader
+says which revision to wait for), so a token made through a follower works on it at once.
+Reads answer from this member's copy of the store. The bootstrap is a
 transaction guarded by `/_shoal/acl/bootstrap` not existing, so two racing bootstraps
 cannot both succeed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -58,10 +61,15 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 FORWARDED = "x-shoal-forwarded"
+REVISION = "x-shoal-acl-revision"  # the leader's applied revision, on a forwarded write
+APPLY_POLL = 0.005  # seconds between looks at this member's applied revision
 MAX_BODY = 256 * 1024
 
 
 class StoreView(Protocol):
+    @property
+    def revision(self) -> int: ...
+
     def get(self, key: bytes, revision: int | None = None) -> KeyValue | None: ...
 
     def range(
@@ -110,9 +118,12 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-async def respond(send: Send, status: int, body: dict[str, Any]) -> None:
+async def respond(
+    send: Send, status: int, body: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     data = json.dumps(body, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -144,12 +155,19 @@ class AclApi:
                 status, answer = await self._managed(scope, body, method, path, identity)
         except ApiError as error:
             status, answer = error.status, {"error": error.code, "message": error.message}
-        await respond(send, status, answer)
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if method != "GET" and _header(scope, FORWARDED.encode()) is not None:
+            # For the follower that forwarded it: the revision it must have applied before
+            # it answers its client (see _forward).
+            extra = ((REVISION.encode(), str(self.member.kv.revision).encode()),)
+        await respond(send, status, answer, extra)
 
     async def _managed(
         self, scope: Scope, body: bytes, method: str, path: str, identity: Identity | None
     ) -> tuple[int, dict[str, Any]]:
         if identity is None:
+            if any(name == b"authorization" for name, _ in scope.get("headers", ())):
+                raise ApiError(401, "unauthorized", "unknown token")  # as the guard says
             raise ApiError(401, "unauthorized", "the ACL API needs Authorization: Bearer <token>")
         if method == "GET" and path == "/api/v1/acl/token/self":
             return 200, _token_view(
@@ -265,7 +283,23 @@ class AclApi:
             answer = upstream.json()
         except (httpx.HTTPError, ValueError) as error:
             raise ApiError(503, "unavailable", f"leader {leader} unreachable: {error}") from error
+        if upstream.is_success:
+            await self._caught_up(upstream.headers.get(REVISION))
         return upstream.status_code, answer if isinstance(answer, dict) else {"answer": answer}
+
+    async def _caught_up(self, revision: str | None) -> None:
+        """Read your writes on a follower: answer a forwarded ACL write only once this
+        member has applied it, so a token just made (or deleted) through this member
+        works (or stops working) here as soon as the client has its answer. Bounded by
+        the request timeout: past it the write is still committed, only not yet here.
+        ACL writes are rare, so a short poll is cheaper than a hook into the apply loop."""
+        if revision is None or not revision.isdigit():
+            return
+        target = int(revision)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.member.config.request_timeout
+        while self.member.kv.revision < target and loop.time() < deadline:
+            await asyncio.sleep(APPLY_POLL)
 
     async def _propose(self, command: Command) -> Result:
         try:
@@ -339,6 +373,10 @@ class AclApi:
                 await self._propose(Delete(key=kv.key))
                 return 200, {"deleted": True}
         raise ApiError(404, "not_found", f"no token with accessor {accessor!r}")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope.get("headers", ()) if key == name), None)
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -14,6 +14,10 @@ path, FastAPI and mounted apps are all behind it. For each HTTP request it asks
    replayed unchanged to the API, so the API sees exactly the bytes that were judged.
 4. Only then does the request reach the API. A refused request reaches nothing: no
    write is half-applied, no watch is opened.
+5. A watch let through stays registered with its token (streams.py) while it is open;
+   once the token is deleted or stops granting the watch's needs, the guard cuts it:
+   the API is told the client went away (so it unsubscribes), and the client gets a
+   last `event: error` (`token_revoked`) before the response ends.
 
 Tokens are read from this member's own copy of the store (a token made a moment ago on
 the leader may take a replication round-trip to work on a follower). Every answer is a
@@ -22,12 +26,15 @@ JSON error of the API's shape; nothing here can answer 500 for a bad request.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .acl_api import AclApi, MemberView, respond
 from .policy import Need, allows
-from .routes import ACL_API, PUBLIC, TXN, Refusal, need_for, txn_needs
+from .routes import ACL_API, PUBLIC, TXN, Refusal, is_watch, need_for, txn_needs
+from .streams import OpenStreams
 from .tokens import Identity, TokenStore
 
 Scope = MutableMapping[str, Any]
@@ -93,6 +100,7 @@ class AclGuard:
         self.app = app
         self.tokens = TokenStore(member.kv.get)
         self.api = AclApi(member, self.tokens)
+        self.streams = OpenStreams(self.tokens)
 
     def authenticate(self, scope: Scope) -> Identity | None:
         secret = bearer_token(scope)
@@ -135,10 +143,57 @@ class AclGuard:
             if not allows(identity.grants, need):
                 await respond(send, *denied(need))
                 return
+        secret = bearer_token(scope)
+        if secret is not None and is_watch(scope["method"], scope["path"]):
+            await self._stream(scope, receive, send, secret, needs)
+            return
         await self.app(scope, receive, send)
 
+    async def _stream(
+        self, scope: Scope, receive: Receive, send: Send, secret: str, needs: tuple[Need, ...]
+    ) -> None:
+        """Serve a watch, cutting it when its token stops granting `needs`."""
+        started = finished = False
+        with self.streams.open(secret, needs) as cut:
+
+            async def watched_receive() -> Message:
+                # The API's stream listens here for the client going away: a cut is that.
+                if cut.is_set():
+                    return {"type": "http.disconnect"}
+                incoming = asyncio.ensure_future(receive())
+                revoked = asyncio.ensure_future(cut.wait())
+                await asyncio.wait((incoming, revoked), return_when=asyncio.FIRST_COMPLETED)
+                revoked.cancel()
+                if incoming.done():
+                    return incoming.result()
+                incoming.cancel()
+                return {"type": "http.disconnect"}
+
+            async def watched_send(message: Message) -> None:
+                nonlocal started, finished
+                if cut.is_set() and started:
+                    return  # the stream is being cut: nothing more of the API's
+                if message["type"] == "http.response.start":
+                    started = True
+                elif message["type"] == "http.response.body":
+                    finished = not message.get("more_body", False)
+                await send(message)
+
+            await self.app(scope, watched_receive, watched_send)
+            if cut.is_set() and started and not finished:
+                await send({"type": "http.response.body", "body": REVOKED, "more_body": False})
+
     async def aclose(self) -> None:
+        await self.streams.aclose()
         await self.api.aclose()
+
+
+_REVOKED_MESSAGE = "the token of this watch was deleted or no longer grants it"
+REVOKED = (
+    "event: error\ndata: "
+    + json.dumps({"error": "token_revoked", "message": _REVOKED_MESSAGE})
+    + "\n\n"
+).encode()
 
 
 def unauthorized(scope: Scope) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Theory of operation. `need_for(method, path, query)` looks the request up in one table
 (`ROUTES`, in the order of docs/api.md) and returns what the guard must check:
 
-- `PUBLIC`: no token needed (liveness and readiness probes, the API schema);
+- `PUBLIC`: no token needed (liveness and readiness probes, the API schema, the
+  dashboard's pages and static files -- but not its `/ui/api/` data);
 - a `Need` (policy.py): the one permission the request needs;
 - `TXN`: a transaction, whose needs depend on its body (`txn_needs`: read for every
   compare and get, write for every put and delete, over the keys or prefixes named);
@@ -195,9 +196,12 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", _CFG + rf"/versions/{_SEG}", _config_item("read")),
     ("GET", _CFG + "/diff", _config_item("read")),
     ("GET", _CFG + "/watch", _config_item("read")),
-    # the web dashboard (its pages read the cluster)
-    ("GET", "/ui", _fixed(CLUSTER_READ)),
-    ("GET", "/ui/.*", _fixed(CLUSTER_READ)),
+    # the web dashboard: its gathering endpoints read the cluster; its pages and static
+    # files hold no data (every datum comes from the API, with the person's token), so a
+    # browser can load the page that asks for a token (as Consul's UI does).
+    ("GET", "/ui/api/.*", _fixed(CLUSTER_READ)),
+    ("GET", "/ui", _fixed(PUBLIC)),
+    ("GET", "/ui/.*", _fixed(PUBLIC)),
 )
 
 _COMPILED = tuple((method, re.compile(pattern), handler) for method, pattern, handler in ROUTES)
@@ -216,6 +220,16 @@ def need_for(method: str, path: str, query_string: bytes | str = b"") -> Decisio
         if route_method == method and (match := pattern.fullmatch(path)) is not None:
             return handler(match, query)
     return ACL_WRITE
+
+
+# Watches: long-lived responses that a token change must be able to cut (streams.py).
+# Not a lease's keep-alive stream: closing it revokes the lease (see streams.py).
+_WATCHES = re.compile(rf"/api/v1/watch|{_SVC}/watch|{_CFG}/watch|/ui/api/cluster/stream")
+
+
+def is_watch(method: str, path: str) -> bool:
+    """Whether the request opens a watch (the guard then re-checks its token while open)."""
+    return method == "GET" and _WATCHES.fullmatch(path) is not None
 
 
 # -- transactions -------------------------------------------------------------------------
@@ -280,6 +294,7 @@ __all__ = [
     "TXN",
     "Decision",
     "Refusal",
+    "is_watch",
     "need_for",
     "txn_needs",
 ]

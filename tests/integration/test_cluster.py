@@ -1,17 +1,23 @@
 """Three real members on loopback: failover under writes, catch-up by log and by snapshot,
-leases across failover, membership changes and leadership transfer."""
+leases across failover, membership changes and leadership transfer. The leader-kill test
+runs plain and with TLS (mutual between members) and `--acl`, every request with a token."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from shoal.security.certs import init_certs
 from shoal.testing import LocalCluster, ServerProcess, local_cluster, wait_for
+from tests.security.conftest import Pki, tls_cluster
 
 
 class Writer:
@@ -83,10 +89,45 @@ def assert_everyone_has(cluster: LocalCluster, acked: dict[str, int], prefix: st
         )
 
 
+@contextlib.contextmanager
+def secured_cluster(root: Path) -> Iterator[LocalCluster]:
+    """3 members with TLS and `--acl`, bootstrapped; the test's requests carry the
+    management token and trust the CA (the LocalCluster helpers work unchanged)."""
+    issued = init_certs(root / "certs")
+    pki = Pki(
+        root / "certs",
+        issued.ca,
+        issued.member_cert,
+        issued.member_key,
+        issued.client_cert,
+        issued.client_key,
+    )
+    members = tls_cluster(root, pki, 3, extra=["--acl"])
+    cluster = LocalCluster(root, 0)
+    cluster.members = dict(members)
+    try:
+        cluster.start()
+        first = members["n1"]
+        answer = wait_for(
+            lambda: (r := first.request("POST", "/api/v1/acl/bootstrap")).is_success and r,
+            60,
+            what="ACL bootstrap",
+        )
+        # Nothing gets in without the token, on any member.
+        assert first.get("/api/v1/kv/f/x").status_code == 401
+        for member in members.values():
+            member.token = answer.json()["token"]
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("secured", [False, True], ids=["plain", "tls+acl"])
 def test_leader_sigkill_under_writes_loses_nothing_and_restart_catches_up(
-    tmp_path: Path,
+    tmp_path: Path, secured: bool
 ) -> None:
-    with local_cluster(tmp_path, 3) as cluster:
+    clusters = secured_cluster if secured else lambda root: local_cluster(root, 3)
+    with clusters(tmp_path) as cluster:
         first = cluster.leader()
         with Writer(cluster, "f/") as writer:
             writer.wait_for_acks(100)

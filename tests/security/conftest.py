@@ -70,6 +70,7 @@ class TlsServer(ServerProcess):
     cert: Path = field(default=Path())
     key: Path = field(default=Path())
     trust: Path | None = None  # the CA the test's own requests trust (default: `ca`)
+    token: str | None = None  # sent as `Authorization: Bearer` by the test's own requests
 
     @property
     def url(self) -> str:
@@ -83,7 +84,8 @@ class TlsServer(ServerProcess):
         context = ssl.create_default_context(cafile=str(self.trust or self.ca))
         if self.trust is None:  # a member signed by another CA would refuse our cert
             context.load_cert_chain(str(self.cert), str(self.key))
-        return httpx.Client(verify=context, timeout=5)
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(verify=context, headers=headers, timeout=5)
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:
         with self.http() as client:

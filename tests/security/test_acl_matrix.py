@@ -248,6 +248,22 @@ def test_a_three_member_acl_cluster_forwards_writes_with_the_token(tmp_path: Pat
         put = follower.request("PUT", "/api/v1/kv/a", json={"value": "1"}, headers=headers)
         assert put.status_code == 200, put.text
         assert follower.request("PUT", "/api/v1/kv/a", json={"value": "2"}).status_code == 401
+        # Read your ACL writes on a follower: it answers a forwarded ACL write only once it
+        # has applied it, so what it just made works there at once (no waiting here).
+        rules = {"rules": [{"key": "a", "access": "read"}]}
+        made = follower.request("PUT", "/api/v1/acl/policies/r", json=rules, headers=headers)
+        assert made.status_code == 200, made.text
+        for _ in range(10):
+            token = follower.request(
+                "POST", "/api/v1/acl/tokens", json={"policies": ["r"]}, headers=headers
+            ).json()
+            mine = {"authorization": f"Bearer {token['token']}"}
+            assert follower.get("/api/v1/kv/a", headers=mine).status_code == 200
+            gone = follower.request(
+                "DELETE", f"/api/v1/acl/tokens/{token['accessor']}", headers=headers
+            )
+            assert gone.status_code == 200, gone.text
+            assert follower.get("/api/v1/kv/a", headers=mine).status_code == 401
         # Members record their addresses with the member secret once ACLs are bootstrapped.
         wait_for(
             lambda: all(

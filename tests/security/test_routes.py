@@ -15,7 +15,7 @@ from shoal.node.member import Member, MemberConfig
 from shoal.node.registry_cache import RegistryCache
 from shoal.node.routing import LeaderLink
 from shoal.security.policy import Need
-from shoal.security.routes import ACL_API, PUBLIC, TXN, Refusal, need_for, txn_needs
+from shoal.security.routes import ACL_API, PUBLIC, TXN, Refusal, is_watch, need_for, txn_needs
 
 SVC, CFG = "/registry/services/users/", "/config/prod/app/"
 
@@ -77,7 +77,14 @@ CASES = [
     ("GET", "/api/v1/config/prod/app/watch", "", key("read", CFG, True)),
     ("GET", "/api/v1/config", "namespace=prod", key("read", "/config/prod/", True)),
     ("GET", "/api/v1/config", "", key("read", "/config/", True)),
-    ("GET", "/ui/", "", Need("cluster", "read")),
+    ("GET", "/ui/", "", PUBLIC),
+    ("GET", "/ui", "", PUBLIC),
+    ("GET", "/ui/services/users", "", PUBLIC),
+    ("GET", "/ui/static/js/main.js", "", PUBLIC),
+    ("GET", "/ui/api/cluster", "", Need("cluster", "read")),
+    ("GET", "/ui/api/cluster/stream", "", Need("cluster", "read")),
+    ("GET", "/ui/api/checks", "service=web", Need("cluster", "read")),
+    ("POST", "/ui/", "", Need("acl", "write")),
     ("POST", "/api/v1/acl/bootstrap", "", ACL_API),
     ("GET", "/api/v1/acl/tokens", "", ACL_API),
     # Not in the table: ACL managers only (default deny), whatever it looks like.
@@ -154,3 +161,22 @@ def test_every_route_the_member_serves_is_in_the_table(tmp_path: Path) -> None:
                 unlisted.append(f"{method.upper()} {path}")
     assert served > 40
     assert unlisted == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/api/v1/watch", True),
+        ("GET", "/api/v1/services/users/watch", True),
+        ("GET", "/api/v1/config/prod/app/watch", True),
+        ("GET", "/ui/api/cluster/stream", True),
+        # Closing a keep-alive stream revokes its lease: never cut (streams.py).
+        ("GET", "/api/v1/leases/7/keepalive-stream", False),
+        ("GET", "/api/v1/kv/app/watch", False),
+        ("POST", "/api/v1/watch", False),
+    ],
+)
+def test_which_requests_are_watches_cut_on_a_token_change(
+    method: str, path: str, expected: bool
+) -> None:
+    assert is_watch(method, path) is expected

@@ -1,17 +1,35 @@
 // The member's HTTP API, as the pages use it: JSON in and out, errors in the API's own
 // shape ({"error", "message", ...}), and watch streams that resume where they left off.
+// Every call and stream carries this tab's ACL token (auth.js); a 401 asks for one, a
+// 403 names the permission the token lacks.
+
+import * as auth from "./auth.js";
 
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body && body.message ? body.message : `HTTP ${status}`);
+    super(describe(status, body));
     this.status = status;
     this.code = (body && body.error) || "http_error";
     this.body = body || {};
+    this.permission = (body && body.permission) || null;
   }
 }
 
+function describe(status, body) {
+  if (status === 403 && body && body.permission) {
+    return `permission denied: this token does not grant ${body.permission}`;
+  }
+  return body && body.message ? body.message : `HTTP ${status}`;
+}
+
+// The answer of a refused call: a 401 opens the token form as well.
+function refused(status, body) {
+  if (status === 401) auth.ask();
+  return new ApiError(status, body);
+}
+
 export async function call(method, path, body) {
-  const init = { method, headers: { accept: "application/json" } };
+  const init = { method, headers: auth.headers({ accept: "application/json" }) };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -29,7 +47,7 @@ export async function call(method, path, body) {
   } catch {
     data = { error: "bad_response", message: text.slice(0, 300) };
   }
-  if (!response.ok) throw new ApiError(response.status, data);
+  if (!response.ok) throw refused(response.status, data);
   return data;
 }
 
@@ -89,7 +107,9 @@ export class Stream {
       try {
         const response = await fetch(url, {
           signal: this.controller.signal,
-          headers: { accept: "text/event-stream" },
+          // fetch, not EventSource, so the stream carries the token as a header (never
+          // in the URL, where logs and the history would keep it).
+          headers: auth.headers({ accept: "text/event-stream" }),
         });
         if (response.status === 410) {
           // History before `compact_revision` is gone: a replay starts after it; a page
@@ -100,6 +120,13 @@ export class Stream {
             continue;
           }
           if (this.onReset) this.onReset();
+          return;
+        }
+        if (response.status === 401 || response.status === 403) {
+          // Retrying cannot help: a 401 waits for a token (the page reloads with it), a
+          // 403 needs another token.
+          const error = refused(response.status, await response.json().catch(() => null));
+          this.onState(response.status === 401 ? "unauthorized" : "denied", error);
           return;
         }
         if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));

@@ -47,7 +47,7 @@ async function renderList(root, namespace, { live, base }) {
   const revision = await draw();
   const redraw = debounce(draw, 150);
   watchPrefix(CONFIG, revision + 1, {
-    onState: (state) => live.set("config", state),
+    onState: (state, error) => live.set("config", state, error),
     onReset: () => location.reload(),
     onEvent: (type) => (type === "put" || type === "delete") && redraw(),
   });
@@ -281,7 +281,7 @@ async function renderItem(root, ns, name, { live, base }) {
     }
   }, 150);
   watchPrefix(`${CONFIG}${ns}/${name}/`, start, {
-    onState: (state) => live.set("config", state),
+    onState: (state, error) => live.set("config", state, error),
     onReset: () => location.reload(),
     onEvent: (type) => (type === "put" || type === "delete") && changed(),
   });

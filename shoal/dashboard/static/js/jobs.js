@@ -40,7 +40,7 @@ async function follow(prefix, onChange, live, name) {
   const map = new Map(listed.kvs.map((kv) => [kv.key.slice(prefix.length), kv.value]));
   onChange();
   watchPrefix(prefix, listed.revision + 1, {
-    onState: (state) => live.set(name, state),
+    onState: (state, error) => live.set(name, state, error),
     onReset: () => location.reload(),
     onEvent: (type, event) => {
       const id = event.kv.key.slice(prefix.length);

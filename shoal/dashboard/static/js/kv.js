@@ -83,7 +83,7 @@ export async function render(root, _params, { live, base }) {
   if (selected) show(selected);
 
   watchPrefix(prefix, listed.revision + 1, {
-    onState: (state) => live.set("kv", state),
+    onState: (state, error) => live.set("kv", state, error),
     onReset: () => location.reload(),
     onEvent: (type, event) => {
       if (type === "put") keys.set(event.kv.key, event.kv);

@@ -2,6 +2,7 @@
 // services with "users"), render it, and show whether its streams are live.
 
 import { h, replace } from "./dom.js";
+import { showIdentity } from "./auth.js";
 import * as overview from "./overview.js";
 import * as services from "./services.js";
 import * as config from "./config.js";
@@ -14,12 +15,19 @@ const PAGES = { "": overview, services, config, kv, jobs };
 const streams = new Map(); // name -> state, for the header's indicator
 
 export const live = {
-  set(name, state) {
+  set(name, state, error) {
     streams.set(name, state);
+    if (state === "denied" && error && error.status === 403) {
+      document.getElementById("page").append(
+        h("p", { class: "error denied", dataset: { permission: error.permission || "" } },
+          `${name}: ${error.message}`));
+    }
     const el = document.getElementById("live");
     const states = [...streams.values()];
     const all = states.length && states.every((s) => s === "live");
-    el.textContent = all ? "live" : states.includes("reconnecting") ? "reconnecting" : "connecting";
+    el.textContent = all ? "live" : states.includes("unauthorized") ? "token needed"
+      : states.includes("denied") ? "denied"
+      : states.includes("reconnecting") ? "reconnecting" : "connecting";
     el.className = `live ${all ? "on" : "off"}`;
     el.dataset.state = el.textContent;
   },
@@ -45,8 +53,10 @@ function start() {
   }
   document.body.dataset.page = name || "overview";
   page.render(root, params, { live, base: BASE }).catch((error) => {
+    if (error.status === 401) return; // the token form is open; the page reloads with a token
     root.append(h("p", { class: "error" }, `Could not load the page: ${error.message}`));
   });
 }
 
 start();
+showIdentity();

@@ -42,7 +42,7 @@ export async function render(root, _params, { live, base }) {
 
   // -- members --
   new Stream(`${base}/api/cluster/stream`, {
-    onState: (state) => live.set("cluster", state),
+    onState: (state, error) => live.set("cluster", state, error),
     onEvent: (type, data) => {
       if (type === "view") drawMembers(members, data);
       else if (type === "events") data.forEach((e) => addEvent({ ...e, key: `c${e.at}${e.text}` }));
@@ -76,7 +76,7 @@ export async function render(root, _params, { live, base }) {
   const start = Math.max(1, listed.revision - REPLAY);
   watchPrefix(REGISTRY, start, {
     replay: true,
-    onState: (state) => live.set("registry", state),
+    onState: (state, error) => live.set("registry", state, error),
     onEvent: (type, event) => {
       if (type !== "put" && type !== "delete") return;
       const news = log.apply(event, event.revision > listed.revision);
@@ -89,7 +89,7 @@ export async function render(root, _params, { live, base }) {
   const configs = await get("/api/v1/config").catch(() => ({ revision: listed.revision }));
   watchPrefix(CONFIG, Math.max(1, configs.revision - REPLAY), {
     replay: true,
-    onState: (state) => live.set("config", state),
+    onState: (state, error) => live.set("config", state, error),
     onEvent: (type, event) => {
       if (type !== "put" && type !== "delete") return;
       const news = configNews(event);

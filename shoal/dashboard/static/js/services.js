@@ -33,7 +33,7 @@ async function renderList(root, { live, base }) {
   }, 50);
   draw();
   watchPrefix(REGISTRY, listed.revision + 1, {
-    onState: (state) => live.set("registry", state),
+    onState: (state, error) => live.set("registry", state, error),
     onReset: () => location.reload(),
     onEvent: (type, event) => {
       if (type === "put" || type === "delete") {
@@ -121,7 +121,7 @@ async function renderService(root, service, { live, base }) {
   // only; later ones change the table too.
   watchPrefix(prefix, 1, {
     replay: true,
-    onState: (state) => live.set("registry", state),
+    onState: (state, error) => live.set("registry", state, error),
     onEvent: (type, event) => {
       if (type !== "put" && type !== "delete") return;
       const current = event.revision > listed.revision;
