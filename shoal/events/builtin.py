@@ -40,10 +40,8 @@ from .model import (
     Message,
     TopicConfig,
     check_group,
-    check_headers,
-    check_id,
-    check_key,
-    check_payload,
+    check_partitions_kept,
+    check_publish,
     check_topic,
     encode_record,
     offset_for,
@@ -136,11 +134,7 @@ class BuiltinBackend:
             )
         if not answer["succeeded"]:
             existing = _config_of(KeyValue.from_json(answer["responses"][0]["get"]["kvs"][0]))
-            if existing.partitions != config.partitions:
-                raise InvalidEvent(
-                    f"topic {topic!r} has {existing.partitions} partitions; the count is "
-                    f"fixed at creation (asked for {config.partitions})"
-                )
+            check_partitions_kept(topic, existing, config)
             if existing != config:
                 with translated():
                     await self.acp.put(layout.config_key, value)
@@ -159,9 +153,8 @@ class BuiltinBackend:
         id: str | None = None,
     ) -> Published:
         layout = self.layout(topic)
-        body = check_payload(payload)
-        key, fields = check_key(key), check_headers(headers)
-        message_id = check_id(id) if id is not None else new_id()
+        body, key, fields, message_id = check_publish(payload, key, headers, id)
+        message_id = message_id or new_id()
         config = await self.topic_config(topic)
         partition = partition_for(key, message_id, config.partitions)
         now = time.time()

@@ -49,6 +49,8 @@ __all__ = [
     "TopicConfig",
     "check_group",
     "check_id",
+    "check_partitions_kept",
+    "check_publish",
     "check_topic",
     "decode_record",
     "encode_record",
@@ -143,6 +145,24 @@ def check_payload(payload: object) -> bytes | str:
             f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} (MAX_PAYLOAD_BYTES)"
         )
     return payload
+
+
+def check_publish(
+    payload: object, key: object, headers: Mapping[str, str] | None, message_id: object
+) -> tuple[bytes | str, str | None, dict[str, str], str | None]:
+    """A publish's parts, checked before anything is written (every backend): payload,
+    key, headers and id (None: the backend makes one)."""
+    checked_id = check_id(message_id) if message_id is not None else None
+    return check_payload(payload), check_key(key), check_headers(headers), checked_id
+
+
+def check_partitions_kept(topic: str, existing: TopicConfig, asked: TopicConfig) -> None:
+    """A topic's partition count is fixed at creation: refuse a different one."""
+    if existing.partitions != asked.partitions:
+        raise InvalidEvent(
+            f"topic {topic!r} has {existing.partitions} partitions; the count is "
+            f"fixed at creation (asked for {asked.partitions})"
+        )
 
 
 def offset_for(revision: int, index: int = 0) -> int:

@@ -77,10 +77,8 @@ from .model import Message as EventMessage
 from .model import (
     TopicConfig,
     check_group,
-    check_headers,
-    check_id,
-    check_key,
-    check_payload,
+    check_partitions_kept,
+    check_publish,
     check_topic,
     decode_record,
     encode_record,
@@ -338,11 +336,7 @@ class NatsBackend:
                 existing = TopicConfig.from_json(
                     json.loads((await self.meta.get(names.config_key)).value or b"{}")
                 )
-                if existing.partitions != config.partitions:
-                    raise InvalidEvent(
-                        f"topic {topic!r} has {existing.partitions} partitions; the count is "
-                        f"fixed at creation (asked for {config.partitions})"
-                    ) from None
+                check_partitions_kept(topic, existing, config)
                 changed = existing != config
                 if changed:
                     await self.meta.put(names.config_key, value)
@@ -362,9 +356,8 @@ class NatsBackend:
         id: str | None = None,
     ) -> Published:
         names = self.names(topic)
-        body = check_payload(payload)
-        key, fields = check_key(key), check_headers(headers)
-        message_id = check_id(id) if id is not None else secrets.token_hex(12)
+        body, key, fields, message_id = check_publish(payload, key, headers, id)
+        message_id = message_id or secrets.token_hex(12)
         config = await self.topic_config(topic)
         p = partition_for(key, message_id, config.partitions)
         record = encode_record(message_id, body, key, fields, time.time())

@@ -41,10 +41,8 @@ from .model import Message as EventMessage
 from .model import (
     TopicConfig,
     check_group,
-    check_headers,
-    check_id,
-    check_key,
-    check_payload,
+    check_partitions_kept,
+    check_publish,
     check_topic,
     decode_record,
     encode_record,
@@ -175,11 +173,7 @@ class RedisBackend:
         with translated():
             if not await self.redis.set(keys.config, value, nx=True):
                 existing = TopicConfig.from_json(json.loads(await self.redis.get(keys.config)))
-                if existing.partitions != config.partitions:
-                    raise InvalidEvent(
-                        f"topic {topic!r} has {existing.partitions} partitions; the count is "
-                        f"fixed at creation (asked for {config.partitions})"
-                    )
+                check_partitions_kept(topic, existing, config)
                 await self.redis.set(keys.config, value)
         self._configs[topic] = config
         return config
@@ -194,9 +188,8 @@ class RedisBackend:
         id: str | None = None,
     ) -> Published:
         keys = self.keys(topic)
-        body = check_payload(payload)
-        key, fields = check_key(key), check_headers(headers)
-        message_id = check_id(id) if id is not None else secrets.token_hex(12)
+        body, key, fields, message_id = check_publish(payload, key, headers, id)
+        message_id = message_id or secrets.token_hex(12)
         config = await self.topic_config(topic)
         p = partition_for(key, message_id, config.partitions)
         now = time.time()
