@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client.config import RETRY_MAX, RETRY_MIN
-from ..events import AsyncEvents, AsyncSubscription, Handler, Published, SubscribeOptions
+from ..events import AsyncEvents, Handler, Published, SubscribeOptions
 from ..events.handlers import is_async
 from ..events.model import Message
 from ..observe.trace import outgoing_headers, trace_from_headers, use_trace
@@ -86,7 +86,6 @@ class ServiceEvents:
         self._bus: AsyncEvents | None = None
         self._wanted: list[_Wanted] = []
         self._tasks: list[Future[Any]] = []
-        self._subscriptions: list[AsyncSubscription] = []
         self._lock = threading.Lock()
         self._started = self._stopped = False
 
@@ -172,7 +171,7 @@ class ServiceEvents:
         delay = RETRY_MIN
         while True:
             try:
-                sub = await self._events().subscribe(
+                await self._events().subscribe(
                     wanted.topic, wanted.handler, wanted.group, options=wanted.options
                 )
             except Exception as error:  # the control plane away, a timeout: retried
@@ -180,8 +179,6 @@ class ServiceEvents:
                     "subscribing to %s: %s (retrying in %.1f s)", wanted.topic, error, delay
                 )
             else:
-                with self._lock:
-                    self._subscriptions.append(sub)
                 log.info(
                     "%s subscribed to %s%s",
                     self._service,
@@ -205,10 +202,9 @@ class ServiceEvents:
             task.cancel()  # one still trying to subscribe
 
         async def drain() -> None:
-            subs = list(self._subscriptions)
-            await asyncio.gather(*(s.stop(timeout) for s in subs), return_exceptions=True)
+            # AsyncEvents stops its subscriptions all at once; the agent's client stays open.
             if self._bus is not None:
-                await self._bus.aclose()
+                await self._bus.aclose(timeout)
 
         try:
             self._agent.run_coroutine(drain(), timeout + 5.0)
