@@ -168,7 +168,10 @@ function instanceRow(instance, check, { service, say, weightInput }) {
     h("td", {}, `${instance.address}:${instance.port}`),
     h("td", { class: "status" }, badge(status),
       h("div", { class: "small muted" }, instance.health ? `${instance.health.reason} · since ${ago(instance.health.since)}` : "")),
-    h("td", {}, weight, h("button", { type: "button", class: "save-weight", onclick: save }, "Set")),
+    // A form, so Enter in the (kept) input saves too: the keyboard does not depend on
+    // where a live re-render has just moved the button.
+    h("td", {}, h("form", { class: "weight-form", onsubmit: (event) => { event.preventDefault(); save(); } },
+      weight, h("button", { type: "submit", class: "save-weight" }, "Set"))),
     h("td", {}, instance.zone || ""),
     h("td", {}, instance.version || ""),
     h("td", { class: "small" }, (instance.tags || []).map((t) => h("span", { class: "tag" }, t)),
