@@ -24,15 +24,20 @@ long as the process lives, like everything the agent does.
 
 Trace context travels in the message headers: a publish carries the current trace's child
 `traceparent` and `x-request-id`, and a handler runs with the message's context current, so
-its own calls, publishes and log lines carry the publisher's trace id.
+its own calls, publishes and log lines carry the publisher's trace id. With OpenTelemetry
+export on (`shoal.observe.otel`), a publish is a PRODUCER span whose id is the
+`traceparent` it sent, and each handling a CONSUMER span, its child: the trace runs
+request -> publish -> every group's handling -> the handlers' own calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +46,16 @@ from ..client.config import RETRY_MAX, RETRY_MIN
 from ..events import AsyncEvents, Handler, Published, SubscribeOptions
 from ..events.handlers import is_async
 from ..events.model import Message
-from ..observe.trace import outgoing_headers, trace_from_headers, use_trace
+from ..observe import otel
+from ..observe.trace import (
+    TRACEPARENT_HEADER,
+    TraceContext,
+    current_trace,
+    outgoing_headers,
+    parse_traceparent,
+    trace_from_headers,
+    use_trace,
+)
 from .agent import Agent
 
 __all__ = ["ServiceEvents", "traced"]
@@ -49,25 +63,77 @@ __all__ = ["ServiceEvents", "traced"]
 log = logging.getLogger("shoal.service")
 
 
-def traced(handler: Handler) -> Handler:
-    """`handler`, run with the trace context its message carries made current."""
+def _attributes(message_topic: str, message_id: str, partition: int) -> dict[str, Any]:
+    # OpenTelemetry's messaging semantic conventions.
+    return {
+        "messaging.system": "shoal",
+        "messaging.destination.name": message_topic,
+        "messaging.message.id": message_id,
+        "messaging.destination.partition.id": str(partition),
+    }
 
-    def context(message: Message) -> Any:
-        return trace_from_headers({k.lower(): v for k, v in message.headers.items()})
 
+def _consumer_span(
+    message: Message, group: str | None, context: TraceContext, start_ns: int, error: str | None
+) -> None:
+    attributes = _attributes(message.topic, message.id, message.partition)
+    attributes["messaging.operation.type"] = "process"
+    attributes["messaging.message.delivery_attempt"] = message.attempt
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    otel.record_span(
+        f"process {message.topic}",
+        "consumer",
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        parent_id=context.parent_id,
+        sampled=context.sampled,
+        start_ns=start_ns,
+        end_ns=time.time_ns(),
+        attributes=attributes,
+        error=error,
+    )
+
+
+@contextlib.contextmanager
+def _handling(message: Message, group: str | None) -> Iterator[None]:
+    """The message's trace context made current for its handler; with export on, the
+    handling recorded as a CONSUMER span, failed if the handler raised."""
+    trace = trace_from_headers({k.lower(): v for k, v in message.headers.items()})
+    start = time.time_ns()
+    with use_trace(trace):
+        try:
+            yield
+        except BaseException as error:
+            if otel.enabled():
+                _consumer_span(message, group, trace, start, f"{type(error).__name__}: {error}")
+            raise
+    if otel.enabled():
+        _consumer_span(message, group, trace, start, None)
+
+
+def traced(handler: Handler, group: str | None = None) -> Handler:
+    """`handler`, run inside `_handling` of its message."""
     if is_async(handler):
 
         async def run_async(message: Message) -> object:
-            with use_trace(context(message)):
+            with _handling(message, group):
                 return await handler(message)  # type: ignore[misc]
 
         return run_async
 
     def run(message: Message) -> object:
-        with use_trace(context(message)):
+        with _handling(message, group):
             return handler(message)
 
     return run
+
+
+def _sending() -> tuple[dict[str, str], str | None]:
+    """The trace headers of a publish made now, and the span it is a child of; taken in
+    the caller's context, not on the agent's loop."""
+    caller = current_trace.get()
+    return outgoing_headers(), caller.span_id if caller is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +171,54 @@ class ServiceEvents:
         key: str | None,
         headers: Mapping[str, str] | None,
         id: str | None,
-        trace: dict[str, str],
+        sending: tuple[dict[str, str], str | None],
     ) -> Published:
-        return await self._events().publish(
-            topic, payload, key, {**trace, **(headers or {})}, id=id
+        trace, parent = sending
+        start = time.time_ns()
+        try:
+            published = await self._events().publish(
+                topic, payload, key, {**trace, **(headers or {})}, id=id
+            )
+        except BaseException as error:
+            if otel.enabled():
+                self._producer_span(topic, trace, parent, start, None, f"{error}")
+            raise
+        if otel.enabled():
+            self._producer_span(topic, trace, parent, start, published, None)
+        return published
+
+    @staticmethod
+    def _producer_span(
+        topic: str,
+        trace: Mapping[str, str],
+        parent: str | None,
+        start_ns: int,
+        published: Published | None,
+        error: str | None,
+    ) -> None:
+        """The publish as a PRODUCER span: its id is the one `traceparent` gave the message."""
+        ids = parse_traceparent(trace.get(TRACEPARENT_HEADER, ""))
+        if ids is None:
+            return
+        trace_id, span_id, sampled = ids
+        if published is not None:
+            attributes = _attributes(topic, published.id, published.partition)
+            attributes["messaging.shoal.offset"] = published.offset
+            attributes["messaging.shoal.duplicate"] = published.duplicate
+        else:
+            attributes = {"messaging.system": "shoal", "messaging.destination.name": topic}
+        attributes["messaging.operation.type"] = "send"
+        otel.record_span(
+            f"send {topic}",
+            "producer",
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_id=parent,
+            sampled=sampled,
+            start_ns=start_ns,
+            end_ns=time.time_ns(),
+            attributes=attributes,
+            error=error,
         )
 
     def publish(
@@ -123,8 +233,7 @@ class ServiceEvents:
     ) -> Published:
         if self._agent.on_agent_loop():
             raise RuntimeError("svc.publish blocks: from a coroutine, await svc.apublish(...)")
-        # The trace headers are taken here, in the caller's context, not on the agent.
-        work = self._publish(topic, payload, key, headers, id, outgoing_headers())
+        work = self._publish(topic, payload, key, headers, id, _sending())
         return self._agent.run_coroutine(work, timeout)
 
     async def apublish(
@@ -136,7 +245,7 @@ class ServiceEvents:
         *,
         id: str | None = None,
     ) -> Published:
-        work = self._publish(topic, payload, key, headers, id, outgoing_headers())
+        work = self._publish(topic, payload, key, headers, id, _sending())
         if self._agent.on_agent_loop():
             return await work
         return await asyncio.wrap_future(self._agent.submit(work))
@@ -146,7 +255,7 @@ class ServiceEvents:
     def add(
         self, topic: str, handler: Handler, group: str | None, options: SubscribeOptions
     ) -> None:
-        wanted = _Wanted(topic, traced(handler), group, options)
+        wanted = _Wanted(topic, traced(handler, group), group, options)
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"{self._service} is stopping: no new subscriptions")

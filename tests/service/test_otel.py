@@ -152,3 +152,65 @@ def test_nothing_is_exported_without_an_endpoint(
         log = (tmp_path / "fastapi.log").read_text()
         assert "exporting spans" not in log
     assert receiver.spans == []
+
+
+def test_a_publish_and_each_groups_handling_are_producer_and_consumer_spans(
+    server: ServerProcess, tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    publisher = AppProcess(
+        [sys.executable, str(REPO / "tests" / "service" / "apps" / "events_flask.py"), "{port}"],
+        endpoints=server.url,
+        env=env,
+        log=tmp_path / "flask.log",
+    )
+    biller = AppProcess(
+        uvicorn_command("tests.service.apps.events_fastapi:app", "--no-access-log"),
+        endpoints=server.url,
+        env=env,
+        log=tmp_path / "fastapi.log",
+        cwd=REPO,
+    )
+    server_kind, producer_kind, consumer_kind = 2, 4, 5  # opentelemetry.proto's SpanKind
+    with publisher, biller:
+        publisher.wait_registered()
+        biller.wait_registered()
+        answer = httpx.post(
+            publisher.url + "/orders",
+            params={"n": 3, "prefix": "traced"},
+            headers={"traceparent": f"00-{TRACE}-{CALLER_SPAN}-01"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+
+        def spans() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+            request = [
+                s for s in receiver.find("orders-flask", server_kind) if s.name == "POST /orders"
+            ]
+            sends = receiver.find("orders-flask", producer_kind)
+            audits = receiver.find("orders-flask", consumer_kind)
+            bills = receiver.find("orders-fastapi", consumer_kind)
+            return request, sends, audits, bills
+
+        wait_for(
+            lambda: [len(found) for found in spans()] == [1, 3, 3, 3],
+            30,
+            what="1 request, 3 publishes and 3 handlings in each of 2 groups at the receiver",
+        )
+        (request,), sends, audits, bills = spans()
+    assert request.parent_span_id.hex() == CALLER_SPAN
+    sent = {s.span_id for s in sends}
+    for send in sends:
+        assert send.trace_id.hex() == TRACE
+        assert send.parent_span_id == request.span_id  # published from that request
+        assert send.name == "send orders"
+    for group, handled in (("audit", audits), ("billing", bills)):
+        # Each group handled each message once, as a child of that message's publish.
+        assert sorted(s.parent_span_id for s in handled) == sorted(sent)
+        for span in handled:
+            assert span.trace_id.hex() == TRACE
+            assert span.name == "process orders"
+            attributes = {a.key: a.value for a in span.attributes}
+            assert attributes["messaging.consumer.group.name"].string_value == group
+            assert attributes["messaging.destination.name"].string_value == "orders"
+            assert span.end_time_unix_nano >= span.start_time_unix_nano > 0
