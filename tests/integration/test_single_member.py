@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shoal.client import ControlPlane
 from shoal.testing import ServerProcess, wait_for
 
 
@@ -309,3 +310,21 @@ def test_corrupt_wal_record_in_the_middle_refuses_to_start(server: ServerProcess
     assert code != 0
     log = server.log()
     assert "WAL corrupt" in log and segment.name in log and "offset" in log, log
+
+
+def test_the_client_watches_a_prefix_set_and_refuses_bad_sets(server: ServerProcess) -> None:
+    with ControlPlane(server.url) as plane:
+        start = plane.put("cset/a/1", "x")
+        plane.put("cset/b/1", "x")
+        plane.put("cset/c/1", "x")
+        keys = []
+        for event in plane.watch(prefixes=["cset/a/", "cset/c/"], start_revision=start):
+            keys.append(event.kv.key)
+            if len(keys) == 2:
+                break
+        assert keys == ["cset/a/1", "cset/c/1"]
+        for bad in ([], [""], "cset/", [f"p{i}" for i in range(257)]):
+            with pytest.raises(ValueError):
+                plane.watch(prefixes=bad)
+        with pytest.raises(ValueError):
+            plane.watch(prefix="a", prefixes=["b"])
