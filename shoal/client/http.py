@@ -21,7 +21,7 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -310,8 +310,10 @@ class ControlPlane(_Shell):
         start_revision: int | None = None,
         *,
         resume: bool = True,
+        prefixes: Iterable[str] | None = None,
     ) -> Iterator[Event]:
-        """The events under `prefix` (or of `key`) from `start_revision` (default: now).
+        """The events under `prefix` (or of `key`, or under any of a set of `prefixes`:
+        one stream, each event once) from `start_revision` (default: now).
 
         With `resume`, a dropped connection is reopened (on any endpoint) where the
         stream left off, so no event is missed or repeated. Raises `WatchCompacted` when
@@ -319,7 +321,7 @@ class ControlPlane(_Shell):
         the watch.
         """
         # Bad arguments fail here, at the call, not at the first next().
-        return self.stream(WatchCursor(prefix, key, start_revision, resume))
+        return self.stream(WatchCursor(prefix, key, start_revision, resume, _set(prefixes)))
 
 
 class AsyncControlPlane(_Shell):
@@ -505,6 +507,13 @@ class AsyncControlPlane(_Shell):
         start_revision: int | None = None,
         *,
         resume: bool = True,
+        prefixes: Iterable[str] | None = None,
     ) -> AsyncIterator[Event]:
         """As `ControlPlane.watch`, iterated with `async for`."""
-        return self.stream(WatchCursor(prefix, key, start_revision, resume))
+        return self.stream(WatchCursor(prefix, key, start_revision, resume, _set(prefixes)))
+
+
+def _set(prefixes: Iterable[str] | None) -> tuple[str, ...] | None:
+    if isinstance(prefixes, str):
+        raise ValueError("prefixes= is a collection of prefixes, not one string")
+    return None if prefixes is None else tuple(prefixes)

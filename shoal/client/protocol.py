@@ -450,6 +450,9 @@ def as_retryable(error: ShoalError) -> ShoalError:
 _START_MARK = "watching from revision "
 
 
+MAX_WATCH_PREFIXES = 256  # the server's limit for one prefix-set watch (docs/api.md)
+
+
 @dataclass(slots=True)
 class WatchCursor:
     """Where a watch stream is, so that reconnecting resumes it exactly.
@@ -465,12 +468,19 @@ class WatchCursor:
     key: str | None = None
     start_revision: int | None = None
     resume: bool = True
+    prefixes: tuple[str, ...] | None = None  # a set of prefixes, one stream for all
     _last: int | None = field(default=None, init=False)
     _seen_at_last: set[tuple[str, str]] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
-        if (self.prefix is None) == (self.key is None):
-            raise ValueError("give exactly one of prefix= or key=")
+        if sum(x is not None for x in (self.prefix, self.key, self.prefixes)) != 1:
+            raise ValueError("give exactly one of prefix=, key= or prefixes=")
+        if self.prefixes is not None:
+            self.prefixes = tuple(dict.fromkeys(self.prefixes))
+            if not 1 <= len(self.prefixes) <= MAX_WATCH_PREFIXES:
+                raise ValueError(f"prefixes= takes 1 to {MAX_WATCH_PREFIXES} prefixes")
+            if "" in self.prefixes:
+                raise ValueError("an empty prefix in prefixes= (use prefix='' for every key)")
         if self.key == "":
             raise ValueError("key must not be empty")
         if self.start_revision is not None and self.start_revision < 1:
@@ -479,6 +489,8 @@ class WatchCursor:
     def request(self) -> Request:
         start = self._last if self._last is not None else self.start_revision
         params = _params(prefix=self.prefix, key=self.key, start_revision=start)
+        if self.prefixes is not None:
+            params = tuple(("prefixes", p) for p in self.prefixes) + params
         return Request("GET", f"{API}/watch", params)
 
     def handle(self, item: SseMessage | SseComment) -> Event | None:

@@ -7,8 +7,13 @@ Theory of operation (docs/events.md has the picture).
    dies its claims are deleted at once), put `members/{me}` on it, and list the group's
    keys -- the view -- at revision R.
 2. Two watches from R + 1: the group's keys (members come and go, claims change hands)
-   and the topic's messages. After every change of the view `assignment.plan` says what
-   to claim, adopt, hand back or forget.
+   and the messages of the partitions this member owns or is taking (one watch of a
+   prefix set, so a member of a group of n receives about 1/n of the topic, not all of
+   it). After every change of the view `assignment.plan` says what to claim, adopt,
+   hand back or forget. When that set changes the message watch is reopened from the
+   last revision it delivered; a partition being taken is in the set before it is
+   listed, so nothing falls between the listing and the watch (what comes twice, the
+   state machine drops by offset).
 3. A claim is one transaction: "partition p has no claim and my member key is on my
    lease" -> put the claim (on my lease) and read the committed offset. Then the
    partition is `Assigned` and listed (`Loaded`); the watch adds what comes after.
@@ -77,6 +82,9 @@ class Consumer(ConsumerShell):
         self.lease: int | None = None
         self._committed: dict[int, int] = {}
         self._start = 0
+        self._watched: frozenset[int] | None = None  # the message watch's; None: all
+        self._rewatch = asyncio.Event()  # the message watch must cover other partitions
+        self._position = 0  # the last revision the message watch delivered
 
     def _on_reset(self) -> None:
         self._committed.clear()
@@ -177,12 +185,55 @@ class Consumer(ConsumerShell):
         except WatchCompacted as error:
             raise Rejoin(f"group watch compacted: {error}") from None
 
+    def _wanted(self) -> frozenset[int] | None:
+        """The partitions whose messages this member needs; None for all of them."""
+        if self.group is None:
+            return None
+        wanted = self.machine.partitions | self._busy
+        return None if len(wanted) >= self.config.partitions else frozenset(wanted)
+
+    def _partitions_moved(self) -> None:
+        # Reopened when the set grows (or the partitions being taken would be missed) and
+        # when it shrinks (or a member that handed half its partitions back would go on
+        # receiving them); reconciles that change nothing cost nothing.
+        if self._wanted() != self._watched:
+            self._rewatch.set()
+
     async def _watch_messages(self, start: int) -> None:
+        """The message watch (step 2), reopened wider whenever `_taking` asks."""
+        self._position = start
+        while True:
+            self._rewatch.clear()
+            wanted = self._wanted()
+            self._watched = wanted
+            if wanted is not None and not wanted:
+                await self._rewatch.wait()
+                continue
+            reader = asyncio.ensure_future(self._read_messages(wanted, self._position))
+            widen = asyncio.ensure_future(self._rewatch.wait())
+            try:
+                await asyncio.wait((reader, widen), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                widen.cancel()
+                if not reader.done():
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+            if not reader.cancelled():
+                reader.result()  # Rejoin or a transient error: the consumer restarts
+
+    async def _read_messages(self, partitions: frozenset[int] | None, start: int) -> None:
         parse, owns, busy = self.layout.parse_message_key, self.machine.owns, self._busy
+        if partitions is None:
+            stream = self.acp.watch(prefix=self.layout.messages_prefix, start_revision=start)
+        else:
+            prefixes = [self.layout.partition_prefix(p) for p in sorted(partitions)]
+            stream = self.acp.watch(prefixes=prefixes, start_revision=start)
         try:
-            async for event in self.acp.watch(
-                prefix=self.layout.messages_prefix, start_revision=start
-            ):
+            async for event in stream:
+                # Reopened from here, the events of this revision come again: dropped by
+                # offset, while resuming after it could lose the rest of a batch.
+                self._position = event.revision
                 if event.type != "put" or event.kv.version != 1:
                     continue  # deletes (retention) and rewrites (a repeated id) bring nothing
                 parsed = parse(event.kv.key)

@@ -133,6 +133,11 @@ class ConsumerShell:
     async def _leave(self) -> None:
         """Leave the group for good (drop the lease), best effort."""
 
+    def _partitions_moved(self) -> None:
+        """After every reconcile: the partitions owned or being taken (`_busy`) may have
+        changed. A backend that receives only some partitions' messages must cover a
+        partition it is taking before listing it."""
+
     def _done(self, partition: int, offset: int) -> None:
         """A message is finished (handled or dead-lettered): a backend may ack it."""
 
@@ -326,6 +331,7 @@ class ConsumerShell:
         for p in moves.adopt:
             self._busy.add(p)
             self._spawn(self._adopt(p, self.generation))
+        self._partitions_moved()
         self._update_lag()
 
     def _settle(self, partition: int, holder: str | None) -> None:

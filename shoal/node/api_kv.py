@@ -10,7 +10,7 @@ handlers answer everything else, including every error message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -21,6 +21,7 @@ from ..kv import (
     CompareTarget,
     Delete,
     DeleteResult,
+    Event,
     KvError,
     Put,
     PutResult,
@@ -43,6 +44,31 @@ _OPS = {"=": CompareOp.EQ, "!=": CompareOp.NE, "<": CompareOp.LT, ">": CompareOp
 def _range_for(key: str, prefix: bool) -> tuple[bytes, bytes | None]:
     raw = key.encode()
     return (raw, prefix_end(raw)) if prefix else (raw, None)
+
+
+MAX_WATCH_PREFIXES = 256
+
+
+def _check_prefix_set(prefixes: list[str]) -> None:
+    """A prefix set: 1 to MAX_WATCH_PREFIXES non-empty prefixes (overlaps are fine)."""
+    if not prefixes or len(prefixes) > MAX_WATCH_PREFIXES:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"prefixes= takes 1 to {MAX_WATCH_PREFIXES} prefixes, got {len(prefixes)}",
+        )
+    if "" in prefixes:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "an empty prefix in prefixes= (to watch every key, use prefix= alone)",
+        )
+
+
+def _render_kv_events(events: list[Event]) -> bytes:
+    if len(events) == 1:
+        return sse_event(events[0])  # the common case: one write, one frame, no join
+    return b"".join(map(sse_event, events))
 
 
 def _txn_op(body: TxnOpBody) -> Put | Delete | Range:
@@ -208,25 +234,33 @@ def router(member: Member, routing: Routing) -> APIRouter:
         request: Request,
         prefix: str | None = None,
         key: str | None = None,
+        prefixes: Annotated[list[str] | None, Query()] = None,
         start_revision: int | None = Query(None, ge=1, le=MAX_ID),
     ) -> Any:
-        if (prefix is None) == (key is None):
-            raise ApiError(400, "invalid_request", "give exactly one of prefix= or key=")
+        given = sum(x is not None for x in (prefix, key, prefixes))
+        if given != 1:
+            raise ApiError(400, "invalid_request", "give exactly one of prefix=, key= or prefixes=")
         start = start_revision or member.kv.revision + 1
         try:
-            watch_filter = (
-                WatchFilter.prefix(prefix.encode())
-                if prefix is not None
-                else WatchFilter(key=(key or "").encode())
-            )
-            watcher = member.hub.subscribe(member.kv, watch_filter, start)
+            if prefixes is not None:
+                _check_prefix_set(prefixes)
+                watcher = member.hub.subscribe_prefixes(
+                    member.kv, [p.encode() for p in prefixes], start
+                )
+            else:
+                watch_filter = (
+                    WatchFilter.prefix(prefix.encode())
+                    if prefix is not None
+                    else WatchFilter(key=(key or "").encode())
+                )
+                watcher = member.hub.subscribe(member.kv, watch_filter, start)
         except KvError as error:
             raise kv_error(error) from error
         return watch_stream(
             member.hub,
             member.metrics,
             watcher,
-            lambda events: b"".join(sse_event(event) for event in events),
+            _render_kv_events,
             f": watching from revision {start}\n\n".encode(),
         )
 

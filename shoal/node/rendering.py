@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-from fastapi.responses import StreamingResponse
-from starlette.types import Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..kv import Event, KeyValue
 from .metrics import MemberMetrics
@@ -72,44 +72,119 @@ def sse_event(event: Event) -> bytes:
     return f"id: {event.revision}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
 
 
+KEEPALIVE_SECONDS = 15.0
+_KEEPALIVE = b": keep-alive\n\n"
+
+
+class WatchResponse(Response):
+    """A watcher served as Server-Sent Events, in plain ASGI.
+
+    Why not `StreamingResponse`: it runs an async generator and a task group per stream
+    and the stream waited with `wait_for` (a task per wait); at a thousand watchers those
+    cost several times the socket writes themselves. Here each event batch costs one
+    future callback, one render (cached per event) and one `send` per watcher. The client
+    going away (or the ACL guard cutting the stream, which looks the same) is noticed by
+    one task per stream that reads `receive` until `http.disconnect`.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        hub: WatchHub,
+        metrics: MemberMetrics,
+        watcher: Watcher,
+        render: Callable[[list[Event]], bytes],
+        preamble: bytes,
+    ) -> None:
+        # Not Response.__init__: it would declare content-length: 0 for a streamed body.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+        ]
+        self.hub = hub
+        self.metrics = metrics
+        self.watcher = watcher
+        self.render_events = render
+        self.preamble = preamble
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = self.watcher
+        loop = asyncio.get_running_loop()
+        gone = False
+        idle = False
+
+        def client_gone(_: object) -> None:
+            nonlocal gone
+            gone = True
+            watcher.wake()
+
+        def tick() -> None:
+            nonlocal idle
+            idle = True
+            watcher.wake()
+            self._timer = loop.call_later(KEEPALIVE_SECONDS, tick)
+
+        self.metrics.watchers.inc()
+        listener = asyncio.ensure_future(_until_disconnect(receive))
+        listener.add_done_callback(client_gone)
+        self._timer = loop.call_later(KEEPALIVE_SECONDS, tick)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.preamble, "more_body": True})
+            while not gone:
+                await watcher.wait()
+                if gone:
+                    break
+                events = watcher.drain()
+                chunk = self.render_events(events) if events else b""
+                if idle and not chunk:
+                    chunk = _KEEPALIVE
+                idle = False
+                if watcher.closed is not None and not watcher.events:
+                    reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
+                    chunk += f"event: error\ndata: {reason}\n\n".encode()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                    return
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            self._timer.cancel()
+            listener.remove_done_callback(client_gone)
+            listener.cancel()
+            self.hub.unsubscribe(watcher)
+            self.metrics.watchers.dec()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def watch_stream(
     hub: WatchHub,
     metrics: MemberMetrics,
     watcher: Watcher,
     render: Callable[[list[Event]], bytes],
     preamble: bytes,
-) -> StreamingResponse:
+) -> WatchResponse:
     """Serve a subscribed watcher as Server-Sent Events until it closes or the client goes.
 
     `render` turns each drained batch of events into SSE frames (KV events, instances,
     config content...). Comments keep idle connections alive through proxies; a watcher
     the hub cut off ends with an `error` event saying where to resume.
     """
-    metrics.watchers.inc()
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            yield preamble
-            while True:
-                if not watcher.events and watcher.closed is None:
-                    try:
-                        await asyncio.wait_for(watcher.wakeup.wait(), 15.0)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                events = watcher.drain()
-                chunk = render(events) if events else b""
-                if chunk:
-                    yield chunk
-                if watcher.closed is not None and not watcher.events:
-                    reason = json.dumps({"error": "watch_closed", "message": watcher.closed})
-                    yield f"event: error\ndata: {reason}\n\n".encode()
-                    return
-        finally:
-            hub.unsubscribe(watcher)
-            metrics.watchers.dec()
-
-    return StreamingResponse(stream(), media_type="text/event-stream")
+    return WatchResponse(hub, metrics, watcher, render, preamble)
 
 
-__all__ = ["event_json", "json_bytes", "kv_json", "respond_json", "sse_event", "watch_stream"]
+__all__ = [
+    "WatchResponse",
+    "event_json",
+    "json_bytes",
+    "kv_json",
+    "respond_json",
+    "sse_event",
+    "watch_stream",
+]

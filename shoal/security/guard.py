@@ -136,6 +136,8 @@ class AclGuard:
                 await respond(send, 400, {"error": "invalid_request", "message": str(error)})
                 return
             receive = replay(body, receive)
+        elif isinstance(decision, tuple):
+            needs = decision  # a watch of a prefix set: each one, or none at all
         else:
             assert isinstance(decision, Need)
             needs = (decision,)

@@ -5,7 +5,8 @@ Theory of operation. `need_for(method, path, query)` looks the request up in one
 
 - `PUBLIC`: no token needed (liveness and readiness probes, the API schema, the
   dashboard's pages and static files -- but not its `/ui/api/` data);
-- a `Need` (policy.py): the one permission the request needs;
+- a `Need` (policy.py): the one permission the request needs, or a tuple of them, all
+  needed (a watch of a set of prefixes);
 - `TXN`: a transaction, whose needs depend on its body (`txn_needs`: read for every
   compare and get, write for every put and delete, over the keys or prefixes named);
 - `ACL_API`: the token and policy endpoints, which the guard answers itself;
@@ -52,7 +53,7 @@ PUBLIC: Final = _Marker("PUBLIC")
 TXN: Final = _Marker("TXN")
 ACL_API: Final = _Marker("ACL_API")
 
-Decision = Need | Refusal | _Marker
+Decision = Need | tuple[Need, ...] | Refusal | _Marker
 Query = dict[str, list[str]]
 Handler = Callable[[re.Match[str], Query], Decision]
 
@@ -99,9 +100,19 @@ def _watch(_: re.Match[str], query: Query) -> Decision:
     for value in (key, prefix):
         if isinstance(value, Refusal):
             return value
-    if key is not None and prefix is None:
-        return Need("key", "read", str(key))
-    return Need("key", "read", str(prefix or ""), prefix=True)
+    prefixes = query.get("prefixes", [])
+    if not prefixes:
+        if key is not None and prefix is None:
+            return Need("key", "read", str(key))
+        return Need("key", "read", str(prefix or ""), prefix=True)
+    # A prefix set is judged whole: every prefix in it, and whatever else was given
+    # beside it (the API refuses that mix, but nothing is let through unjudged).
+    needs = [Need("key", "read", p, prefix=True) for p in dict.fromkeys(prefixes)]
+    if key is not None:
+        needs.append(Need("key", "read", str(key)))
+    if prefix is not None:
+        needs.append(Need("key", "read", str(prefix), prefix=True))
+    return tuple(needs)
 
 
 def _service(access: str) -> Handler:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shoal.client import ControlPlane
 from shoal.testing import ServerProcess, wait_for
 
 
@@ -152,6 +153,26 @@ def test_watch_sees_live_events(server: ServerProcess) -> None:
     assert [e["kv"]["key"] for e in got] == ["live/0", "live/1", "live/2"]
 
 
+def test_a_prefix_set_watch_gets_its_prefixes_only_once_each_and_resumes(
+    server: ServerProcess,
+) -> None:
+    start = put(server, "set/0/a", "x")["revision"]
+    put(server, "set/1/a", "x")
+    put(server, "set/2/a", "x")  # not in the set
+    put(server, "set/0/b", "x")
+    put(server, "set/10/a", "x")  # "set/1" would cover it; "set/1/" does not
+    put(server, "set/1/b/c", "x")
+    # Overlaps ("set/1/" covers "set/1/b/") must not deliver anything twice.
+    params = {"prefixes": ["set/0/", "set/1/", "set/1/b/"], "start_revision": start}
+    first = read_events(server, params, 2)
+    assert [e["kv"]["key"] for e in first] == ["set/0/a", "set/1/a"]
+    resumed = {**params, "start_revision": first[-1]["revision"] + 1}
+    put(server, "set/2/b", "x")
+    put(server, "set/0/c", "x")
+    rest = read_events(server, resumed, 3)
+    assert [e["kv"]["key"] for e in rest] == ["set/0/b", "set/1/b/c", "set/0/c"]
+
+
 def test_watch_from_compacted_revision_is_refused(server: ServerProcess) -> None:
     start = put(server, "c", "1")["revision"]
     put(server, "c", "2")
@@ -188,6 +209,11 @@ BAD_REQUESTS = [
     ("POST", "/api/v1/cluster/transfer", b'{"to": "nobody"}', 409, "rejected"),
     ("POST", "/api/v1/compact", b'{"revision": 999999}', 400, "future_revision"),
     ("GET", "/api/v1/watch?key=", b"", 400, "invalid_request"),
+    ("GET", "/api/v1/watch?prefixes=", b"", 400, "invalid_request"),
+    ("GET", "/api/v1/watch?prefixes=a&prefixes=", b"", 400, "invalid_request"),
+    ("GET", "/api/v1/watch?prefixes=a&prefix=b", b"", 400, "invalid_request"),
+    ("GET", "/api/v1/watch?" + "&".join(["prefixes=p"] * 257), b"", 400, "invalid_request"),
+    ("GET", "/api/v1/watch?prefixes=a&start_revision=0", b"", 400, "invalid_request"),
     (
         "PUT",
         "/api/v1/kv/k",
@@ -284,3 +310,21 @@ def test_corrupt_wal_record_in_the_middle_refuses_to_start(server: ServerProcess
     assert code != 0
     log = server.log()
     assert "WAL corrupt" in log and segment.name in log and "offset" in log, log
+
+
+def test_the_client_watches_a_prefix_set_and_refuses_bad_sets(server: ServerProcess) -> None:
+    with ControlPlane(server.url) as plane:
+        start = plane.put("cset/a/1", "x")
+        plane.put("cset/b/1", "x")
+        plane.put("cset/c/1", "x")
+        keys = []
+        for event in plane.watch(prefixes=["cset/a/", "cset/c/"], start_revision=start):
+            keys.append(event.kv.key)
+            if len(keys) == 2:
+                break
+        assert keys == ["cset/a/1", "cset/c/1"]
+        for bad in ([], [""], "cset/", [f"p{i}" for i in range(257)]):
+            with pytest.raises(ValueError):
+                plane.watch(prefixes=bad)
+        with pytest.raises(ValueError):
+            plane.watch(prefix="a", prefixes=["b"])

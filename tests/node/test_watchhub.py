@@ -99,3 +99,44 @@ def test_watch_from_a_future_revision_skips_earlier_events() -> None:
         _put(store, f"f/{i}".encode())
     hub.publish(store)
     assert [e.revision for e in watcher.drain()] == [store.revision - 1, store.revision]
+
+
+def test_covering_drops_the_prefixes_others_in_the_set_cover() -> None:
+    assert watchhub.covering([b"a/b/", b"a/", b"b", b"ab", b"a/"]) == (b"a/", b"ab", b"b")
+    assert watchhub.covering([b"x", b""]) == (b"",)
+
+
+def test_a_prefix_set_watcher_gets_each_matching_event_once_in_order() -> None:
+    store, hub = KeyValueStore(), WatchHub()
+    watcher = hub.subscribe_prefixes(store, [b"p/0/", b"p/1/", b"p/1/x/"], store.revision + 1)
+    for key in (b"p/0/a", b"p/2/a", b"p/1/x/y", b"p/10/a", b"p/1/b"):
+        _put(store, key)
+    hub.publish(store)
+    assert [e.kv.key for e in watcher.drain()] == [b"p/0/a", b"p/1/x/y", b"p/1/b"]
+    assert hub.count == 1
+    hub.unsubscribe(watcher)
+    assert hub.count == 0 and hub._by_prefix == {} and hub._lengths == []
+
+
+def test_a_prefix_set_watcher_replays_history_of_its_prefixes_only() -> None:
+    store, hub = KeyValueStore(), WatchHub()
+    start = store.revision + 1
+    for key in (b"q/a", b"r/a", b"s/a", b"q/b"):
+        _put(store, key)
+    watcher = hub.subscribe_prefixes(store, [b"q/", b"s/"], start + 1)
+    assert [e.kv.key for e in watcher.drain()] == [b"s/a", b"q/b"]
+
+
+def test_an_empty_prefix_set_is_refused() -> None:
+    with pytest.raises(ValueError):
+        WatchHub().subscribe_prefixes(KeyValueStore(), [], 1)
+
+
+def test_a_slow_prefix_set_watcher_is_cut_off_from_every_prefix() -> None:
+    store, hub = KeyValueStore(), WatchHub(buffer=2)
+    watcher = hub.subscribe_prefixes(store, [b"u/", b"v/"], store.revision + 1)
+    for key in (b"u/1", b"v/1", b"u/2"):
+        _put(store, key)
+    hub.publish(store)
+    assert watcher.closed is not None and "resume from revision" in watcher.closed
+    assert hub.count == 0

@@ -162,6 +162,13 @@ def test_watch_matrix_and_a_prefix_outside_the_rights(acl: Acl, credential: str)
                 assert stream.status_code == (expected if expected != 200 else 403), params
         with c.stream("GET", "/api/v1/services/users/watch") as stream:
             assert stream.status_code == (expected if expected != 200 else 403)
+        inside = {"prefixes": ["app/a/", "app/b/"]}
+        with c.stream("GET", "/api/v1/watch", params=inside) as stream:
+            assert stream.status_code == expected
+        # One forbidden prefix refuses the whole set, wherever it stands in it.
+        for bad in (["app/a/", "other/"], ["other/", "app/a/"], ["app/", "ap"]):
+            with c.stream("GET", "/api/v1/watch", params={"prefixes": bad}) as stream:
+                assert stream.status_code == (expected if expected != 200 else 403), bad
 
 
 def test_the_raw_kv_api_cannot_reach_what_the_registry_api_refuses(acl: Acl) -> None:

@@ -48,6 +48,18 @@ CASES = [
     ("GET", "/api/v1/watch", "prefix=app/", key("read", "app/", True)),
     ("GET", "/api/v1/watch", "key=app/x", key("read", "app/x")),
     ("GET", "/api/v1/watch", "", key("read", "", True)),
+    (
+        "GET",
+        "/api/v1/watch",
+        "prefixes=ev/p/0/&prefixes=ev/p/1/&prefixes=ev/p/0/",
+        (key("read", "ev/p/0/", True), key("read", "ev/p/1/", True)),
+    ),
+    (
+        "GET",
+        "/api/v1/watch",
+        "prefixes=app/&key=other/x",
+        (key("read", "app/", True), key("read", "other/x")),
+    ),
     ("GET", "/api/v1/cluster", "", Need("cluster", "read")),
     ("POST", "/api/v1/cluster/members", "", Need("cluster", "write")),
     ("POST", "/api/v1/cluster/members/n2/promote", "", Need("cluster", "write")),
