@@ -25,6 +25,9 @@ Goals (issue 11): throughput >= 0.6x nginx, p99 added < 1 ms at 1,000 req/s, mem
     .venv/bin/python -m bench.gateway              # ~2 min
     .venv/bin/python -m bench.gateway --quick      # a smoke run (~30 s)
     .venv/bin/python -m bench.gateway --soak       # + a 5-minute soak and 200 MB bodies
+    .venv/bin/python -m bench.gateway --ab main --only-throughput
+        # + the gateway as of git ref `main`, a third system in the same trials: a change's
+        #   effect on req/s and CPU/request, measured side by side on the same machine load
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import hashlib
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -195,7 +199,22 @@ def start_nginx_proxy(root: Path, backend: int, sink: int, cpus: str | None) -> 
     return proc
 
 
-def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
+def export_ref(root: Path, ref: str) -> Path:
+    """The `shoal` package as of git `ref`, unpacked under `root` (for --ab)."""
+    where = root / f"ref-{ref.replace('/', '_')}"
+    where.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "shoal"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def start_gateway(
+    root: Path, endpoints: str, cpus: str | None, *, name: str = "shoal", src: Path | None = None
+) -> Proc:
+    """The gateway; with `src`, the `shoal` package found there (another git ref)."""
     port, admin = free_port(), free_port()
     routes = root / "routes.yaml"
     policy = {"timeout": "60s", "attempt_timeout": "30s"}
@@ -215,10 +234,15 @@ def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
         "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
         "--routes", str(routes), "--endpoints", endpoints, "--access-log", "off",
     ]  # fmt: skip
+    # `python -m` puts the working directory first on sys.path: run from `src` so that
+    # its package, not this checkout's, is the one imported.
     popen = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=(root / "gateway.log").open("ab")
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / f"{name}.log").open("ab"),
+        cwd=src or Path(__file__).resolve().parents[1],
     )
-    proc = Proc("shoal", popen, port)
+    proc = Proc(name, popen, port)
     wait_for(
         lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=1).text == BODY,
         20,
@@ -378,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--soak-s", type=int, help="seconds of the memory run (60; --soak: 300)")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--ab", metavar="REF", help="also run the gateway of git ref REF")
+    parser.add_argument(
+        "--only-throughput", action="store_true", help="skip the latency and memory runs"
+    )
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the upload sink
     args = parser.parse_args(argv)
     if args.sink:
@@ -412,9 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         gateway = start_gateway(root, control.url, server_cpus)
         procs += [nginx, gateway]
         systems = {"shoal": gateway, "nginx": nginx}
+        if args.ab:
+            other = start_gateway(
+                root, control.url, server_cpus, name=args.ab, src=export_ref(root, args.ab)
+            )
+            procs.append(other)
+            systems[args.ab] = other
 
         log(f"throughput: wrk -c64 -d{duration}s, {trials} alternating trial(s)")
-        runs: dict[str, list[tuple[WrkResult, float]]] = {"shoal": [], "nginx": []}
+        runs: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in systems}
         for _ in range(trials):
             for name, proc in systems.items():
                 result, cpu = throughput(settings, proc)
@@ -430,72 +464,97 @@ def main(argv: list[str] | None = None) -> int:
             results.add("p99 ms (64 conns)", name, f"{result.p99_ms:.2f}", result.p99_ms)
             low = min(c for _, c in runs[name])
             results.add("proxy CPU us/request", name, f"{low:.1f}", low)
-
-        log("latency at ~1,000 req/s (10 connections, 10 ms apart), added over direct")
-        direct = [paced(settings, backend.port) for _ in range(trials)]
-        base = min(direct, key=lambda r: r.p99_ms)
-        log(f"  direct: {base.rps:,.0f} req/s p50 {base.p50_ms:.3f} ms p99 {base.p99_ms:.3f} ms")
-        for name, proc in systems.items():
-            run = min((paced(settings, proc.port) for _ in range(trials)), key=lambda r: r.p99_ms)
-            add50, add99 = run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms
-            log(
-                f"  {name}: {run.rps:,.0f} req/s p50 {run.p50_ms:.3f} ms p99 {run.p99_ms:.3f} ms"
-                f" (+{add50:.3f} / +{add99:.3f}){run.flag}"
-            )
-            results.add("added p50 ms @1k req/s", name, f"{add50:.3f}", add50)
-            results.add("added p99 ms @1k req/s", name, f"{add99:.3f}", add99)
-
-        log(f"memory: RSS under 64-connection load for {soak_s} s")
-        for name, proc in systems.items():
-            samples, run = soak(settings, proc, soak_s)
-            third = max(1, len(samples) // 3)
-            first, last = max(samples[:third]), max(samples[-third:])
-            log(
-                f"  {name}: RSS {samples[0]:.1f} -> {samples[-1]:.1f} MB (max first third "
-                f"{first:.1f}, last third {last:.1f}); {run.rps:,.0f} req/s{run.flag}"
-            )
-            results.add("RSS MB, soak end", name, f"{samples[-1]:.1f}", samples[-1])
-            results.add("RSS growth MB (thirds)", name, f"{last - first:+.1f}", last - first)
-
-        if args.soak:
-            log("200 MB download and upload through each proxy")
-            for name, proc in systems.items():
-                try:
-                    down, up, grown = big_bodies(proc)
-                except (AssertionError, httpx.HTTPError) as error:
-                    log(f"  {name}: FAILED {error}")
-                    results.add("200 MB down MB/s", name, "FAILED", None)
-                    continue
-                log(f"  {name}: down {down:.0f} MB/s, up {up:.0f} MB/s, RSS +{grown:.1f} MB")
-                results.add("200 MB down MB/s", name, f"{down:.0f}", down)
-                results.add("200 MB up MB/s", name, f"{up:.0f}", up)
-                results.add("RSS growth MB, 200 MB bodies", name, f"{grown:+.1f}", grown)
+            mid = statistics.median(c for _, c in runs[name])
+            results.add("proxy CPU us/request, median", name, f"{mid:.1f}", mid)
+        if not args.only_throughput:
+            latency_and_memory(settings, systems, backend, trials, soak_s, args.soak, results)
     finally:
         for proc in reversed(procs):
             proc.stop()
         if control is not None:
             control.kill()
-    print_ratios(results)
+    print_ratios(results, args.ab)
     shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def print_ratios(results: Results) -> None:
-    rows = [("metric", "shoal", "nginx", "shoal/nginx")]
+def latency_and_memory(
+    settings: Settings,
+    systems: dict[str, Proc],
+    backend: Proc,
+    trials: int,
+    soak_s: int,
+    bodies: bool,
+    results: Results,
+) -> None:
+    """Added latency at ~1,000 req/s, RSS over a soak, and (`bodies`) 200 MB each way."""
+    log("latency at ~1,000 req/s (10 connections, 10 ms apart), added over direct")
+    direct = [paced(settings, backend.port) for _ in range(trials)]
+    base = min(direct, key=lambda r: r.p99_ms)
+    log(f"  direct: {base.rps:,.0f} req/s p50 {base.p50_ms:.3f} ms p99 {base.p99_ms:.3f} ms")
+    for name, proc in systems.items():
+        run = min((paced(settings, proc.port) for _ in range(trials)), key=lambda r: r.p99_ms)
+        add50, add99 = run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms
+        log(
+            f"  {name}: {run.rps:,.0f} req/s p50 {run.p50_ms:.3f} ms p99 {run.p99_ms:.3f} ms"
+            f" (+{add50:.3f} / +{add99:.3f}){run.flag}"
+        )
+        results.add("added p50 ms @1k req/s", name, f"{add50:.3f}", add50)
+        results.add("added p99 ms @1k req/s", name, f"{add99:.3f}", add99)
+
+    log(f"memory: RSS under 64-connection load for {soak_s} s")
+    for name, proc in systems.items():
+        samples, run = soak(settings, proc, soak_s)
+        third = max(1, len(samples) // 3)
+        first, last = max(samples[:third]), max(samples[-third:])
+        log(
+            f"  {name}: RSS {samples[0]:.1f} -> {samples[-1]:.1f} MB (max first third "
+            f"{first:.1f}, last third {last:.1f}); {run.rps:,.0f} req/s{run.flag}"
+        )
+        results.add("RSS MB, soak end", name, f"{samples[-1]:.1f}", samples[-1])
+        results.add("RSS growth MB (thirds)", name, f"{last - first:+.1f}", last - first)
+
+    if bodies:
+        log("200 MB download and upload through each proxy")
+        for name, proc in systems.items():
+            try:
+                down, up, grown = big_bodies(proc)
+            except (AssertionError, httpx.HTTPError) as error:
+                log(f"  {name}: FAILED {error}")
+                results.add("200 MB down MB/s", name, "FAILED", None)
+                continue
+            log(f"  {name}: down {down:.0f} MB/s, up {up:.0f} MB/s, RSS +{grown:.1f} MB")
+            results.add("200 MB down MB/s", name, f"{down:.0f}", down)
+            results.add("200 MB up MB/s", name, f"{up:.0f}", up)
+            results.add("RSS growth MB, 200 MB bodies", name, f"{grown:+.1f}", grown)
+
+
+def print_ratios(results: Results, other: str | None = None) -> None:
+    """The table; with `other` (--ab), its column and the ratios shoal/other and
+    other/nginx too."""
+
+    def ratio(metric: str, a: str, b: str) -> str:
+        x, y = results.value(metric, a), results.value(metric, b)
+        if x is None or y in (None, 0):
+            return ""
+        if metric.startswith("proxy CPU"):
+            return f"{y / x:.2f}x" if x else ""  # efficiency: b's cost over a's
+        return f"{x / y:.2f}x"
+
+    systems = ["shoal", "nginx"] + ([other] if other else [])
+    pairs = [("shoal", "nginx")] + ([(other, "nginx"), ("shoal", other)] if other else [])
+    rows = [("metric", *systems, *(f"{a}/{b}" for a, b in pairs))]
     for metric in results.order:
         cells = results.rows[metric]
-        s, n = results.value(metric, "shoal"), results.value(metric, "nginx")
-        ratio = f"{s / n:.2f}x" if s is not None and n not in (None, 0) else ""
-        if metric.startswith("proxy CPU") and s and n:
-            ratio = f"{n / s:.2f}x"  # efficiency: nginx's cost over shoal's
-        rows.append((metric, cells.get("shoal", ("-",))[0], cells.get("nginx", ("-",))[0], ratio))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        shown = (cells.get(name, ("-",))[0] for name in systems)
+        rows.append((metric, *shown, *(ratio(metric, a, b) for a, b in pairs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print()
     for i, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             print("-+-".join("-" * w for w in widths))
-    print("(req/s: shoal/nginx; CPU us/request: nginx/shoal, i.e. throughput per CPU;")
+    print("(req/s: a/b; CPU us/request: b/a, i.e. throughput per CPU;")
     print(" latency rows: ms added over calling the backend directly)")
 
 
