@@ -42,9 +42,9 @@ WRITE_HIGH, WRITE_LOW = 256 * 1024, 64 * 1024
 class ResponseSink(Protocol):
     """What an exchange offers the connection that carries its request."""
 
-    def response_head(self, status: int, keep_alive: bool, block: bytes) -> None:
-        """The head is in: `block` is its header lines as received, each with its line
-        end (the status line and the blank line are not part of it)."""
+    def response_head(
+        self, status: int, keep_alive: bool, headers: list[tuple[bytes, bytes]]
+    ) -> None: ...
 
     def response_body(self, data: bytes) -> None: ...
 
@@ -65,7 +65,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_interim",
         "addr",
         "closed",
-        "head",
+        "headers",
         "idle_since",
         "parser",
         "pending",
@@ -79,9 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
-        # What arrived of the response's head so far (the parser reads it; the header
-        # lines go to the exchange as one block); None once the head is complete.
-        self.head: list[bytes] | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
         self.closed = False
         self.idle_since = 0.0
         self.pending: list[bytes] = []  # written this iteration (`shoal.gateway.writes`)
@@ -100,9 +98,6 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is None:  # nobody asked: an idle connection must stay silent
             self.close()
             return
-        head = self.head
-        if head is not None:
-            head.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -134,23 +129,21 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------
 
-    # No on_header: httptools then makes no call per header; the header lines are cut
-    # out of the bytes received instead (`_header_block`), in one piece.
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         sink = self.sink
         if sink is None:
             return
-        block, rest = _header_block(b"".join(self.head or ()))
+        headers, self.headers = self.headers, []
         status = self.parser.get_status_code()
         if status < 200:
             # 100 Continue, 103 Early Hints: the real answer follows. (101 needs an
             # Upgrade, which the gateway never forwards.)
-            self.head = [rest]
             self._interim = True
             return
-        self.head = None
-        sink.response_head(status, self.parser.should_keep_alive(), block)
+        sink.response_head(status, self.parser.should_keep_alive(), headers)
         if self._head_only and self.sink is sink:
             # No body follows a HEAD answer, whatever Content-Length says; a fresh parser
             # reads the next response.
@@ -175,7 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def attach(self, sink: ResponseSink, *, head_only: bool) -> None:
         self.sink = sink
-        self.head = []
+        self.headers = []
         self._head_only = head_only
         self._interim = False
 
@@ -211,19 +204,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.pending = []
         if self.transport is not None:
             self.transport.abort()  # unread data or a half-sent request: no lingering
-
-
-def _header_block(received: bytes) -> tuple[bytes, bytes]:
-    """(header lines, what follows the head) of bytes that start with a response head
-    the parser has accepted (so it is complete; its lines end in CRLF, or LF)."""
-    first = received.find(b"\n") + 1  # after the status line
-    if received[first : first + 2] == b"\r\n" or received[first : first + 1] == b"\n":
-        blank = first  # no header at all
-    else:
-        crlf, lf = received.find(b"\n\r\n", first), received.find(b"\n\n", first)
-        blank = (crlf if lf < 0 or 0 <= crlf < lf else lf) + 1
-    after = blank + (2 if received[blank : blank + 2] == b"\r\n" else 1)
-    return received[first:blank], received[after:]
 
 
 class ConnectionPool:

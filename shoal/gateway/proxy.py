@@ -53,7 +53,6 @@ import asyncio
 import logging
 import math
 import random
-import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -109,33 +108,24 @@ _SPECIAL = {
 # Connection tokens that are not header names.
 _CONNECTION_WORDS = frozenset({b"close", b"keep-alive", b""})
 
-# A response's framing headers (name, value without the surrounding blanks), found in
-# its header lines with one regex pass (`Exchange._response_head`).
-_FRAMING = re.compile(
-    rb"^(content-length|transfer-encoding|connection)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$",
-    re.IGNORECASE | re.MULTILINE,
-)
+# What a response header is to the proxy, by lower-case name (`_response_kind`); cached
+# per route (`RouteRuntime.response_kinds`) by the name as the upstream spelled it, for
+# up to _KINDS_CACHED names, so that memory stays bounded whatever upstreams send.
+_KEEP, _DROP = "keep", "drop"
+_LENGTH_HEADER, _TE_HEADER, _CONNECTION_HEADER = "content-length", "transfer-encoding", "connection"
+_KINDS_CACHED = 256
 
 
-def _named(tokens: bytes) -> set[bytes]:
-    """The header names a Connection header's (lower-case) value lists."""
-    return {t.strip() for t in tokens.split(b",")} - _CONNECTION_WORDS
-
-
-def _header_lines(block: bytes) -> list[tuple[bytes, bytes]]:
-    """(name, value) of each header line; a folded line (obs-fold) joins the value
-    before it with a space, as RFC 9112 5.2 asks of a proxy."""
-    headers: list[tuple[bytes, bytes]] = []
-    for line in block.replace(CRLF, b"\n").split(b"\n"):
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, value + b" " + line.strip(b" \t"))
-            continue
-        name, _, value = line.partition(b":")
-        headers.append((name, value.strip(b" \t")))
-    return headers
+def _response_kind(lname: bytes, drop: frozenset[bytes]) -> str:
+    if lname not in drop:
+        return _KEEP
+    if lname == b"content-length":
+        return _LENGTH_HEADER
+    if lname == b"transfer-encoding":
+        return _TE_HEADER
+    if lname == b"connection":
+        return _CONNECTION_HEADER
+    return _DROP
 
 
 # Why reading from a client is paused (bits; reading resumes when none is left).
@@ -146,6 +136,10 @@ _SUCCESS_NAME, _FAILURE_NAME = _SUCCESS.value, _FAILURE.value  # (Enum.value is 
 UNMATCHED = stats_for("unmatched", "-")  # requests answered before a route was known
 _INF = math.inf
 TICK = 0.01  # how often deadlines and stalls are checked: timeouts fire within 10 ms
+
+
+def _ignore(_header: tuple[bytes, bytes, bytes]) -> None:
+    """`ClientConnection.add_header` before the first request begins (never called)."""
 
 
 class ProxyContext:
@@ -199,6 +193,7 @@ class ClientConnection(asyncio.Protocol):
 
     __slots__ = (
         "active",
+        "add_header",
         "broken",
         "closed",
         "ctx",
@@ -221,6 +216,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer = b"-"
         self.active: Exchange | None = None  # the request being answered
         self.parsing: Exchange | None = None  # the request being read (may be queued)
+        self.add_header: Callable[[tuple[bytes, bytes, bytes]], None] = _ignore
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
         self.paused = 0
         self.pending: list[bytes] = []  # written this iteration (`shoal.gateway.writes`)
@@ -277,6 +273,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         exchange = Exchange(self)
         self.parsing = exchange
+        self.add_header = exchange.headers.append
         if self.active is None:
             self.active = exchange
         else:
@@ -290,12 +287,12 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # Each header is looked at once, as it is parsed: its lower-case name (for the
         # drop sets), and the few the proxy reads.
-        exchange = self.parsing
-        assert exchange is not None
         lname = name.lower()
-        exchange.headers.append((lname, name, value))
+        self.add_header((lname, name, value))  # the parsing exchange's headers.append
         kind = _SPECIAL.get(lname)
         if kind is not None:
+            exchange = self.parsing
+            assert exchange is not None
             exchange.special_header(kind, value)
 
     def on_headers_complete(self) -> None:
@@ -916,7 +913,9 @@ class Exchange:
 
     # -- the response (ResponseSink) -----------------------------------------------------
 
-    def response_head(self, status: int, keep_alive: bool, block: bytes) -> None:
+    def response_head(
+        self, status: int, keep_alive: bool, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         plan, attempt, rt = self.plan, self.attempt, self.rt
         assert plan is not None and attempt is not None and rt is not None
         self.deadline = math.inf
@@ -945,29 +944,42 @@ class Exchange:
         self.plan_done = True
         self.upstream_keep_alive = keep_alive
         self.status = status
-        self._response_head(rt, status, block)
+        self._response_head(rt, status, headers)
 
-    def _response_head(self, rt: RouteRuntime, status: int, block: bytes) -> None:
-        """The client's head, from the upstream's header lines as received (`block`)."""
-        parts: list[bytes] | None = None
+    def _response_head(
+        self, rt: RouteRuntime, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        parts = [status_line(status)]
+        parts_add = parts.extend
+        drop = rt.response_drop
+        kinds = rt.response_kinds
         length: bytes | None = None
         chunked = False
-        if b"\n " not in block and b"\n\t" not in block and block.count(b"\n") == block.count(CRLF):
-            # The usual head (no folded line, CRLF throughout): the lines to drop go in
-            # one regex pass over the block, the framing headers come from another.
-            tokens = b""
-            for name, value in _FRAMING.findall(block):
-                lname = name.lower()
-                if lname == b"content-length":
-                    length = value
-                elif lname == b"transfer-encoding":
-                    chunked = value.lower().endswith(b"chunked")
-                else:
-                    tokens = value.lower()
-            if not tokens or tokens in _CONNECTION_WORDS or not _named(tokens):
-                parts = [status_line(status), rt.response_strip.sub(b"", block)]
-        if parts is None:  # folded lines, or headers the upstream marked hop-by-hop
-            parts, length, chunked = self._kept_headers(rt, status, _header_lines(block))
+        tokens = b""
+        for name, value in headers:
+            # What to do with a header, by its name as sent: one dict lookup per header
+            # instead of lower-casing it and testing the drop set every time.
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _response_kind(name.lower(), drop)
+                if len(kinds) < _KINDS_CACHED:
+                    kinds[name] = kind
+            if kind is _KEEP:
+                parts_add((name, b": ", value, CRLF))
+            elif kind is _LENGTH_HEADER:
+                length = value
+            elif kind is _TE_HEADER:
+                chunked = value.lower().rstrip().endswith(b"chunked")
+            elif kind is _CONNECTION_HEADER:
+                tokens = value.lower()
+        if tokens and tokens not in _CONNECTION_WORDS:  # ("keep-alive" alone: the usual)
+            named = {t.strip() for t in tokens.split(b",")} - _CONNECTION_WORDS
+            if named:  # headers the upstream marked hop-by-hop: drop them too
+                parts = [parts[0]]
+                for name, value in headers:
+                    lname = name.lower()
+                    if lname not in drop and lname not in named:
+                        parts += (name, b": ", value, CRLF)
         self.resp_length, self.resp_chunked = length, chunked
         parts.append(rt.response_add)
         keep = self.client_keep_alive and self.request_done and not self.ctx.draining
@@ -990,30 +1002,6 @@ class Exchange:
         else:
             parts.append(CRLF)
         self.out.append(b"".join(parts))
-
-    def _kept_headers(
-        self, rt: RouteRuntime, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> tuple[list[bytes], bytes | None, bool]:
-        """The careful path of `_response_head`: header by header."""
-        parts = [status_line(status)]
-        drop = rt.response_drop
-        length: bytes | None = None
-        chunked = False
-        tokens = b""
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                length = value
-            elif lname == b"transfer-encoding":
-                chunked = value.lower().rstrip().endswith(b"chunked")
-            elif lname == b"connection":
-                tokens = value.lower()
-        named = _named(tokens) if tokens and tokens not in _CONNECTION_WORDS else set()
-        for name, value in headers:
-            lname = name.lower()
-            if lname not in drop and lname not in named:
-                parts += (name, b": ", value, CRLF)
-        return parts, length, chunked
 
     def response_body(self, data: bytes) -> None:
         self.bytes_out += len(data)

@@ -23,9 +23,8 @@ import contextlib
 import functools
 import logging
 import random
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..client import AsyncControlPlane, ServiceView
 from ..resilience import KeyedRateLimiter
@@ -67,8 +66,9 @@ class RouteRuntime:
     request_drop: frozenset[bytes]
     request_add: bytes
     response_drop: frozenset[bytes]
-    response_strip: re.Pattern[bytes]  # the lines of response_drop's headers, any case
     response_add: bytes
+    # Response header names as sent -> what the proxy does with them (proxy.py fills it).
+    response_kinds: dict[bytes, str] = field(default_factory=dict)
 
 
 class Routing:
@@ -200,7 +200,6 @@ def compile_routing(
                 )
         header = route.rate_limit.header if route.rate_limit is not None else None
         request, response = route.request_headers, route.response_headers
-        response_drop = HOP_BY_HOP | RESPONSE_OWN | {n.encode() for n in response.names}
         runtimes[route.name] = RouteRuntime(
             route=route,
             upstream=upstreams.upstream(route.service, route.policy),
@@ -209,14 +208,7 @@ def compile_routing(
             stats=stats_for(route.name, route.service),
             request_drop=HOP_BY_HOP | REQUEST_OWN | {n.encode() for n in request.names},
             request_add=request.lines(),
-            response_drop=response_drop,
-            response_strip=_lines_of(response_drop),
+            response_drop=HOP_BY_HOP | RESPONSE_OWN | {n.encode() for n in response.names},
             response_add=response.lines(),
         )
     return Routing(table, runtimes, source)
-
-
-def _lines_of(names: frozenset[bytes]) -> re.Pattern[bytes]:
-    """A regex matching whole header lines (CRLF included) of any of `names`, any case."""
-    alternatives = b"|".join(re.escape(n) for n in sorted(names))
-    return re.compile(rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*\n", re.IGNORECASE | re.MULTILINE)

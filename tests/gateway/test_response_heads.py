@@ -1,11 +1,10 @@
 """Response heads as upstreams really send them, relayed through a real gateway.
 
-The gateway cuts an upstream's header lines out of the bytes received and drops the
-hop-by-hop ones with one regex pass (`Exchange._response_head`); these upstreams (a raw
-socket server on loopback, registered as a plain record) send what that must survive:
-a head split over several TCP segments, a 100 Continue before the answer, names in odd
-case, blanks around values, a Connection header naming another header, no header at
-all, a folded (obs-fold) line.
+The gateway passes on an upstream's header lines less the hop-by-hop ones; these
+upstreams (a raw socket server on loopback, registered as a plain record) send what
+that must survive: a head split over several TCP segments, a 100 Continue before the
+answer, names in odd case, blanks around values, a Connection header naming another
+header, no header at all, a folded (obs-fold) line (which httptools refuses: a 502).
 """
 
 from __future__ import annotations
