@@ -28,6 +28,8 @@ Goals (issue 11): throughput >= 0.6x nginx, p99 added < 1 ms at 1,000 req/s, mem
     .venv/bin/python -m bench.gateway --ab main --only-throughput
         # + the gateway as of git ref `main`, a third system in the same trials: a change's
         #   effect on req/s and CPU/request, measured side by side on the same machine load
+    .venv/bin/python -m bench.gateway --hot-path [--ab main] [--instructions]
+        # the proxy's own Python work per request, in process (see `hot_path`)
 """
 
 from __future__ import annotations
@@ -387,6 +389,170 @@ def big_bodies(proc: Proc) -> tuple[float, float, float]:
     return down, up, (peak - before) / 1e6
 
 
+# --------------------------------------------------------------------------- in process
+
+HOT_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+HOT_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: keep-alive\r\n\r\n"
+    + BODY.encode()
+)
+
+
+def hot_path(requests: int, repeats: int, dump: bool) -> None:
+    """The gateway's hot path in one process, over fake transports on uvloop: 16 client
+    connections each sending GETs back to back, the upstream answering from memory.
+
+    No socket, no syscall, no other process: what is left is the proxy's own work per
+    request (ClientConnection, Exchange, CallPlan, Upstream, the pool, the coalescer,
+    the loop's callbacks). On a shared machine its CPU time still moves with the load;
+    `dump` (under `valgrind --tool=callgrind`, with --instructions) asks callgrind to
+    dump its counts before and after the measured requests, and instructions per
+    request do not move at all: that is the number to compare two versions by.
+    """
+    import asyncio
+    import random
+
+    import uvloop
+
+    from shoal.client import ServiceView
+    from shoal.client.discovery import ServiceSnapshot
+    from shoal.gateway.pool import ConnectionPool, UpstreamConnection
+    from shoal.gateway.proxy import ClientConnection, ProxyContext
+    from shoal.gateway.routes import parse_routes
+    from shoal.gateway.runtime import UpstreamSet, compile_routing
+    from shoal.registry import Instance
+    from shoal.registry.discovery import ServiceSettings
+    from shoal.registry.status import Health, HealthStatus
+    from shoal.service.policy import ClientPolicy
+
+    class Views(UpstreamSet):
+        def view(self, service: str) -> ServiceView:  # no control plane: set by hand
+            if service not in self._views:
+                self._views[service] = ServiceView(None, service)  # type: ignore[arg-type]
+            return self._views[service]
+
+    class Transport:
+        def __init__(self, on_write: object) -> None:
+            self.on_write = on_write
+
+        def write(self, data: bytes) -> None:
+            self.on_write(data)  # type: ignore[operator]
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 40000)
+
+        def set_write_buffer_limits(self, *_: object) -> None: ...
+        def pause_reading(self) -> None: ...
+        def resume_reading(self) -> None: ...
+        def close(self) -> None: ...
+        def abort(self) -> None: ...
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        rng = random.Random(1)
+        views = Views(None, rng)  # type: ignore[arg-type]
+        policy = {"timeout": "60s", "attempt_timeout": "30s"}
+        table = parse_routes(
+            {"defaults": {"policy": policy}, "routes": [{"prefix": "/", "service": "b"}]},
+            ClientPolicy(),
+        )
+        routing = compile_routing(table, views, "bench", None)
+        health = Health(status=HealthStatus.PASSING, reason="", since=0.0)
+        instance = Instance(
+            service="b", id="b-1", address="127.0.0.1", port=9, health=health, registered_at=0
+        )
+        view = views.view("b")
+        view.snapshot = ServiceSnapshot("b", 1, (instance,), ServiceSettings())
+        for listener in list(view._listeners):
+            listener(view.snapshot)
+        pool = ConnectionPool(loop)
+        ctx = ProxyContext(loop, routing, views, pool, None, rng)
+        left = 0
+        done: asyncio.Future[None] = loop.create_future()
+
+        def answered(client: ClientConnection) -> object:
+            def on_write(_: bytes) -> None:
+                nonlocal left
+                left -= 1
+                if left > 0:
+                    loop.call_soon(client.data_received, HOT_REQUEST)
+                elif not done.done():
+                    done.set_result(None)
+
+            return on_write
+
+        for _ in range(16):
+            up = UpstreamConnection(pool, ("127.0.0.1", 9))
+            up.connection_made(
+                Transport(lambda _, up=up: loop.call_soon(up.data_received, HOT_RESPONSE))  # type: ignore[arg-type]
+            )
+            pool.release(up)
+        clients = [ClientConnection(ctx) for _ in range(16)]
+        for client in clients:
+            client.connection_made(Transport(answered(client)))  # type: ignore[arg-type]
+
+        async def burst() -> float:
+            nonlocal left, done
+            left, done = requests, loop.create_future()
+            started = time.process_time()
+            for client in clients:
+                client.data_received(HOT_REQUEST)
+            await done
+            return (time.process_time() - started) / requests * 1e6
+
+        await burst()  # warm
+        if dump:
+            me = str(os.getpid())
+            subprocess.run(["callgrind_control", "-d", "before", me], capture_output=True)
+            await burst()
+            subprocess.run(["callgrind_control", "-d", "measured", me], capture_output=True)
+            return
+        times = sorted([await burst() for _ in range(repeats)])
+        print(f"HOT {times[0]:.2f} {statistics.median(times):.2f}")
+
+    uvloop.run(run())
+
+
+def hot_path_of(src: Path | None, requests: int, repeats: int, instructions: bool) -> str:
+    """`hot_path` in a child process with `src`'s shoal (None: this checkout's)."""
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        f"import sys; sys.path[:0] = [{str(src or repo)!r}, {str(repo)!r}]; "
+        f"from bench.gateway import hot_path; hot_path({requests}, {repeats}, {instructions})"
+    )
+    cmd = [sys.executable, "-c", code]
+    if not instructions:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        best, median = out.split()[1:3]
+        return f"{best} us/request (median {median}) of CPU time"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p", *cmd],
+            capture_output=True,
+            check=True,
+        )
+        measured = next(p for p in Path(tmp).iterdir() if p.name.endswith(".2"))
+        line = next(ln for ln in measured.read_text().splitlines() if ln.startswith("totals:"))
+        return f"{int(line.split()[1]) / requests:,.0f} instructions/request"
+
+
+def run_hot_path(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="shoal-bench-hot-"))
+    try:
+        systems: dict[str, Path | None] = {"shoal": None}
+        if args.ab:
+            systems[args.ab] = export_ref(root, args.ab)
+        # Alternating trials (CPU time) or one deterministic count each (instructions).
+        requests = 2000 if args.instructions else 20000
+        for _ in range(1 if args.instructions else args.trials):
+            for name, src in systems.items():
+                log(f"  {name}: {hot_path_of(src, requests, 7, args.instructions)}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -406,11 +572,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only-throughput", action="store_true", help="skip the latency and memory runs"
     )
+    parser.add_argument(
+        "--hot-path", action="store_true", help="the proxy's work per request, in process"
+    )
+    parser.add_argument(
+        "--instructions", action="store_true", help="with --hot-path: count under callgrind"
+    )
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the upload sink
     args = parser.parse_args(argv)
     if args.sink:
         run_sink(args.sink)
         return 0
+    if args.hot_path:
+        return run_hot_path(args)
     duration = 3 if args.quick else args.duration
     trials = 1 if args.quick else args.trials
     soak_s = args.soak_s or (300 if args.soak else 10 if args.quick else 60)
