@@ -25,6 +25,11 @@ Goals (issue 11): throughput >= 0.6x nginx, p99 added < 1 ms at 1,000 req/s, mem
     .venv/bin/python -m bench.gateway              # ~2 min
     .venv/bin/python -m bench.gateway --quick      # a smoke run (~30 s)
     .venv/bin/python -m bench.gateway --soak       # + a 5-minute soak and 200 MB bodies
+    .venv/bin/python -m bench.gateway --ab main --only-throughput
+        # + the gateway as of git ref `main`, a third system in the same trials: a change's
+        #   effect on req/s and CPU/request, measured side by side on the same machine load
+    .venv/bin/python -m bench.gateway --hot-path [--ab main] [--instructions]
+        # the proxy's own Python work per request, in process (see `hot_path`)
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import hashlib
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -195,7 +201,22 @@ def start_nginx_proxy(root: Path, backend: int, sink: int, cpus: str | None) -> 
     return proc
 
 
-def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
+def export_ref(root: Path, ref: str) -> Path:
+    """The `shoal` package as of git `ref`, unpacked under `root` (for --ab)."""
+    where = root / f"ref-{ref.replace('/', '_')}"
+    where.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "shoal"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def start_gateway(
+    root: Path, endpoints: str, cpus: str | None, *, name: str = "shoal", src: Path | None = None
+) -> Proc:
+    """The gateway; with `src`, the `shoal` package found there (another git ref)."""
     port, admin = free_port(), free_port()
     routes = root / "routes.yaml"
     policy = {"timeout": "60s", "attempt_timeout": "30s"}
@@ -215,10 +236,15 @@ def start_gateway(root: Path, endpoints: str, cpus: str | None) -> Proc:
         "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
         "--routes", str(routes), "--endpoints", endpoints, "--access-log", "off",
     ]  # fmt: skip
+    # `python -m` puts the working directory first on sys.path: run from `src` so that
+    # its package, not this checkout's, is the one imported.
     popen = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=(root / "gateway.log").open("ab")
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / f"{name}.log").open("ab"),
+        cwd=src or Path(__file__).resolve().parents[1],
     )
-    proc = Proc("shoal", popen, port)
+    proc = Proc(name, popen, port)
     wait_for(
         lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=1).text == BODY,
         20,
@@ -363,6 +389,170 @@ def big_bodies(proc: Proc) -> tuple[float, float, float]:
     return down, up, (peak - before) / 1e6
 
 
+# --------------------------------------------------------------------------- in process
+
+HOT_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+HOT_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: keep-alive\r\n\r\n"
+    + BODY.encode()
+)
+
+
+def hot_path(requests: int, repeats: int, dump: bool) -> None:
+    """The gateway's hot path in one process, over fake transports on uvloop: 16 client
+    connections each sending GETs back to back, the upstream answering from memory.
+
+    No socket, no syscall, no other process: what is left is the proxy's own work per
+    request (ClientConnection, Exchange, CallPlan, Upstream, the pool, the coalescer,
+    the loop's callbacks). On a shared machine its CPU time still moves with the load;
+    `dump` (under `valgrind --tool=callgrind`, with --instructions) asks callgrind to
+    dump its counts before and after the measured requests, and instructions per
+    request do not move at all: that is the number to compare two versions by.
+    """
+    import asyncio
+    import random
+
+    import uvloop
+
+    from shoal.client import ServiceView
+    from shoal.client.discovery import ServiceSnapshot
+    from shoal.gateway.pool import ConnectionPool, UpstreamConnection
+    from shoal.gateway.proxy import ClientConnection, ProxyContext
+    from shoal.gateway.routes import parse_routes
+    from shoal.gateway.runtime import UpstreamSet, compile_routing
+    from shoal.registry import Instance
+    from shoal.registry.discovery import ServiceSettings
+    from shoal.registry.status import Health, HealthStatus
+    from shoal.service.policy import ClientPolicy
+
+    class Views(UpstreamSet):
+        def view(self, service: str) -> ServiceView:  # no control plane: set by hand
+            if service not in self._views:
+                self._views[service] = ServiceView(None, service)  # type: ignore[arg-type]
+            return self._views[service]
+
+    class Transport:
+        def __init__(self, on_write: object) -> None:
+            self.on_write = on_write
+
+        def write(self, data: bytes) -> None:
+            self.on_write(data)  # type: ignore[operator]
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 40000)
+
+        def set_write_buffer_limits(self, *_: object) -> None: ...
+        def pause_reading(self) -> None: ...
+        def resume_reading(self) -> None: ...
+        def close(self) -> None: ...
+        def abort(self) -> None: ...
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        rng = random.Random(1)
+        views = Views(None, rng)  # type: ignore[arg-type]
+        policy = {"timeout": "60s", "attempt_timeout": "30s"}
+        table = parse_routes(
+            {"defaults": {"policy": policy}, "routes": [{"prefix": "/", "service": "b"}]},
+            ClientPolicy(),
+        )
+        routing = compile_routing(table, views, "bench", None)
+        health = Health(status=HealthStatus.PASSING, reason="", since=0.0)
+        instance = Instance(
+            service="b", id="b-1", address="127.0.0.1", port=9, health=health, registered_at=0
+        )
+        view = views.view("b")
+        view.snapshot = ServiceSnapshot("b", 1, (instance,), ServiceSettings())
+        for listener in list(view._listeners):
+            listener(view.snapshot)
+        pool = ConnectionPool(loop)
+        ctx = ProxyContext(loop, routing, views, pool, None, rng)
+        left = 0
+        done: asyncio.Future[None] = loop.create_future()
+
+        def answered(client: ClientConnection) -> object:
+            def on_write(_: bytes) -> None:
+                nonlocal left
+                left -= 1
+                if left > 0:
+                    loop.call_soon(client.data_received, HOT_REQUEST)
+                elif not done.done():
+                    done.set_result(None)
+
+            return on_write
+
+        for _ in range(16):
+            up = UpstreamConnection(pool, ("127.0.0.1", 9))
+            up.connection_made(
+                Transport(lambda _, up=up: loop.call_soon(up.data_received, HOT_RESPONSE))  # type: ignore[arg-type]
+            )
+            pool.release(up)
+        clients = [ClientConnection(ctx) for _ in range(16)]
+        for client in clients:
+            client.connection_made(Transport(answered(client)))  # type: ignore[arg-type]
+
+        async def burst() -> float:
+            nonlocal left, done
+            left, done = requests, loop.create_future()
+            started = time.process_time()
+            for client in clients:
+                client.data_received(HOT_REQUEST)
+            await done
+            return (time.process_time() - started) / requests * 1e6
+
+        await burst()  # warm
+        if dump:
+            me = str(os.getpid())
+            subprocess.run(["callgrind_control", "-d", "before", me], capture_output=True)
+            await burst()
+            subprocess.run(["callgrind_control", "-d", "measured", me], capture_output=True)
+            return
+        times = sorted([await burst() for _ in range(repeats)])
+        print(f"HOT {times[0]:.2f} {statistics.median(times):.2f}")
+
+    uvloop.run(run())
+
+
+def hot_path_of(src: Path | None, requests: int, repeats: int, instructions: bool) -> str:
+    """`hot_path` in a child process with `src`'s shoal (None: this checkout's)."""
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        f"import sys; sys.path[:0] = [{str(src or repo)!r}, {str(repo)!r}]; "
+        f"from bench.gateway import hot_path; hot_path({requests}, {repeats}, {instructions})"
+    )
+    cmd = [sys.executable, "-c", code]
+    if not instructions:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        best, median = out.split()[1:3]
+        return f"{best} us/request (median {median}) of CPU time"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p", *cmd],
+            capture_output=True,
+            check=True,
+        )
+        measured = next(p for p in Path(tmp).iterdir() if p.name.endswith(".2"))
+        line = next(ln for ln in measured.read_text().splitlines() if ln.startswith("totals:"))
+        return f"{int(line.split()[1]) / requests:,.0f} instructions/request"
+
+
+def run_hot_path(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="shoal-bench-hot-"))
+    try:
+        systems: dict[str, Path | None] = {"shoal": None}
+        if args.ab:
+            systems[args.ab] = export_ref(root, args.ab)
+        # Alternating trials (CPU time) or one deterministic count each (instructions).
+        requests = 2000 if args.instructions else 20000
+        for _ in range(1 if args.instructions else args.trials):
+            for name, src in systems.items():
+                log(f"  {name}: {hot_path_of(src, requests, 7, args.instructions)}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -378,11 +568,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--soak-s", type=int, help="seconds of the memory run (60; --soak: 300)")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--ab", metavar="REF", help="also run the gateway of git ref REF")
+    parser.add_argument(
+        "--only-throughput", action="store_true", help="skip the latency and memory runs"
+    )
+    parser.add_argument(
+        "--hot-path", action="store_true", help="the proxy's work per request, in process"
+    )
+    parser.add_argument(
+        "--instructions", action="store_true", help="with --hot-path: count under callgrind"
+    )
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)  # the upload sink
     args = parser.parse_args(argv)
     if args.sink:
         run_sink(args.sink)
         return 0
+    if args.hot_path:
+        return run_hot_path(args)
     duration = 3 if args.quick else args.duration
     trials = 1 if args.quick else args.trials
     soak_s = args.soak_s or (300 if args.soak else 10 if args.quick else 60)
@@ -412,9 +614,15 @@ def main(argv: list[str] | None = None) -> int:
         gateway = start_gateway(root, control.url, server_cpus)
         procs += [nginx, gateway]
         systems = {"shoal": gateway, "nginx": nginx}
+        if args.ab:
+            other = start_gateway(
+                root, control.url, server_cpus, name=args.ab, src=export_ref(root, args.ab)
+            )
+            procs.append(other)
+            systems[args.ab] = other
 
         log(f"throughput: wrk -c64 -d{duration}s, {trials} alternating trial(s)")
-        runs: dict[str, list[tuple[WrkResult, float]]] = {"shoal": [], "nginx": []}
+        runs: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in systems}
         for _ in range(trials):
             for name, proc in systems.items():
                 result, cpu = throughput(settings, proc)
@@ -430,72 +638,97 @@ def main(argv: list[str] | None = None) -> int:
             results.add("p99 ms (64 conns)", name, f"{result.p99_ms:.2f}", result.p99_ms)
             low = min(c for _, c in runs[name])
             results.add("proxy CPU us/request", name, f"{low:.1f}", low)
-
-        log("latency at ~1,000 req/s (10 connections, 10 ms apart), added over direct")
-        direct = [paced(settings, backend.port) for _ in range(trials)]
-        base = min(direct, key=lambda r: r.p99_ms)
-        log(f"  direct: {base.rps:,.0f} req/s p50 {base.p50_ms:.3f} ms p99 {base.p99_ms:.3f} ms")
-        for name, proc in systems.items():
-            run = min((paced(settings, proc.port) for _ in range(trials)), key=lambda r: r.p99_ms)
-            add50, add99 = run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms
-            log(
-                f"  {name}: {run.rps:,.0f} req/s p50 {run.p50_ms:.3f} ms p99 {run.p99_ms:.3f} ms"
-                f" (+{add50:.3f} / +{add99:.3f}){run.flag}"
-            )
-            results.add("added p50 ms @1k req/s", name, f"{add50:.3f}", add50)
-            results.add("added p99 ms @1k req/s", name, f"{add99:.3f}", add99)
-
-        log(f"memory: RSS under 64-connection load for {soak_s} s")
-        for name, proc in systems.items():
-            samples, run = soak(settings, proc, soak_s)
-            third = max(1, len(samples) // 3)
-            first, last = max(samples[:third]), max(samples[-third:])
-            log(
-                f"  {name}: RSS {samples[0]:.1f} -> {samples[-1]:.1f} MB (max first third "
-                f"{first:.1f}, last third {last:.1f}); {run.rps:,.0f} req/s{run.flag}"
-            )
-            results.add("RSS MB, soak end", name, f"{samples[-1]:.1f}", samples[-1])
-            results.add("RSS growth MB (thirds)", name, f"{last - first:+.1f}", last - first)
-
-        if args.soak:
-            log("200 MB download and upload through each proxy")
-            for name, proc in systems.items():
-                try:
-                    down, up, grown = big_bodies(proc)
-                except (AssertionError, httpx.HTTPError) as error:
-                    log(f"  {name}: FAILED {error}")
-                    results.add("200 MB down MB/s", name, "FAILED", None)
-                    continue
-                log(f"  {name}: down {down:.0f} MB/s, up {up:.0f} MB/s, RSS +{grown:.1f} MB")
-                results.add("200 MB down MB/s", name, f"{down:.0f}", down)
-                results.add("200 MB up MB/s", name, f"{up:.0f}", up)
-                results.add("RSS growth MB, 200 MB bodies", name, f"{grown:+.1f}", grown)
+            mid = statistics.median(c for _, c in runs[name])
+            results.add("proxy CPU us/request, median", name, f"{mid:.1f}", mid)
+        if not args.only_throughput:
+            latency_and_memory(settings, systems, backend, trials, soak_s, args.soak, results)
     finally:
         for proc in reversed(procs):
             proc.stop()
         if control is not None:
             control.kill()
-    print_ratios(results)
+    print_ratios(results, args.ab)
     shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def print_ratios(results: Results) -> None:
-    rows = [("metric", "shoal", "nginx", "shoal/nginx")]
+def latency_and_memory(
+    settings: Settings,
+    systems: dict[str, Proc],
+    backend: Proc,
+    trials: int,
+    soak_s: int,
+    bodies: bool,
+    results: Results,
+) -> None:
+    """Added latency at ~1,000 req/s, RSS over a soak, and (`bodies`) 200 MB each way."""
+    log("latency at ~1,000 req/s (10 connections, 10 ms apart), added over direct")
+    direct = [paced(settings, backend.port) for _ in range(trials)]
+    base = min(direct, key=lambda r: r.p99_ms)
+    log(f"  direct: {base.rps:,.0f} req/s p50 {base.p50_ms:.3f} ms p99 {base.p99_ms:.3f} ms")
+    for name, proc in systems.items():
+        run = min((paced(settings, proc.port) for _ in range(trials)), key=lambda r: r.p99_ms)
+        add50, add99 = run.p50_ms - base.p50_ms, run.p99_ms - base.p99_ms
+        log(
+            f"  {name}: {run.rps:,.0f} req/s p50 {run.p50_ms:.3f} ms p99 {run.p99_ms:.3f} ms"
+            f" (+{add50:.3f} / +{add99:.3f}){run.flag}"
+        )
+        results.add("added p50 ms @1k req/s", name, f"{add50:.3f}", add50)
+        results.add("added p99 ms @1k req/s", name, f"{add99:.3f}", add99)
+
+    log(f"memory: RSS under 64-connection load for {soak_s} s")
+    for name, proc in systems.items():
+        samples, run = soak(settings, proc, soak_s)
+        third = max(1, len(samples) // 3)
+        first, last = max(samples[:third]), max(samples[-third:])
+        log(
+            f"  {name}: RSS {samples[0]:.1f} -> {samples[-1]:.1f} MB (max first third "
+            f"{first:.1f}, last third {last:.1f}); {run.rps:,.0f} req/s{run.flag}"
+        )
+        results.add("RSS MB, soak end", name, f"{samples[-1]:.1f}", samples[-1])
+        results.add("RSS growth MB (thirds)", name, f"{last - first:+.1f}", last - first)
+
+    if bodies:
+        log("200 MB download and upload through each proxy")
+        for name, proc in systems.items():
+            try:
+                down, up, grown = big_bodies(proc)
+            except (AssertionError, httpx.HTTPError) as error:
+                log(f"  {name}: FAILED {error}")
+                results.add("200 MB down MB/s", name, "FAILED", None)
+                continue
+            log(f"  {name}: down {down:.0f} MB/s, up {up:.0f} MB/s, RSS +{grown:.1f} MB")
+            results.add("200 MB down MB/s", name, f"{down:.0f}", down)
+            results.add("200 MB up MB/s", name, f"{up:.0f}", up)
+            results.add("RSS growth MB, 200 MB bodies", name, f"{grown:+.1f}", grown)
+
+
+def print_ratios(results: Results, other: str | None = None) -> None:
+    """The table; with `other` (--ab), its column and the ratios shoal/other and
+    other/nginx too."""
+
+    def ratio(metric: str, a: str, b: str) -> str:
+        x, y = results.value(metric, a), results.value(metric, b)
+        if x is None or y in (None, 0):
+            return ""
+        if metric.startswith("proxy CPU"):
+            return f"{y / x:.2f}x" if x else ""  # efficiency: b's cost over a's
+        return f"{x / y:.2f}x"
+
+    systems = ["shoal", "nginx"] + ([other] if other else [])
+    pairs = [("shoal", "nginx")] + ([(other, "nginx"), ("shoal", other)] if other else [])
+    rows = [("metric", *systems, *(f"{a}/{b}" for a, b in pairs))]
     for metric in results.order:
         cells = results.rows[metric]
-        s, n = results.value(metric, "shoal"), results.value(metric, "nginx")
-        ratio = f"{s / n:.2f}x" if s is not None and n not in (None, 0) else ""
-        if metric.startswith("proxy CPU") and s and n:
-            ratio = f"{n / s:.2f}x"  # efficiency: nginx's cost over shoal's
-        rows.append((metric, cells.get("shoal", ("-",))[0], cells.get("nginx", ("-",))[0], ratio))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        shown = (cells.get(name, ("-",))[0] for name in systems)
+        rows.append((metric, *shown, *(ratio(metric, a, b) for a, b in pairs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print()
     for i, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             print("-+-".join("-" * w for w in widths))
-    print("(req/s: shoal/nginx; CPU us/request: nginx/shoal, i.e. throughput per CPU;")
+    print("(req/s: a/b; CPU us/request: b/a, i.e. throughput per CPU;")
     print(" latency rows: ms added over calling the backend directly)")
 
 

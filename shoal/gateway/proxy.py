@@ -59,12 +59,14 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from ..observe import otel
 from ..observe.trace import trace_from_headers
 from ..resilience import Outcome
 from ..resilience.call import Attempt, Backoff, CallPlan, Done, StopReason
 from .errors import ERRORS, error_response, status_line
 from .metrics import CONNECTIONS, stats_for
 from .pool import WRITE_HIGH, WRITE_LOW, ConnectionPool, UpstreamConnection
+from .spans import ProxySpan
 from .writes import DIRECT, flush
 
 if TYPE_CHECKING:
@@ -132,7 +134,12 @@ _PIPELINE, _UPSTREAM_FULL, _BODY_WAIT = 1, 2, 4
 _SUCCESS, _FAILURE = Outcome.SUCCESS, Outcome.FAILURE
 _SUCCESS_NAME, _FAILURE_NAME = _SUCCESS.value, _FAILURE.value  # (Enum.value is a descriptor)
 UNMATCHED = stats_for("unmatched", "-")  # requests answered before a route was known
+_INF = math.inf
 TICK = 0.01  # how often deadlines and stalls are checked: timeouts fire within 10 ms
+
+
+def _ignore(_header: tuple[bytes, bytes, bytes]) -> None:
+    """`ClientConnection.add_header` before the first request begins (never called)."""
 
 
 class ProxyContext:
@@ -146,6 +153,7 @@ class ProxyContext:
         "pool",
         "rng",
         "routing",
+        "spans",
         "timed",
         "upstreams",
     )
@@ -164,6 +172,7 @@ class ProxyContext:
         self.connections: set[ClientConnection] = set()
         self.timed: set[Exchange] = set()  # exchanges with a deadline or a stall to watch
         self.draining = False
+        self.spans = otel.enabled()  # read once: with export off, no span is ever built
         loop.call_later(TICK, self._tick)
 
     def _tick(self) -> None:
@@ -184,6 +193,7 @@ class ClientConnection(asyncio.Protocol):
 
     __slots__ = (
         "active",
+        "add_header",
         "broken",
         "closed",
         "ctx",
@@ -206,6 +216,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer = b"-"
         self.active: Exchange | None = None  # the request being answered
         self.parsing: Exchange | None = None  # the request being read (may be queued)
+        self.add_header: Callable[[tuple[bytes, bytes, bytes]], None] = _ignore
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
         self.paused = 0
         self.pending: list[bytes] = []  # written this iteration (`shoal.gateway.writes`)
@@ -262,6 +273,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         exchange = Exchange(self)
         self.parsing = exchange
+        self.add_header = exchange.headers.append
         if self.active is None:
             self.active = exchange
         else:
@@ -275,13 +287,12 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # Each header is looked at once, as it is parsed: its lower-case name (for the
         # drop sets), and the few the proxy reads.
-        exchange = self.parsing
-        assert exchange is not None
-        exchange.headers.append((name, value))
         lname = name.lower()
-        exchange.lnames.append(lname)
+        self.add_header((lname, name, value))  # the parsing exchange's headers.append
         kind = _SPECIAL.get(lname)
         if kind is not None:
+            exchange = self.parsing
+            assert exchange is not None
             exchange.special_header(kind, value)
 
     def on_headers_complete(self) -> None:
@@ -431,6 +442,7 @@ class Exchange:
     head_parsed = started = request_done = finished = False
     body_size = 0
     body_dropped = False
+    body_chunks: list[bytes] | tuple[()] = ()  # a list from the first chunk held (_hold)
     # routing and the plan
     rt: RouteRuntime | None = None
     plan: CallPlan[int] | None = None
@@ -442,6 +454,7 @@ class Exchange:
     last_outcome: Outcome | None = None
     last_problem = ""
     timed_out = False
+    span: ProxySpan | None = None  # only while spans are exported (`shoal.gateway.spans`)
     # timers: `deadline` (the attempt's) and `watching` (idle_timeout) are checked by
     # the context's tick; the rare ones (backoff, waiting for a view) are loop timers
     deadline = math.inf
@@ -466,9 +479,7 @@ class Exchange:
         self.conn, self.ctx = conn, conn.ctx
         self.t0 = self.last_io = time.monotonic()
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.lnames: list[bytes] = []
-        self.body_chunks: list[bytes] = []
+        self.headers: list[tuple[bytes, bytes, bytes]] = []  # (lower-case name, name, value)
         self.out: list[bytes] = []
 
     # -- the request, as the parser reads it --------------------------------------------
@@ -537,14 +548,23 @@ class Exchange:
             if self.body_dropped:
                 return
             if self.body_size <= REPLAY_LIMIT:
-                self.body_chunks.append(chunk)
+                self._hold(chunk)
             else:
                 self.body_chunks = []
                 self.body_dropped = True
             return
-        self.body_chunks.append(chunk)
+        self._hold(chunk)
         if self.body_size > BUFFER_LIMIT:
             self.conn.pause(_BODY_WAIT)
+
+    def _hold(self, chunk: bytes) -> None:
+        """Keep a chunk of the body (for a replay, or until a connection is ready); the
+        list is made for the first one, so that a GET makes none."""
+        chunks = self.body_chunks
+        if chunks:
+            chunks.append(chunk)  # (a non-empty one is the list)
+        else:
+            self.body_chunks = [chunk]
 
     def request_complete(self) -> None:
         self.request_done = True
@@ -605,7 +625,7 @@ class Exchange:
             key, who = self.conn.peer.decode("latin-1"), "client address"
         else:
             value = next(
-                (v for n, (_, v) in zip(self.lnames, self.headers, strict=True) if n == header),
+                (v for n, _, v in self.headers if n == header),
                 None,
             )
             if value is None:  # no key given: the client address stands in
@@ -631,7 +651,7 @@ class Exchange:
             if named:
                 drop = drop | named
         parts = [self.method, b" ", target, self.query, b" HTTP/1.1\r\n"]
-        for lname, (name, value) in zip(self.lnames, self.headers, strict=True):
+        for lname, name, value in self.headers:
             if lname not in drop:
                 parts += (name, b": ", value, CRLF)
         parts.append(rt.request_add)
@@ -653,6 +673,8 @@ class Exchange:
             self.rid = rid = ids[:16]
             parts += (b"x-request-id: ", rid, b"\r\ntraceparent: 00-", ids[:32], b"-", ids[32:])
             parts.append(b"-01\r\n")
+            if self.ctx.spans:
+                self.span = ProxySpan(ids[:32].decode(), ids[32:].decode(), None, True)
             return b"".join(parts)
         seen = {}
         if self.rid_in is not None:
@@ -663,6 +685,8 @@ class Exchange:
         self.rid = trace.request_id.encode()
         parts += (b"x-request-id: ", self.rid, CRLF)
         parts += (b"traceparent: ", trace.traceparent.encode(), CRLF)
+        if self.ctx.spans:
+            self.span = ProxySpan(trace.trace_id, trace.span_id, trace.parent_id, trace.sampled)
         return b"".join(parts)
 
     def _wait_for_view(self) -> None:
@@ -787,7 +811,12 @@ class Exchange:
         else:
             up.write(head)
         if self.request_done or not self.expects_body:
-            self._arm_attempt_timer()  # (a GET's message completes right after its head)
+            # The attempt's timeout runs from here (a GET's message completes right after
+            # its head): _arm_attempt_timer, inline on the path every request takes.
+            timeout = self.attempt.timeout if self.attempt is not None else _INF
+            if timeout != _INF:
+                self.deadline = time.monotonic() + timeout
+                self.ctx.timed.add(self)
         else:
             self._arm_watchdog()
 
@@ -842,6 +871,8 @@ class Exchange:
         endpoint = rt.upstream.endpoint(attempt.host)
         where = f" ({endpoint.base_url.removeprefix('http://')})" if endpoint else ""
         self.last_problem = f"instance {attempt.host}{where} {problem}"
+        if self.span is not None:
+            self.span.attempt_failed(attempt.number, attempt.host, outcome.value, problem)
         if self.body_dropped:  # part of the body is gone: this request cannot be sent again
             self.plan_done = True
             self._plan_over(plan.cancel(None, now))
@@ -905,6 +936,9 @@ class Exchange:
                 up.close()
             self.last_outcome = outcome
             self.last_problem = f"instance {attempt.host} answered {status}"
+            if self.span is not None:
+                answered = f"answered {status}"
+                self.span.attempt_failed(attempt.number, attempt.host, outcome.value, answered)
             self._take(step)
             return
         self.plan_done = True
@@ -1160,6 +1194,20 @@ class Exchange:
         seconds = time.monotonic() - self.t0
         if rt is not None:
             rt.stats.answered(self.status, seconds)
+            span = self.span
+            if span is not None:
+                span.finish(
+                    method=self.method,
+                    route=rt.route.name,
+                    path=self.path,
+                    status=self.status,
+                    service=rt.route.service,
+                    instance=self.instance,
+                    attempts=self.plan.attempts if self.plan is not None else 0,
+                    request_id=self.rid,
+                    seconds=seconds,
+                    error=self.error,
+                )
         log = self.ctx.access_log
         if log is not None:
             log.write(

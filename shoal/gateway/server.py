@@ -44,6 +44,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from ..client import AsyncControlPlane, ShoalError
 from ..client.config import RETRY_MAX, RETRY_MIN, ConfigCursor
 from ..config import ItemId
+from ..observe import otel
 from ..service.policy import ClientPolicy
 from . import metrics
 from .access import AccessLog
@@ -121,6 +122,7 @@ class Gateway:
 
     def __init__(self, options: GatewayOptions) -> None:
         self.options = options
+        otel.configure("shoal-gateway")  # spans over OTLP, if installed and configured
         self.policy = options.base_policy()
         self.loop = asyncio.get_running_loop()
         self.rng = random.Random(options.seed)

@@ -24,14 +24,16 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-__all__ = ["configure", "enabled", "record_span"]
+__all__ = ["SpanEvent", "configure", "enabled", "record_span"]
 
 log = logging.getLogger("shoal.observe")
 
 Kind = Literal["server", "client", "producer", "consumer"]
+# (name, time in ns since the epoch, attributes): something that happened during a span
+SpanEvent = tuple[str, int, Mapping[str, str | int | float | bool]]
 
 _processor: Any = None  # a BatchSpanProcessor once configured
 _resource: Any = None
@@ -91,13 +93,14 @@ def record_span(
     end_ns: int,
     attributes: Mapping[str, str | int | float | bool] | None = None,
     error: str | None = None,
+    events: Sequence[SpanEvent] = (),
 ) -> None:
     """Export one finished span (ids as shoal's hex strings); a no-op when disabled or
     when the trace is not sampled."""
     processor = _processor
     if processor is None or not sampled:
         return
-    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
     from opentelemetry.trace.status import Status, StatusCode
 
@@ -116,6 +119,7 @@ def record_span(
         parent=parent,
         resource=_resource,
         attributes=dict(attributes or {}),
+        events=[Event(n, dict(a), timestamp=t) for n, t, a in events],
         kind=SpanKind[kind.upper()],
         status=status,
         start_time=start_ns,

@@ -37,6 +37,8 @@ from .policy import ClientPolicy
 
 __all__ = ["Endpoint", "Upstream"]
 
+_SUCCESS = Outcome.SUCCESS
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -150,32 +152,40 @@ class Upstream:
 
     def choose(self, now: float, key: str | bytes | None, exclude: Collection[str]) -> str | None:
         with self._lock:
-            avoid = frozenset(exclude)
-            ejected = self._outlier.ejected(now) if self._outlier is not None else frozenset()
-            if ejected and len(ejected) < len(self._endpoints):
-                # Every host ejected means "use them all" (Envoy's panic threshold).
-                avoid = avoid | ejected
+            # The usual call excludes nothing: no set is built for it.
+            avoid: Collection[str] = exclude
+            outlier = self._outlier
+            if outlier is not None:
+                ejected = outlier.ejected(now)
+                if ejected and len(ejected) < len(self._endpoints):
+                    # Every host ejected means "use them all" (Envoy's panic threshold).
+                    avoid = {*avoid, *ejected}
             if self._open:
-                avoid = avoid | {h for h, due in self._open.items() if due > now}
+                refusing = {h for h, due in self._open.items() if due > now}
+                if refusing:
+                    avoid = {*avoid, *refusing}
+            balancer, breakers = self._balancer, self._breakers
             for _ in range(len(self._endpoints) + 1):
-                host = self._balancer.pick(now, key=key, exclude=avoid)
+                host = balancer.pick(now, key=key, exclude=avoid)
                 if host is None:
                     return None
-                breaker = self._breakers.get(host.id)
+                host_id = host.id
+                breaker = breakers.get(host_id)
                 if breaker is None or breaker.allow(now):  # half-open: a probe's permit
-                    self._balancer.started(host.id, now)
-                    return host.id
-                avoid = avoid | {host.id}  # probes already in flight: try another
+                    balancer.started(host_id, now)
+                    return host_id
+                avoid = {*avoid, host_id}  # probes already in flight: try another
             return None
 
     def finished(self, host: str, now: float, outcome: Outcome, latency: float) -> None:
         with self._lock:
-            self._balancer.finished(host, now, latency, outcome is Outcome.SUCCESS)
+            self._balancer.finished(host, now, latency, outcome is _SUCCESS)
             breaker = self._breakers.get(host)
             if breaker is not None:
                 breaker.record(now, outcome, latency)
-            if self._outlier is not None:
-                self._outlier.record(host, now, outcome)
+            outlier = self._outlier
+            if outlier is not None:
+                outlier.record(host, now, outcome)
 
     def abandoned(self, host: str, now: float) -> None:
         with self._lock:
