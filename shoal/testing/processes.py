@@ -166,10 +166,14 @@ class ServerProcess:
                 env["SHOAL_TLS_CERT"], env["SHOAL_TLS_KEY"] = str(self.tls.cert), str(self.tls.key)
         return env
 
+    def token_works(self) -> bool:
+        return self.get("/api/v1/acl/token/self").status_code == 200
+
     def bootstrap(self, timeout: float = 30.0) -> None:
         """Make `token` the cluster's management token (ACL bootstrap), or check that it is
         already: a cluster bootstrapped with another secret is an error, not a hang."""
         assert self.token is not None
+        refused: list[int] = []  # 401s after a 409: another token, or a member catching up
 
         def done() -> bool:
             with self.http() as client:
@@ -177,13 +181,18 @@ class ServerProcess:
                 if answer.status_code == 409:
                     mine = client.get(self.url + "/api/v1/acl/token/self")
                     if mine.status_code == 401:
-                        raise RuntimeError(f"{self.name}: bootstrapped with another token")
+                        refused.append(401)
                     return mine.status_code == 200
                 if answer.status_code == 400:
                     raise RuntimeError(f"{self.name}: bootstrap refused: {answer.text}")
                 return answer.status_code == 200
 
-        wait_for(done, timeout, what=f"{self.name} ACL bootstrap")
+        try:
+            wait_for(done, timeout, what=f"{self.name} ACL bootstrap")
+        except TimeoutError:
+            if refused:
+                raise RuntimeError(f"{self.name}: bootstrapped with another token") from None
+            raise
 
     def start(self) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +291,8 @@ class LocalCluster:
         secured = [p for p in self.members.values() if p.token is not None]
         if secured:
             secured[0].bootstrap()
+            for p in secured[1:]:  # the token reaches each member's copy a round-trip later
+                wait_for(p.token_works, 30, what=f"the token on {p.name}")
         return self
 
     def stop(self) -> None:

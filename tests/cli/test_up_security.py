@@ -111,8 +111,12 @@ def test_up_with_tls_and_acls_registers_a_service_reached_through_the_gateway(
         with httpx.Client(
             verify=ssl.create_default_context(cafile=str(issued.ca)), headers=root, timeout=5
         ) as http:
-            listed = http.get(instances).json()["instances"]
-            assert [i["id"] for i in listed] == ["hello-1"]  # it registered with the token
+            # It registers with the token (just after its health path answers).
+            wait_for(
+                lambda: [i["id"] for i in http.get(instances).json()["instances"]] == ["hello-1"],
+                60,
+                what="hello-1 registered",
+            )
             greeting = http.get(base + "/api/v1/config/hello/greeting").json()
             assert greeting["content"] == "hi"  # `shoal up` seeded it with the token
         # Plain HTTP is not spoken by the control plane.

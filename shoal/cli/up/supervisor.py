@@ -380,11 +380,12 @@ class Supervisor:
             self.say("shoal", "bold", "ACLs bootstrapped with security.token")
             return
         if answer.status_code == 409:
-            mine = await http.get(
-                url + "/api/v1/acl/token/self", headers={"authorization": f"Bearer {token}"}
-            )
-            if mine.status_code == 200:
-                return
+            bearer = {"authorization": f"Bearer {token}"}
+            for _ in range(50):  # a restarted member may still be applying its log
+                mine = await http.get(url + "/api/v1/acl/token/self", headers=bearer)
+                if mine.status_code == 200:
+                    return
+                await asyncio.sleep(0.1)
             raise RuntimeError(
                 f"the control plane in {self.data / 'control-plane'} was bootstrapped with "
                 "another token than security.token"
