@@ -27,6 +27,7 @@ and after; read the ratios, not the absolute numbers.
 
     .venv/bin/python -m bench.security            # 3 trials x 5 s per run (~3-4 min)
     .venv/bin/python -m bench.security --quick    # 1 trial x 2 s (a smoke run)
+    .venv/bin/python -m bench.security --profile /tmp/tls-prof   # + py-spy (bench/tls_profile.py)
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from bench.harness import (
     run_wrk,
     terminate,
 )
+from bench.tls_profile import recording, tls_share
 from shoal.security.certs import init_certs
 from shoal.testing.processes import LocalCluster, wait_for
 
@@ -208,6 +210,7 @@ class Samples:
 
     runs: dict[str, dict[str, list[tuple[float, float, float]]]] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    profile: list[str] = field(default_factory=list)
 
     def add(self, metric: str, variant: str, rps: float, p50: float, p99: float) -> None:
         self.runs.setdefault(metric, {}).setdefault(variant, []).append((rps, p50, p99))
@@ -260,6 +263,32 @@ def bench_reads(system: SecureShoal, prefix: str, samples: Samples) -> None:
         samples.add(f"linearizable read c=64 {role}", system.name, r.rps, r.p50_ms, r.p99_ms)
 
 
+def profile(system: SecureShoal, prefix: str, out: Path) -> list[str]:
+    """One more write run and read run on `system`'s leader with py-spy on every member;
+    the TLS share of each member's samples (bench/tls_profile.py)."""
+    leader = system.leader()
+    pids = {
+        ("leader" if m is leader else m.name): m.pid
+        for m in system.members
+        if isinstance(m, SecureMember) and m.pid is not None
+    }
+    runs = {
+        "writes": ["put", f"profile/{uuid.uuid4().hex[:6]}/", system.token or "-"],
+        "reads": ["get", prefix, str(READ_KEYS), "linearizable", system.token or "-"],
+    }
+    lines = []
+    for run, args in runs.items():
+        seconds = max(1, system.settings.duration_s - 1)
+        with recording(pids, seconds, out, run) as paths:
+            run_wrk(system.settings, leader.url, SCRIPT, args, CONNECTIONS)
+        if not paths:
+            return ["profile: py-spy is not installed (pip install py-spy)"]
+        for path in paths:
+            if path.exists():
+                lines.append(f"profile {system.name} {path.stem}: {tls_share(path).line()}")
+    return lines
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -278,7 +307,9 @@ def clusters(root: Path, settings: Settings) -> Iterator[list[SecureShoal]]:
             system.stop()
 
 
-def run(settings: Settings, trials: int, keep_logs: Path) -> Samples:
+def run(
+    settings: Settings, trials: int, keep_logs: Path, profile_dir: Path | None = None
+) -> Samples:
     samples = Samples()
     with tempfile.TemporaryDirectory(prefix="shoal-bench-security-") as tmp:
         root = Path(tmp)
@@ -292,6 +323,9 @@ def run(settings: Settings, trials: int, keep_logs: Path) -> Samples:
                         bench_writes(system, samples)
                     for system in systems:
                         bench_reads(system, prefixes[system.name], samples)
+                if profile_dir is not None:
+                    tls = next(s for s in systems if s.name == "tls")
+                    samples.profile = profile(tls, prefixes["tls"], profile_dir)
         finally:
             collect_logs(root, keep_logs, results)
         samples.flags.extend(results.notes)
@@ -344,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run")
     parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="after the trials, profile the TLS members with py-spy into this directory",
+    )
+    parser.add_argument(
         "--logs",
         type=Path,
         default=Path(tempfile.gettempdir()) / "shoal-bench-security-logs",
@@ -373,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{server_cpus or 'any'}, wrk on {loadgen_cpus or 'any'}; load average {load()}"
     )
     started = time.monotonic()
-    samples = run(settings, trials, args.logs)
+    samples = run(settings, trials, args.logs, args.profile)
     print()
     for line in table(samples):
         print(line)
@@ -383,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         print("goal: " + line)
     for flag in samples.flags:
         print("note: " + flag)
+    for line in samples.profile:
+        print(line)
     print(f"load average after: {load()}; total {time.monotonic() - started:.0f} s")
     print(f"server logs: {args.logs}")
     return 0

@@ -67,6 +67,22 @@ def worker(
             help="Accept only drivers that present this token (env SHOAL_TOKEN).",
         ),
     ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option("--tls-cert", help="PEM certificate: serve the worker port over TLS."),
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="Its private key.")] = None,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option("--tls-ca", help="CA that signs drivers' certificates (and the workers')."),
+    ] = None,
+    client_cert_required: Annotated[
+        bool,
+        typer.Option(
+            "--client-cert-required",
+            help="Refuse drivers without a certificate signed by --tls-ca (mTLS).",
+        ),
+    ] = False,
     log_format: Annotated[
         str | None,
         typer.Option(
@@ -82,6 +98,7 @@ def worker(
     from shoal.client import parse_endpoints
     from shoal.compute import ComputeError
     from shoal.compute.worker import Worker, parse_resources, run_worker
+    from shoal.compute.worker_tls import WorkerTls
 
     try:
         servers = parse_endpoints(server)
@@ -91,6 +108,18 @@ def worker(
         offered = parse_resources(resources) if resources else None
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--resources") from None
+    files = {"--tls-cert": tls_cert, "--tls-key": tls_key, "--tls-ca": tls_ca}
+    tls = None
+    if any(files.values()) or client_cert_required:
+        missing = [flag for flag, value in files.items() if not value]
+        if missing:
+            raise typer.BadParameter(
+                "TLS needs all of --tls-cert, --tls-key and --tls-ca; "
+                f"missing {', '.join(missing)}",
+                param_hint="--tls-cert",
+            )
+        assert tls_ca is not None
+        tls = WorkerTls(tls_ca, tls_cert, tls_key, client_cert_required)
     try:
         run_worker(
             Worker(
@@ -104,6 +133,7 @@ def worker(
                 ttl=ttl,
                 metrics_port=None if no_metrics else metrics_port,
                 token=token,
+                tls=tls,
             )
         )
     except (ComputeError, OSError) as error:

@@ -10,6 +10,7 @@ frame for an older generation (a process that was killed) is dropped.
                        RUN(slot, gen, message)   RESTART(slot, gen)
     worker -> driver   HELLO(info)   RESULTS(slot, gen, results)
                        SLOT_UP(slot, gen, {"pid"})   SLOT_DOWN(slot, gen, {"reason"})
+                       REFUSED(0, 0, {"reason"}), then it closes: no or a bad AUTH
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ RESTART = 4
 SLOT_UP = 5
 SLOT_DOWN = 6
 AUTH = 7  # the driver's token; a worker with a token reads nothing else before it
+REFUSED = 8  # the worker's last frame to a driver it did not authenticate
 MAX_TOKEN = 1024
 
 SERVICE = "shoal-workers"  # the registry service every shoal worker registers under

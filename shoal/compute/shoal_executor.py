@@ -20,6 +20,13 @@ function sent once per slot process, results streamed back in batches (the worke
 relays them unread). Worker timestamps are mapped onto the driver's clock by the
 arrival time of their batch.
 
+Security: a driver presents its token (``token=``, else ``SHOAL_TOKEN``) in an ``AUTH``
+frame first; a worker that refuses it answers ``REFUSED`` and closes, and the driver
+says so (``ExecutorError`` naming the workers and why) instead of waiting. A worker whose
+registry metadata says ``tls`` is spoken to over TLS (``worker_tls``), with ``tls=`` or
+else the client's ``SHOAL_TLS_*`` files; with ``tls=`` given, every worker is (a plain
+one is not used: no downgrade to clear text).
+
 Failures:
 
 * a worker whose connection drops, or whose registry instance goes away (its keep-alive
@@ -47,6 +54,7 @@ import pickle
 import re
 import selectors
 import socket
+import ssl
 import time
 import uuid
 from collections import deque
@@ -72,6 +80,7 @@ from .scheduler import (
     WorkerJoined,
     WorkerLost,
 )
+from .worker_tls import WorkerTls
 
 __all__ = ["ShoalExecutor"]
 
@@ -114,6 +123,10 @@ class ShoalExecutor(DriverCore):
     to answer, then raises ``ExecutorError`` if too few did. ``batch`` and ``tick`` are
     the local executor's knobs. ``record`` keeps job records in the control plane;
     ``resume`` (a job id) makes the first submitted job continue that recorded job.
+    ``token`` is presented to every worker (workers started with ``--token`` demand it);
+    ``tls`` (``WorkerTls(ca, cert, key)``) is how to speak TLS to workers (see the
+    module doc). Neither is the control plane's: that client reads ``SHOAL_TOKEN`` and
+    ``SHOAL_TLS_*`` as every client does.
     """
 
     name = "shoal"
@@ -130,6 +143,7 @@ class ShoalExecutor(DriverCore):
         resume: str | None = None,
         config: SchedulerConfig | None = None,
         token: str | None = None,
+        tls: WorkerTls | None = None,
     ) -> None:
         if isinstance(min_workers, bool) or not isinstance(min_workers, int) or min_workers < 1:
             raise JobError(f"min_workers must be a positive int, got {min_workers!r}")
@@ -142,11 +156,17 @@ class ShoalExecutor(DriverCore):
         self.server = server
         # Presented to every worker first (AUTH); workers started with --token demand it.
         self._token = (token or os.environ.get("SHOAL_TOKEN") or "").encode()
+        self._tls_always = tls is not None  # then no worker is spoken to in clear text
+        files = tls or WorkerTls.from_env()
+        self._ssl = files.client_context() if files is not None else None
+        self._has_cert = files is not None and files.cert is not None
+        self._problems: dict[str, str] = {}  # instance id -> why it is not connected
+        self._refused: set[str] = set()  # instances that refused our token
         super().__init__(Scheduler(config or SchedulerConfig(prefetch=batch)), tick)
         self._resume = resume
         self._conns: dict[str, _Conn] = {}  # by sid
         self._by_instance: dict[str, _Conn] = {}
-        self._instances: dict[str, tuple[str, int]] = {}  # registered: id -> address
+        self._instances: dict[str, tuple[str, int, bool]] = {}  # id -> address, port, tls
         self._retry_at: dict[str, float] = {}
         self._retry_delay: dict[str, float] = {}
         self._dirty: set[str] = set()  # jobs whose record summary is out of date
@@ -266,9 +286,12 @@ class ShoalExecutor(DriverCore):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 data = json.loads(value)
                 if data.get("health", {}).get("status", "passing") != "critical":
-                    address = (str(data["address"]), int(data["port"]))
+                    wants_tls = (data.get("metadata") or {}).get("tls") == "1"
+                    address = (str(data["address"]), int(data["port"]), wants_tls)
         if address is None:
             self._instances.pop(instance_id, None)
+            self._problems.pop(instance_id, None)
+            self._refused.discard(instance_id)
             self._retry_at.pop(instance_id, None)
             self._retry_delay.pop(instance_id, None)
             conn = self._by_instance.get(instance_id)
@@ -284,13 +307,24 @@ class ShoalExecutor(DriverCore):
         address = self._instances.get(instance_id)
         if address is None or instance_id in self._by_instance:
             return
+        host, port, wants_tls = address
+        if wants_tls and self._ssl is None:
+            self._problems[instance_id] = (
+                f"worker {instance_id} speaks TLS: give ShoalExecutor(tls=WorkerTls(ca, ...)) "
+                "or SHOAL_TLS_CA"
+            )
+            self._retry_later(instance_id)
+            return
         try:
-            sock = socket.create_connection(address, timeout=1.0)
+            sock = socket.create_connection((host, port), timeout=5.0)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None and (wants_tls or self._tls_always):
+                sock = self._ssl.wrap_socket(sock, server_hostname=host)  # handshake here
             if self._token:
                 sock.sendall(fr.frame(fr.AUTH, 0, 0, self._token))
             sock.settimeout(None)
-        except OSError:
+        except OSError as error:
+            self._problems[instance_id] = f"cannot connect to worker {instance_id}: {error}"
             self._retry_later(instance_id)
             return
         self._retry_at.pop(instance_id, None)
@@ -311,14 +345,25 @@ class ShoalExecutor(DriverCore):
 
     def _await_workers(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        self._drive(lambda: len(self.workers()) >= count or time.monotonic() >= deadline, None)
+
+        def settled() -> bool:
+            if len(self.workers()) >= count or time.monotonic() >= deadline:
+                return True
+            # Every registered worker refused our token: waiting cannot help.
+            return bool(self._instances) and self._refused >= set(self._instances)
+
+        self._drive(settled, None)
         have = len(self.workers())
         if have < count:
             registered = len(self._instances)
+            problems = [self._problems[i] for i in sorted(self._instances) if i in self._problems]
+            why = "; ".join(problems[:3]) if problems else ""
+            if self._refused and not self._token:
+                why += " (this driver has no token: give token= or SHOAL_TOKEN)"
             raise ExecutorError(
                 f"{have} shoal worker(s) answered within {timeout:g}s, need {count} "
-                f"({registered} registered as {fr.SERVICE!r} at {self.server}); "
-                f"start some with: shoal worker --server {self.server}"
+                f"({registered} registered as {fr.SERVICE!r} at {self.server})"
+                + (f": {why}" if why else f"; start some with: shoal worker --server {self.server}")
             )
 
     # -- the loop --
@@ -363,6 +408,10 @@ class ShoalExecutor(DriverCore):
             return
         buffer = conn.buffer
         buffer += chunk
+        sock = conn.sock
+        if isinstance(sock, ssl.SSLSocket):  # records decrypted already: no select wakes us
+            while pending := sock.pending():
+                buffer += sock.recv(pending)
         header = fr.HEADER
         hsize = header.size
         offset = 0
@@ -391,12 +440,19 @@ class ShoalExecutor(DriverCore):
             conn.slots = [None] * slots
             conn.joined = True
             self._retry_delay.pop(conn.instance_id, None)
+            self._problems.pop(conn.instance_id, None)
+            self._refused.discard(conn.instance_id)
             self._pids[conn.sid] = conn.pid
             self._feed(WorkerJoined(conn.sid, conn.resources, slots, f"join-{conn.sid}"))
         elif kind == fr.SLOT_UP:
             if index < len(conn.slots):
                 conn.slots[index] = _Slot(index, gen, json.loads(payload).get("pid"))
                 self._place_backlog(conn)
+        elif kind == fr.REFUSED:
+            reason = json.loads(payload).get("reason", "refused")
+            self._problems[conn.instance_id] = reason
+            self._refused.add(conn.instance_id)
+            self._lose(conn, reason)
         elif kind == fr.SLOT_DOWN:
             slot = conn.slots[index] if index < len(conn.slots) else None
             if slot is not None and slot.gen == gen:
@@ -488,6 +544,16 @@ class ShoalExecutor(DriverCore):
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()
+        if not conn.joined:
+            hint = ""
+            if isinstance(conn.sock, ssl.SSLSocket):  # a refused handshake ends like this
+                hint = (
+                    " (this driver presents no TLS client certificate: does the worker "
+                    "require one?)"
+                    if not self._has_cert
+                    else " (does the worker trust this driver's TLS client certificate?)"
+                )
+            self._problems.setdefault(conn.instance_id, f"{reason} before its HELLO{hint}")
         if conn.instance_id in self._instances:
             self._retry_later(conn.instance_id)
         if conn.joined:

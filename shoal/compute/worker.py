@@ -23,9 +23,15 @@ killed: nobody is left to want their results.
 
 With a token (``--token`` / ``SHOAL_TOKEN``), a driver's first frame must be ``AUTH``
 carrying the same token, compared in constant time (``hmac.compare_digest``) within
-``AUTH_TIMEOUT``; anything else closes the connection before a slot process starts or
-another byte is read, so an unauthenticated peer never gets a payload to a process that
-unpickles it.
+``AUTH_TIMEOUT``; anything else gets a ``REFUSED`` frame and the connection closed
+before a slot process starts or another byte is read, so an unauthenticated peer never
+gets a payload to a process that unpickles it.
+
+With TLS (``--tls-cert/--tls-key/--tls-ca``, ``worker_tls``) the port speaks only TLS:
+the handshake comes first (within ``AUTH_TIMEOUT``), then the token as above, so job data
+crosses the network encrypted; with ``--client-cert-required`` a driver without a
+certificate signed by the CA fails the handshake, before any frame is read. The worker's
+registry metadata says ``tls: "1"``, which is how drivers know to speak TLS to it.
 
 It never runs a task itself and never decides anything about scheduling: that is the
 driver's (the pure scheduler in ``scheduler.py``).
@@ -57,6 +63,7 @@ from . import _frames as fr
 from . import worker_metrics as metrics
 from ._slots import slot_main
 from .errors import ExecutorError
+from .worker_tls import WorkerTls
 
 __all__ = ["Worker", "parse_resources", "run_worker"]
 
@@ -127,6 +134,7 @@ class Worker:
         flush_every: int = 8,
         metrics_port: int | None = None,
         token: str | None = None,
+        tls: WorkerTls | None = None,
     ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ExecutorError(f"slots must be a positive int, got {slots!r}")
@@ -147,6 +155,7 @@ class Worker:
         self.flush_every = flush_every
         self.metrics_port = metrics_port  # None: no endpoint; 0: any free port
         self._token = token.encode() if token else None  # drivers must present it
+        self._ssl = tls.server_context() if tls is not None else None  # bad files fail here
         self._metrics: metrics.MetricsServer | None = None
         self._ctx: Any = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_preload())
@@ -159,7 +168,10 @@ class Worker:
     async def serve(self, ready: asyncio.Future[int] | None = None) -> None:
         self._stopping = asyncio.Event()
         await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
-        server = await asyncio.start_server(self._accept, self.host, self.port)
+        tls: dict[str, Any] = {}
+        if self._ssl is not None:
+            tls = {"ssl": self._ssl, "ssl_handshake_timeout": AUTH_TIMEOUT}
+        server = await asyncio.start_server(self._accept, self.host, self.port, **tls)
         self.port = int(server.sockets[0].getsockname()[1])
         if self.metrics_port is not None:
             self._metrics = metrics.serve_metrics(self.host, self.metrics_port)
@@ -204,6 +216,8 @@ class Worker:
         }
         if self._metrics is not None:  # where Prometheus (and the dashboard) scrape it
             metadata["metrics_port"] = str(self._metrics.port)
+        if self._ssl is not None:
+            metadata["tls"] = "1"  # drivers speak TLS to it (and only to it)
         return {"address": self.advertise, "port": self.port, "metadata": metadata}
 
     def _announce(self, registration: Registration) -> None:
@@ -223,7 +237,12 @@ class Worker:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._token is not None and not await self._authenticated(reader):
-            writer.close()  # before any slot process exists or any job byte is read
+            # Before any slot process exists or any job byte is read; the reason lets the
+            # driver say what is wrong instead of retrying in silence.
+            refusal = {"reason": f"worker {self.worker_id} refused the driver's token"}
+            with contextlib.suppress(OSError):
+                writer.write(fr.frame(fr.REFUSED, 0, 0, json.dumps(refusal).encode()))
+            writer.close()
             return
         session = _Session(writer, [None] * self.slots)
         self._sessions.add(session)

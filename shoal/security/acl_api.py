@@ -11,7 +11,7 @@ the leader, once, and answers only once it has applied the write itself (the lea
 says which revision to wait for), so a token made through a follower works on it at once.
 Reads answer from this member's copy of the store. The bootstrap is a
 transaction guarded by `/_shoal/acl/bootstrap` not existing, so two racing bootstraps
-cannot both succeed.
+cannot both succeed; its secret is random unless the body chooses one (`{"token": ...}`).
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ from .tokens import (
 )
 
 Scope = MutableMapping[str, Any]
+# What a caller-chosen bootstrap secret may be: long enough not to be guessed, and only
+# characters a `Bearer` header carries as they are.
+CHOSEN_SECRET = re.compile(r"[A-Za-z0-9._~+/=-]{32,256}")
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -307,8 +310,9 @@ class AclApi:
         except Exception as error:  # not leader any more, no quorum, timeout: retry
             raise ApiError(503, "unavailable", f"the write did not commit: {error}") from error
 
-    async def _bootstrap(self, _: bytes) -> tuple[int, dict[str, Any]]:
-        secret, accessor, member_secret = new_secret(), new_accessor(), new_secret()
+    async def _bootstrap(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        secret = _chosen_secret(_json(body)) or new_secret()
+        accessor, member_secret = new_accessor(), new_secret()
         record = token_record(secret, accessor, [GLOBAL_MANAGEMENT], "bootstrap token")
         command = Txn(
             compares=(
@@ -387,6 +391,25 @@ def _json(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object")
     return document
+
+
+def _chosen_secret(document: dict[str, Any]) -> str | None:
+    """The bootstrap secret the caller chose (`{"token": ...}`, as Consul's bootstrap
+    takes one), so a deployment can hand out its management token before the cluster
+    exists (`shoal up`'s `security.token`). Refused unless it is hard to guess."""
+    if set(document) - {"token"}:
+        raise ApiError(400, "invalid_request", 'the bootstrap body takes only "token"')
+    secret = document.get("token")
+    if secret is None:
+        return None
+    if not isinstance(secret, str) or not CHOSEN_SECRET.fullmatch(secret):
+        raise ApiError(
+            400,
+            "invalid_token",
+            "a chosen bootstrap token is 32 to 256 characters of letters, digits and "
+            "-._~+/= (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)",
+        )
+    return secret
 
 
 def _dumps(value: Any) -> bytes:

@@ -2,7 +2,14 @@
 service processes (`AppProcess`), and a tiny HTTP service to health-check."""
 
 from .apps import AppProcess, uvicorn_command
-from .processes import LocalCluster, ServerProcess, free_port, local_cluster, wait_for
+from .processes import (
+    LocalCluster,
+    ServerProcess,
+    ServerTls,
+    free_port,
+    local_cluster,
+    wait_for,
+)
 from .services import HttpService
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "HttpService",
     "LocalCluster",
     "ServerProcess",
+    "ServerTls",
     "free_port",
     "local_cluster",
     "uvicorn_command",

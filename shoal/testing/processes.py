@@ -2,6 +2,13 @@
 
 Every process is tracked by PID and killed on exit, even when a test fails half-way.
 Ports come from the kernel (bind to port 0), so parallel test runs do not collide.
+
+Secured members use the same harness: `tls=ServerTls(ca, cert, key)` starts a member
+with `--tls-*` (its URL is https, and the harness's own requests trust the CA and present
+the member certificate), `token="..."` starts it with `--acl` and, once it is ready,
+bootstraps the cluster's ACLs with that secret (or checks the secret works, when the
+cluster was bootstrapped already), so every request the harness makes carries it.
+`env()` is what a child process (a service, a worker) needs to reach the member.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -78,6 +86,24 @@ def wait_for(
     raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}: {last_error}")
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The PEM files of a TLS member (`shoal certs init` makes them). `trust` is the CA the
+    harness's own requests trust (default `ca`); given one, they present no certificate
+    (a member signed by another CA would refuse ours)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    trust: Path | None = None
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.trust or self.ca))
+        if self.trust is None:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
 @dataclass
 class ServerProcess:
     name: str
@@ -88,10 +114,13 @@ class ServerProcess:
     join: str | None = None
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    tls: ServerTls | None = None
+    token: str | None = None  # ACLs on; the bootstrap secret, sent by every request here
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_addr(self) -> str:
@@ -113,7 +142,57 @@ class ServerProcess:
             cmd += ["--initial-cluster", self.initial_cluster]
         if self.join:
             cmd += ["--join", self.join]
+        if self.tls is not None:
+            tls = self.tls
+            cmd += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--tls-ca", str(tls.ca)]
+        if self.token is not None and "--acl" not in self.extra:
+            cmd.append("--acl")
         return cmd + self.extra
+
+    def http(self, timeout: float = 5.0) -> httpx.Client:
+        """A client of this member as the harness speaks to it (its TLS, its token)."""
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        verify: ssl.SSLContext | bool = self.tls.client_context() if self.tls else True
+        return httpx.Client(verify=verify, headers=headers, timeout=timeout)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that let a child process's SDK client reach this member."""
+        env = {"SHOAL_ENDPOINTS": self.url}
+        if self.token:
+            env["SHOAL_TOKEN"] = self.token
+        if self.tls is not None:
+            env["SHOAL_TLS_CA"] = str(self.tls.trust or self.tls.ca)
+            if self.tls.trust is None:
+                env["SHOAL_TLS_CERT"], env["SHOAL_TLS_KEY"] = str(self.tls.cert), str(self.tls.key)
+        return env
+
+    def token_works(self) -> bool:
+        return self.get("/api/v1/acl/token/self").status_code == 200
+
+    def bootstrap(self, timeout: float = 30.0) -> None:
+        """Make `token` the cluster's management token (ACL bootstrap), or check that it is
+        already: a cluster bootstrapped with another secret is an error, not a hang."""
+        assert self.token is not None
+        refused: list[int] = []  # 401s after a 409: another token, or a member catching up
+
+        def done() -> bool:
+            with self.http() as client:
+                answer = client.post(self.url + "/api/v1/acl/bootstrap", json={"token": self.token})
+                if answer.status_code == 409:
+                    mine = client.get(self.url + "/api/v1/acl/token/self")
+                    if mine.status_code == 401:
+                        refused.append(401)
+                    return mine.status_code == 200
+                if answer.status_code == 400:
+                    raise RuntimeError(f"{self.name}: bootstrap refused: {answer.text}")
+                return answer.status_code == 200
+
+        try:
+            wait_for(done, timeout, what=f"{self.name} ACL bootstrap")
+        except TimeoutError:
+            if refused:
+                raise RuntimeError(f"{self.name}: bootstrapped with another token") from None
+            raise
 
     def start(self) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -128,17 +207,20 @@ class ServerProcess:
         def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            return self.get("/healthz", timeout=1).status_code == 200
 
         wait_for(healthy, timeout, what=f"{self.name} /healthz")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Healthy, ready (a leader known) and, with a token, the ACLs bootstrapped."""
         self.wait_healthy(timeout)
         wait_for(
-            lambda: httpx.get(self.url + "/readyz", timeout=1).status_code == 200,
+            lambda: self.get("/readyz", timeout=1).status_code == 200,
             timeout,
             what=f"{self.name} /readyz",
         )
+        if self.token is not None:
+            self.bootstrap(timeout)
 
     @property
     def alive(self) -> bool:
@@ -168,20 +250,34 @@ class ServerProcess:
             return ""
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=kwargs.pop("timeout", 5), **kwargs)
+        return self.request("GET", path, **kwargs)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=kwargs.pop("timeout", 5), **kwargs)
+        with self.http(kwargs.pop("timeout", 5)) as client:
+            return client.request(method, self.url + path, **kwargs)
 
 
 class LocalCluster:
-    """N members with an initial cluster, or members added one by one with `join`."""
+    """N members with an initial cluster, or members added one by one with `join`.
+    With `tls` and `token` every member is secured (see the module doc); `start()` then
+    also bootstraps the cluster's ACLs with `token`."""
 
-    def __init__(self, root: Path, size: int, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int,
+        extra: list[str] | None = None,
+        *,
+        tls: ServerTls | None = None,
+        token: str | None = None,
+    ) -> None:
         self.root = root
         self.members: dict[str, ServerProcess] = {}
         names = [f"n{i}" for i in range(1, size + 1)]
-        procs = [ServerProcess(n, root / n / "data", extra=list(extra or [])) for n in names]
+        procs = [
+            ServerProcess(n, root / n / "data", extra=list(extra or []), tls=tls, token=token)
+            for n in names
+        ]
         initial = ",".join(f"{p.name}={p.peer_addr}" for p in procs)
         for p in procs:
             p.initial_cluster = initial
@@ -192,6 +288,11 @@ class LocalCluster:
             p.start()
         for p in self.members.values():
             p.wait_healthy()
+        secured = [p for p in self.members.values() if p.token is not None]
+        if secured:
+            secured[0].bootstrap()
+            for p in secured[1:]:  # the token reaches each member's copy a round-trip later
+                wait_for(p.token_works, 30, what=f"the token on {p.name}")
         return self
 
     def stop(self) -> None:
@@ -228,8 +329,15 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(root: Path, size: int, extra: list[str] | None = None) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root, size, extra)
+def local_cluster(
+    root: Path,
+    size: int,
+    extra: list[str] | None = None,
+    *,
+    tls: ServerTls | None = None,
+    token: str | None = None,
+) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(root, size, extra, tls=tls, token=token)
     try:
         yield cluster.start()
     finally:

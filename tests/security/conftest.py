@@ -1,17 +1,18 @@
-"""Fixtures of the security tests: a development CA on disk and TLS-speaking members."""
+"""Fixtures of the security tests: a development CA on disk and TLS-speaking members
+(`shoal.testing.ServerProcess` with `tls=`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from shoal.security.certs import Authority, init_certs, issue, load_authority, write_cert, write_key
-from shoal.testing import ServerProcess, wait_for
+from shoal.testing import LocalCluster, ServerProcess, ServerTls
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Pki:
         write_key(key_path, key)
         return cert_path, key_path
 
+    @property
+    def server_tls(self) -> ServerTls:
+        return ServerTls(self.ca, self.member_cert, self.member_key)
+
     def client(self, cert: tuple[Path, Path] | None = None, ca: Path | None = None) -> httpx.Client:
         context = ssl.create_default_context(cafile=str(ca or self.ca))
         if cert is not None:
@@ -62,68 +67,8 @@ def pki(tmp_path: Path) -> Pki:
     )
 
 
-@dataclass
-class TlsServer(ServerProcess):
-    """A `shoal server` with TLS on; its own checks speak HTTPS with the member's cert."""
-
-    ca: Path = field(default=Path())
-    cert: Path = field(default=Path())
-    key: Path = field(default=Path())
-    trust: Path | None = None  # the CA the test's own requests trust (default: `ca`)
-    token: str | None = None  # sent as `Authorization: Bearer` by the test's own requests
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
-
-    def command(self) -> list[str]:
-        tls = ["--tls-cert", str(self.cert), "--tls-key", str(self.key), "--tls-ca", str(self.ca)]
-        return super().command() + tls
-
-    def http(self) -> httpx.Client:
-        context = ssl.create_default_context(cafile=str(self.trust or self.ca))
-        if self.trust is None:  # a member signed by another CA would refuse our cert
-            context.load_cert_chain(str(self.cert), str(self.key))
-        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(verify=context, headers=headers, timeout=5)
-
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
-        with self.http() as client:
-            return client.get(self.url + path, **kwargs)  # type: ignore[arg-type]
-
-    def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        with self.http() as client:
-            return client.request(method, self.url + path, **kwargs)  # type: ignore[arg-type]
-
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        def healthy() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
-            return self.get("/healthz").status_code == 200
-
-        wait_for(healthy, timeout, what=f"{self.name} /healthz")
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self.wait_healthy(timeout)
-        wait_for(lambda: self.get("/readyz").status_code == 200, timeout, what="/readyz")
-
-
 def tls_cluster(
     root: Path, pki: Pki, size: int, extra: list[str] | None = None
-) -> dict[str, TlsServer]:
+) -> dict[str, ServerProcess]:
     """`size` TLS members with one initial cluster (not started)."""
-    members = {
-        f"n{i}": TlsServer(
-            f"n{i}",
-            root / f"n{i}" / "data",
-            extra=list(extra or []),
-            ca=pki.ca,
-            cert=pki.member_cert,
-            key=pki.member_key,
-        )
-        for i in range(1, size + 1)
-    }
-    initial = ",".join(f"{m.name}={m.peer_addr}" for m in members.values())
-    for m in members.values():
-        m.initial_cluster = initial
-    return members
+    return dict(LocalCluster(root, size, extra, tls=pki.server_tls).members)

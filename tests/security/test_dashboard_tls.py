@@ -20,15 +20,15 @@ import pytest
 from shoal.dashboard import dashboard_app
 from shoal.dashboard.cluster import ClusterSampler, Upstream
 from shoal.security.tls import MemberTls, outbound_verify
-from shoal.testing import wait_for
+from shoal.testing import ServerProcess, wait_for
 
-from .conftest import Pki, TlsServer, tls_cluster
+from .conftest import Pki, tls_cluster
 
 READ = [{"cluster": True, "access": "read"}]
 
 
 @pytest.fixture
-def secured(tmp_path: Path, pki: Pki) -> Iterator[tuple[dict[str, TlsServer], str, str]]:
+def secured(tmp_path: Path, pki: Pki) -> Iterator[tuple[dict[str, ServerProcess], str, str]]:
     """The members, the management token and a `cluster:read` token known everywhere."""
     members = tls_cluster(tmp_path, pki, 3, extra=["--acl", "--client-cert-required"])
     try:
@@ -66,7 +66,7 @@ def secured(tmp_path: Path, pki: Pki) -> Iterator[tuple[dict[str, TlsServer], st
             m.kill()
 
 
-def _dashboard(member: TlsServer, pki: Pki, tls: bool = True) -> httpx.AsyncClient:
+def _dashboard(member: ServerProcess, pki: Pki, tls: bool = True) -> httpx.AsyncClient:
     # `shoal server` hands the dashboard an http:// URL and its TLS files: it must switch.
     files = MemberTls(cert=pki.member_cert, key=pki.member_key, ca=pki.ca)
     app = dashboard_app(f"http://127.0.0.1:{member.client_port}", tls=files if tls else None)
@@ -78,7 +78,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def test_the_cluster_view_reaches_every_member_over_tls_with_the_callers_token(
-    secured: tuple[dict[str, TlsServer], str, str], pki: Pki
+    secured: tuple[dict[str, ServerProcess], str, str], pki: Pki
 ) -> None:
     members, _, reader = secured
 
@@ -107,7 +107,7 @@ def test_the_cluster_view_reaches_every_member_over_tls_with_the_callers_token(
 
 
 def test_without_its_tls_files_the_dashboard_cannot_reach_a_tls_member(
-    secured: tuple[dict[str, TlsServer], str, str], pki: Pki
+    secured: tuple[dict[str, ServerProcess], str, str], pki: Pki
 ) -> None:
     members, _, reader = secured
 
@@ -120,7 +120,7 @@ def test_without_its_tls_files_the_dashboard_cannot_reach_a_tls_member(
 
 
 def test_the_sampler_follows_with_the_token_it_was_made_for(
-    secured: tuple[dict[str, TlsServer], str, str], pki: Pki
+    secured: tuple[dict[str, ServerProcess], str, str], pki: Pki
 ) -> None:
     members, _, reader = secured
     tls = MemberTls(cert=pki.member_cert, key=pki.member_key, ca=pki.ca)

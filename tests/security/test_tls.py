@@ -23,13 +23,13 @@ from shoal.node.transport import PeerTransport
 from shoal.raft import Heartbeat, Message
 from shoal.security.certs import new_authority, write_cert
 from shoal.security.tls import MemberTls
-from shoal.testing import wait_for
+from shoal.testing import ServerProcess, ServerTls, wait_for
 
-from .conftest import Pki, TlsServer, tls_cluster
+from .conftest import Pki, tls_cluster
 
 
 @contextlib.contextmanager
-def running(*members: TlsServer) -> Iterator[None]:
+def running(*members: ServerProcess) -> Iterator[None]:
     try:
         for m in members:
             m.start()
@@ -39,7 +39,7 @@ def running(*members: TlsServer) -> Iterator[None]:
             m.kill()
 
 
-def leader_of(member: TlsServer) -> str | None:
+def leader_of(member: ServerProcess) -> str | None:
     leader: str | None = member.get("/api/v1/cluster?consistency=stale").json()["leader"]
     return leader
 
@@ -79,9 +79,8 @@ def test_a_member_with_a_certificate_from_another_ca_cannot_join_or_receive(
     rogue_ca = new_authority("someone else's CA")
     rogue_cert, rogue_key = pki.leaf("rogue", authority=rogue_ca)
     rogue = members["n3"]
-    rogue.cert, rogue.key = rogue_cert, rogue_key
-    rogue.trust = tmp_path / "rogue-ca.pem"
-    write_cert(rogue.trust, rogue_ca.cert)
+    rogue.tls = ServerTls(pki.ca, rogue_cert, rogue_key, trust=tmp_path / "rogue-ca.pem")
+    write_cert(tmp_path / "rogue-ca.pem", rogue_ca.cert)
     with running(*members.values()):
         good = [members["n1"], members["n2"]]
         for m in good:
@@ -126,7 +125,7 @@ def test_an_expired_certificate_is_refused(tmp_path: Path, pki: Pki) -> None:
     # ... and a member serving an expired certificate is not trusted by its clients.
     cert, key = pki.leaf("expired-member", expired=True)
     [stale] = tls_cluster(tmp_path / "b", pki, 1).values()
-    stale.cert, stale.key = cert, key
+    stale.tls = ServerTls(pki.ca, cert, key)
     with running(stale):
         wait_for(lambda: "serving" in stale.log(), 20, what="the member to serve")
         with pki.client() as client, pytest.raises(httpx.ConnectError, match="expired"):
@@ -181,7 +180,7 @@ def test_the_peer_transport_only_talks_to_members_signed_by_the_ca(pki: Pki) -> 
 
 def test_bad_tls_files_stop_the_server_with_a_message_naming_them(tmp_path: Path, pki: Pki) -> None:
     [member] = tls_cluster(tmp_path, pki, 1).values()
-    member.key = pki.client_key  # not the key of the member certificate
+    member.tls = ServerTls(pki.ca, pki.member_cert, pki.client_key)  # not the cert's key
     member.start()
     try:
         assert member.proc is not None

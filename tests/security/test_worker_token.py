@@ -1,5 +1,5 @@
 """A `shoal worker --token` refuses a driver with no token or a bad one before it reads
-any job data (no HELLO, no slot process: the connection is simply closed)."""
+any job data (no HELLO, no slot process: one REFUSED frame, and the connection closed)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shoal.compute._frames import AUTH, HEADER, HELLO, RUN, frame
+from shoal.compute._frames import AUTH, HEADER, HELLO, REFUSED, RUN, frame
 from shoal.testing import ServerProcess, free_port, wait_for
 
 TOKEN = "s3cret-worker-token"
@@ -45,34 +45,43 @@ def worker_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         server.kill()
 
 
-def first_bytes(port: int, *frames: bytes) -> bytes:
+def first_bytes(port: int, *frames: bytes, until_closed: bool = True) -> bytes:
     """What the worker sends back after `frames`, until it closes (or 8 s pass)."""
     with socket.create_connection(("127.0.0.1", port), timeout=8) as sock:
         for data in frames:
-            sock.sendall(data)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                sock.sendall(data)
         received = b""
         with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while len(received) < HEADER.size and (chunk := sock.recv(4096)):
+            while (until_closed or len(received) < HEADER.size) and (chunk := sock.recv(4096)):
                 received += chunk
         return received
 
 
+def refused(answer: bytes) -> bool:
+    """Whether `answer` is exactly one REFUSED frame (and so no HELLO, no slot)."""
+    if len(answer) < HEADER.size:
+        return False
+    size, kind, _, _ = HEADER.unpack_from(answer)
+    return kind == REFUSED and len(answer) == HEADER.size + size
+
+
 def test_a_driver_without_a_token_is_closed_before_any_job_data(worker_port: int) -> None:
     run = frame(RUN, 0, 1, b"\x80\x04 pickled job data the worker must never relay")
-    assert first_bytes(worker_port, run) == b""
+    assert refused(first_bytes(worker_port, run))
 
 
 @pytest.mark.parametrize("token", [b"wrong", b"", TOKEN.encode() + b"x", TOKEN.encode()[:-1]])
 def test_a_driver_with_a_bad_token_is_closed(worker_port: int, token: bytes) -> None:
-    assert first_bytes(worker_port, frame(AUTH, 0, 0, token), frame(RUN, 0, 1, b"x")) == b""
+    assert refused(first_bytes(worker_port, frame(AUTH, 0, 0, token), frame(RUN, 0, 1, b"x")))
 
 
 def test_an_oversized_token_frame_is_not_read(worker_port: int) -> None:
     header = HEADER.pack(10_000_000, AUTH, 0, 0)
-    assert first_bytes(worker_port, header) == b""
+    assert refused(first_bytes(worker_port, header))
 
 
 def test_a_driver_with_the_token_gets_the_workers_hello(worker_port: int) -> None:
-    answer = first_bytes(worker_port, frame(AUTH, 0, 0, TOKEN.encode()))
+    answer = first_bytes(worker_port, frame(AUTH, 0, 0, TOKEN.encode()), until_closed=False)
     assert len(answer) >= HEADER.size
     assert HEADER.unpack(answer[: HEADER.size])[1] == HELLO

@@ -20,6 +20,14 @@
         - {prefix: /users, service: users}
       policy: {balancer: round_robin}   # a ClientPolicy every route starts from
       workers: 1                 # processes on the port, each supervised (`gateway-1`, ...)
+    security:                    # optional: TLS and ACLs (docs/security.md); off by default
+      tls:                       # PEM files, relative to the manifest's directory
+        ca: certs/ca.pem
+        cert: certs/member.pem   # the embedded control plane's certificate and key
+        key: certs/member-key.pem
+        client_cert: certs/client.pem      # what services and the gateway present
+        client_key: certs/client-key.pem   # (default: cert and key)
+      token: ${SHOAL_TOKEN}      # ACLs on; the management token (32+ characters)
 
 In `command` and `env`, `{port}` is the replica's own free port, `{replica}` its number
 (1, 2, ...), `{service}` the service's name, `{data}` the application's data directory
@@ -29,6 +37,12 @@ environment. Commands run from the manifest's directory. Every problem is report
 where it is (`services.users.replicas: ...`), all at once; a gateway's inline routes,
 routes file and policy are checked here too, with the gateway's own parser, so a bad
 route stops `shoal up` before anything starts (`gateway.routes[1].service: ...`).
+
+With `security:`, the embedded control plane runs with `--tls-*` and/or `--acl` (its
+ACLs bootstrapped with `token`), and every service replica and gateway worker gets
+`SHOAL_TOKEN` and `SHOAL_TLS_CA`/`_CERT`/`_KEY`, so their SDK clients authenticate. A
+value written `${NAME}` is read from the environment when the manifest is loaded (so the
+token need not be written in the file); an unset variable is a problem like any other.
 """
 
 from __future__ import annotations
@@ -46,7 +60,9 @@ __all__ = [
     "GatewaySpec",
     "Manifest",
     "ManifestError",
+    "SecuritySpec",
     "ServiceSpec",
+    "TlsSpec",
     "load_manifest",
 ]
 
@@ -115,6 +131,55 @@ class ServiceSpec(_Strict):
 class ControlPlaneSpec(_Strict):
     port: int = Field(default=7700, ge=1, le=65534)
     host: str = "127.0.0.1"
+
+
+_CHOSEN_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{32,256}")  # what the bootstrap accepts
+_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class TlsSpec(_Strict):
+    """PEM files: the control plane's own, and the client certificate given to children."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSpec:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give cert and key together")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("give client_cert and client_key together")
+        return self
+
+    def files(self) -> dict[str, str]:
+        named = {
+            "ca": self.ca,
+            "cert": self.cert,
+            "key": self.key,
+            "client_cert": self.client_cert,
+            "client_key": self.client_key,
+        }
+        return {name: path for name, path in named.items() if path is not None}
+
+
+class SecuritySpec(_Strict):
+    """The `security:` section: TLS files and/or the ACL management token."""
+
+    tls: TlsSpec | None = None
+    token: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is not None and not _CHOSEN_TOKEN.fullmatch(value):
+            raise ValueError(
+                "must be 32 to 256 letters, digits or -._~+/= "
+                "(`python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return value
 
 
 class ConfigSeed(_Strict):
@@ -191,6 +256,7 @@ class Manifest(_Strict):
     config: dict[str, ConfigSeed] = Field(default_factory=dict)
     services: dict[str, ServiceSpec]
     gateway: GatewaySpec | None = None
+    security: SecuritySpec | None = None
 
     @model_validator(mode="after")
     def _gateway_name(self) -> Manifest:
@@ -253,6 +319,9 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
         raise ManifestError(file, [f"not valid YAML{where}: {error}"]) from None
     if not isinstance(data, dict):
         raise ManifestError(file, ["the manifest must be a mapping (name:, services:, ...)"])
+    unset = _expand_env(data.get("security"), ("security",))
+    if unset:
+        raise ManifestError(file, unset)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as error:
@@ -264,12 +333,44 @@ def load_manifest(path: str | Path) -> tuple[Manifest, Path]:
         for item, seed in manifest.config.items()
         if seed.file is not None and not (root / seed.file).is_file()
     ]
+    security = manifest.security
+    if security is not None and security.tls is not None:
+        missing += [
+            f"security.tls.{name}: {path} does not exist"
+            for name, path in security.tls.files().items()
+            if not (root / path).is_file()
+        ]
     gateway = manifest.gateway
     if gateway is not None and gateway.routes_file is not None:
         missing += _check_routes_file(root / gateway.routes_file, gateway)
     if missing:
         raise ManifestError(file, missing)
     return manifest, root
+
+
+def _expand_env(node: Any, where: tuple[str, ...]) -> list[str]:
+    """Replace, in place, every string `${NAME}` under `node` by the variable's value; the
+    problems of the ones that are not set."""
+    import os
+
+    problems: list[str] = []
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in list(items):
+        if isinstance(value, str) and (match := _ENV_REFERENCE.match(value)):
+            found = os.environ.get(match.group(1))
+            if not found:
+                problems.append(f"{_where((*where, key))}: {value} is not set in the environment")
+            else:
+                node[key] = found
+        else:
+            problems += _expand_env(value, (*where, str(key)))
+    return problems
 
 
 def _check_routes_file(path: Path, gateway: GatewaySpec) -> list[str]:

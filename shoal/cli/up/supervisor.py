@@ -29,6 +29,12 @@ Theory of operation (one asyncio loop, no threads):
   So a crashed worker is restarted alone, and `shoal restart gateway` is rolling without
   refusing a connection (the new worker listens before the old one stops accepting).
   Inline routes are written to `gateway-routes.yaml` in the data directory at start.
+- Security (the manifest's `security:`): the embedded control plane is started with
+  `--tls-cert/--tls-key/--tls-ca` and, with a token, `--acl`; once it is ready its ACLs
+  are bootstrapped with that token (a restart finds them bootstrapped and checks the
+  token still works). Every child gets `SHOAL_TOKEN` and `SHOAL_TLS_*` (the client
+  certificate, else the control plane's), which their SDK clients read; `shoal up`'s own
+  calls use the same. Without `security:` nothing changes.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ import json
 import os
 import shlex
 import signal
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -127,6 +135,54 @@ class Supervisor:
         self._control_plane: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
         self._pumps: set[asyncio.Task[None]] = set()
+
+    # -- security ------------------------------------------------------------------
+
+    @property
+    def _tls_files(self) -> dict[str, str]:
+        """The PEM files of `security.tls`, as absolute paths (children run elsewhere)."""
+        security = self.manifest.security
+        if security is None or security.tls is None:
+            return {}
+        return {name: str(self.root / path) for name, path in security.tls.files().items()}
+
+    @property
+    def _token(self) -> str | None:
+        return self.manifest.security.token if self.manifest.security is not None else None
+
+    def security_env(self) -> dict[str, str]:
+        """What a child's SDK client needs to reach a secured control plane."""
+        env: dict[str, str] = {}
+        if self._token is not None:
+            env["SHOAL_TOKEN"] = self._token
+        files = self._tls_files
+        if files:
+            env["SHOAL_TLS_CA"] = files["ca"]
+            cert, key = (
+                files.get("client_cert", files.get("cert")),
+                files.get("client_key", files.get("key")),
+            )
+            if cert is not None and key is not None:
+                env["SHOAL_TLS_CERT"], env["SHOAL_TLS_KEY"] = cert, key
+        return env
+
+    def _client_options(self) -> dict[str, Any]:
+        env = self.security_env()
+        return {
+            "token": env.get("SHOAL_TOKEN"),
+            "tls_ca": env.get("SHOAL_TLS_CA"),
+            "tls_cert": env.get("SHOAL_TLS_CERT"),
+            "tls_key": env.get("SHOAL_TLS_KEY"),
+        }
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        env = self.security_env()
+        if "SHOAL_TLS_CA" not in env:
+            return True
+        context = ssl.create_default_context(cafile=env["SHOAL_TLS_CA"])
+        if "SHOAL_TLS_CERT" in env:
+            context.load_cert_chain(env["SHOAL_TLS_CERT"], env["SHOAL_TLS_KEY"])
+        return context
 
     @property
     def socket_path(self) -> Path:
@@ -274,9 +330,9 @@ class Supervisor:
     async def _start_control_plane(self) -> str:
         spec = self.manifest.control_plane
         client = f"{spec.host}:{spec.port}"
-        url = f"http://{client}"
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url + "/healthz", timeout=0.5)
+        files = self._tls_files
+        url = f"{'https' if files else 'http'}://{client}"
+        with contextlib.suppress(OSError), socket.create_connection((spec.host, spec.port), 0.5):
             raise RuntimeError(
                 f"something already listens on {client}; set control_plane.port or --endpoints"
             )
@@ -287,24 +343,60 @@ class Supervisor:
             "--client-addr", client,
             "--peer-addr", f"{spec.host}:{spec.port + 1}",
         ]  # fmt: skip
+        if files:
+            if "cert" not in files:
+                raise RuntimeError("security.tls: the control plane needs cert and key")
+            argv += [
+                "--tls-cert",
+                files["cert"],
+                "--tls-key",
+                files["key"],
+                "--tls-ca",
+                files["ca"],
+            ]
+        if self._token is not None:
+            argv.append("--acl")
         self._control_plane = await self._exec(argv, os.environ.copy())
         self._spawn_pump("shoal server", "bright_black", self._control_plane.stdout)
         deadline = time.monotonic() + 30
-        async with httpx.AsyncClient(timeout=1) as http:
+        async with httpx.AsyncClient(timeout=1, verify=self._verify()) as http:
             while time.monotonic() < deadline:
                 if self._control_plane.returncode is not None:
                     raise RuntimeError("the control plane exited at start; see its lines above")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(url + "/readyz")).status_code == 200:
+                        await self._bootstrap(http, url)
                         return url
                 await asyncio.sleep(0.05)
         raise RuntimeError("the control plane did not get ready within 30 s")
+
+    async def _bootstrap(self, http: httpx.AsyncClient, url: str) -> None:
+        """Make `security.token` the ACL management token, or check that it is already."""
+        token = self._token
+        if token is None:
+            return
+        answer = await http.post(url + "/api/v1/acl/bootstrap", json={"token": token}, timeout=10)
+        if answer.status_code == 200:
+            self.say("shoal", "bold", "ACLs bootstrapped with security.token")
+            return
+        if answer.status_code == 409:
+            bearer = {"authorization": f"Bearer {token}"}
+            for _ in range(50):  # a restarted member may still be applying its log
+                mine = await http.get(url + "/api/v1/acl/token/self", headers=bearer)
+                if mine.status_code == 200:
+                    return
+                await asyncio.sleep(0.1)
+            raise RuntimeError(
+                f"the control plane in {self.data / 'control-plane'} was bootstrapped with "
+                "another token than security.token"
+            )
+        raise RuntimeError(f"ACL bootstrap failed: {answer.status_code} {answer.text}")
 
     async def _seed_config(self) -> None:
         if not self.manifest.config:
             return
         assert self.endpoints is not None
-        async with AsyncControlPlane(self.endpoints) as cp:
+        async with AsyncControlPlane(self.endpoints, **self._client_options()) as cp:
             for item, seed in self.manifest.config.items():
                 if seed.file is not None:
                     path = self.root / seed.file
@@ -334,6 +426,7 @@ class Supervisor:
         argv = [expand(word, **values) for word in shlex.split(group.spec.command)]
         env = {
             **os.environ,
+            **self.security_env(),  # before the service's env: it may narrow the token
             **{k: expand(v, **values) for k, v in group.spec.env.items()},
             "SHOAL_ENDPOINTS": self.endpoints or "",
             "SHOAL_INSTANCE_ID": replica.name,
