@@ -39,9 +39,27 @@ def _call(endpoints: str, method: str, path: str, body: Any = None) -> Any:
 
 
 @app.command("bootstrap")
-def bootstrap(endpoints: Endpoints = DEFAULT_ENDPOINTS, as_json: Json = False) -> None:
+def bootstrap(
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Bootstrap with the secret in this file (32-256 characters of "
+            "A-Z a-z 0-9 . _ ~ + / = -) instead of a random one, e.g. one your "
+            "deployment already holds (as Consul's `acl bootstrap <path>`).",
+        ),
+    ] = None,
+    endpoints: Endpoints = DEFAULT_ENDPOINTS,
+    as_json: Json = False,
+) -> None:
     """Make the first (management) token; works once per cluster. Keep what it prints."""
-    answer = _call(endpoints, "POST", "/bootstrap", {})
+    body: dict[str, str] = {}
+    if token_file is not None:
+        try:
+            body["token"] = token_file.read_text().strip()  # a trailing newline is not part
+        except OSError as error:
+            raise fail(f"cannot read the token file: {error}") from error
+    answer = _call(endpoints, "POST", "/bootstrap", body)
     if as_json:
         print_json(answer)
         return

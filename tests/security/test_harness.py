@@ -4,8 +4,11 @@ built from `env()`) speaks to, while a client without the token or the CA gets n
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -88,5 +91,34 @@ def test_a_plain_member_needs_no_token(tmp_path: Path) -> None:
         with mock.patch.dict(os.environ, {}, clear=True), ControlPlane(member.url) as plane:
             plane.put("p/a", "1")
             assert plane.get("p/a").value == "1"
+    finally:
+        member.kill()
+
+
+def test_the_cli_bootstraps_with_a_secret_from_a_file_and_refuses_a_weak_one(
+    tmp_path: Path,
+) -> None:
+    member = ServerProcess("n1", tmp_path / "n1" / "data", extra=["--acl"]).start()
+    try:
+        member.wait_ready()
+
+        def bootstrap(secret: str) -> subprocess.CompletedProcess[str]:
+            path = tmp_path / "secret"
+            path.write_text(secret + "\n")  # as `echo` or an editor leaves it
+            return subprocess.run(
+                [sys.executable, "-m", "shoal.cli.main", "acl", "bootstrap",
+                 "--token-file", str(path), "--endpoints", member.url, "--json"],
+                capture_output=True, text=True, timeout=60, env={**os.environ, "SHOAL_TOKEN": ""},
+            )  # fmt: skip
+
+        weak = bootstrap("too-short")
+        assert weak.returncode != 0
+        assert "token" in (weak.stderr + weak.stdout).lower()
+        chosen = secrets.token_urlsafe(32)
+        made = bootstrap(chosen)
+        assert made.returncode == 0, made.stderr
+        assert json.loads(made.stdout)["token"] == chosen
+        member.token = chosen
+        assert member.get("/api/v1/acl/token/self").json()["policies"] == ["global-management"]
     finally:
         member.kill()
