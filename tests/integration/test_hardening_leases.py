@@ -24,8 +24,10 @@ TTL = 5
 ELECTION = 10 * 0.05  # --election-ticks x --tick-ms, the defaults
 # Beyond the bound itself: a tick to notice, a commit to revoke, and this test's own
 # polling (three HTTP reads a round) on a loaded 2-core machine. Measured here: gone
-# 5.55-5.67 s after the last renewal, against a bound of 6 s; it used to be ~25 s.
-SLACK = 1.0
+# 5.55-5.67 s after the last renewal, against a bound of 6 s; it used to be ~25 s. At
+# load average ~18 (four test suites at once) it went at 7.30 s: the polling, not the
+# lease, was late. 2 s still fails the old behaviour by far.
+SLACK = 2.0
 
 
 class KeepAlive:
