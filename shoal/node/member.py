@@ -190,7 +190,14 @@ class _ReportUnreachable:
     peer: str
 
 
-_LocalStep = _Campaign | _TransferLeader | _ChangeMembership | _ReportUnreachable
+@dataclass(frozen=True, slots=True)
+class _PeerClosed:
+    """`peer`'s connection to us ended: if it led, it probably died (Raft decides)."""
+
+    peer: str
+
+
+_LocalStep = _Campaign | _TransferLeader | _ChangeMembership | _ReportUnreachable | _PeerClosed
 
 
 class Member:
@@ -299,6 +306,7 @@ class Member:
             peers,
             on_messages=self._on_messages,
             on_unreachable=self._on_unreachable,
+            on_inbound_closed=self._on_inbound_closed,
             server_ssl=cfg.tls.peer_server() if cfg.tls else None,
             client_ssl=cfg.tls.peer_client() if cfg.tls else None,
         )
@@ -485,6 +493,10 @@ class Member:
         self._inbox.append(_ReportUnreachable(peer))
         self._wake.set()
 
+    def _on_inbound_closed(self, peer: str) -> None:
+        self._inbox.append(_PeerClosed(peer))
+        self._wake.set()
+
     async def _run(self) -> None:
         assert self._node is not None
         loop = asyncio.get_running_loop()
@@ -539,6 +551,10 @@ class Member:
     def _campaign(self, _: _Campaign) -> None:
         assert self._node is not None
         self._node.campaign()
+
+    def _peer_closed(self, step: _PeerClosed) -> None:
+        assert self._node is not None
+        self._node.report_leader_lost(step.peer)
 
     def _report_unreachable(self, step: _ReportUnreachable) -> None:
         assert self._node is not None
@@ -905,6 +921,7 @@ def _ignore_outcome(future: asyncio.Future[Result]) -> None:
 _LOCAL_STEPS: dict[type, Callable[[Member, Any], None]] = {
     _Campaign: Member._campaign,
     _ReportUnreachable: Member._report_unreachable,
+    _PeerClosed: Member._peer_closed,
     _TransferLeader: Member._transfer,
     _ChangeMembership: Member._change,
 }

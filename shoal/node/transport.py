@@ -33,17 +33,19 @@ Rules
    when its connection breaks is dropped. Each drop counts in ``stats.messages_dropped``,
    as do messages for unknown peers and messages too large for one frame.
 2. Order is preserved per peer: one queue, one connection, one writer.
-3. A failed connect or a dropped connection is reported through ``on_unreachable`` and
+3. A peer's inbound connection that ends (and was not replaced by a newer one from it)
+   is reported through ``on_inbound_closed``: the member's hint that its leader died.
+4. A failed connect or a dropped connection is reported through ``on_unreachable`` and
    retried after an exponential backoff with jitter (50 ms doubling to 1 s), which a
    successful connect resets.
-4. Peer input is untrusted. A frame that is empty, longer than ``max_frame_bytes`` or does
+5. Peer input is untrusted. A frame that is empty, longer than ``max_frame_bytes`` or does
    not decode closes that one connection and counts in ``stats.bad_frames``; nothing else
    notices. Messages not addressed to this member are dropped.
-5. ``stop`` closes the listener and every connection and awaits every task started here.
+6. ``stop`` closes the listener and every connection and awaits every task started here.
    It is idempotent; ``send`` and ``set_peers`` after it do nothing.
-6. With TLS (``server_ssl``/``client_ssl``) both directions are mutual TLS: a connection
+7. With TLS (``server_ssl``/``client_ssl``) both directions are mutual TLS: a connection
    whose certificate the CA did not sign fails its handshake before any frame is read.
-7. Everything runs on the member's event loop (asyncio or uvloop); nothing here is
+8. Everything runs on the member's event loop (asyncio or uvloop); nothing here is
    thread-safe.
 """
 
@@ -142,7 +144,9 @@ class PeerTransport:
 
     `on_messages(batch)` is called on the event loop with each received batch, in the order
     the sender sent it; `on_unreachable(peer)` when connecting to `peer` fails or its
-    connection drops. Neither may block; an exception from either is logged, not raised.
+    connection drops; `on_inbound_closed(peer)` when `peer`'s connection to us ends and
+    no newer one from it replaced it (a peer process that died closes it at once). None
+    of them may block; an exception from one is logged, not raised.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class PeerTransport:
         peers: dict[str, tuple[str, int]],
         on_messages: Callable[[list[Message]], None],
         on_unreachable: Callable[[str], None] | None = None,
+        on_inbound_closed: Callable[[str], None] | None = None,
         *,
         max_queue: int = 4096,
         max_frame_bytes: int = 64 * MiB,
@@ -171,6 +176,7 @@ class PeerTransport:
         self._port = listen_port
         self._on_messages = on_messages
         self._on_unreachable = on_unreachable
+        self._on_inbound_closed = on_inbound_closed
         self._max_queue = max_queue
         self._max_frame_bytes = max_frame_bytes
         self._connect_timeout = connect_timeout
@@ -434,6 +440,14 @@ class PeerTransport:
         except Exception:
             log.exception("%s: on_unreachable(%r) raised", self.member_id, peer)
 
+    def _report_inbound_closed(self, peer: str) -> None:
+        if self._on_inbound_closed is None:
+            return
+        try:
+            self._on_inbound_closed(peer)
+        except Exception:
+            log.exception("%s: on_inbound_closed(%r) raised", self.member_id, peer)
+
     def _drop(self, messages: Iterable[Message]) -> None:
         self.stats.messages_dropped += sum(1 for _ in messages)
 
@@ -481,6 +495,8 @@ class PeerTransport:
         finally:
             if member is not None and self._inbound_by_member.get(member) is me:
                 del self._inbound_by_member[member]
+                if not self._stopping:
+                    self._report_inbound_closed(member)
             await _close(writer)
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
