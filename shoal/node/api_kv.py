@@ -97,7 +97,7 @@ def _compare(body: Any) -> Compare:
     return Compare(key=body.key.encode(), target=target, op=_OPS[body.op], value=value)
 
 
-def _txn_json(result: TxnResult) -> dict[str, Any]:
+def txn_json(result: TxnResult) -> dict[str, Any]:
     responses: list[dict[str, Any]] = []
     for response in result.responses:
         if isinstance(response, PutResult):
@@ -217,7 +217,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         async def act() -> Any:
             result = await member.propose(command)
             assert isinstance(result, TxnResult)
-            return _txn_json(result)
+            return txn_json(result)
 
         return await leader_only(request, act)
 

@@ -3,7 +3,9 @@
 Why: measured on this machine, FastAPI's per-request machinery (middleware task groups,
 dependency resolution, validation models) cost far more CPU than the Raft work behind a
 write. The requests that dominate real traffic are answered here directly:
-`PUT /api/v1/kv/{key}` on the leader and `GET /api/v1/kv/{key}`; for the registry,
+`PUT /api/v1/kv/{key}` on the leader and `GET /api/v1/kv/{key}`; on the leader
+`POST /api/v1/txn` when its ops are only puts and it has no compares (the events
+batcher's batches, shoal/events/batching.py); for the registry,
 instance heartbeats on the leader (a lease keep-alive: no log write, so FastAPI was all of
 their cost), registrations on the leader, and discovery
 (`GET /api/v1/services/{service}/instances`, answered from the member's `RegistryCache`).
@@ -25,9 +27,10 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope, Send
 
-from ..kv import KvError, Put, PutResult
+from ..kv import KvError, Put, PutResult, Txn, TxnResult
 from ..registry import RegistryError, check_name, instance_key
 from .api_errors import ApiError, kv_error
+from .api_kv import txn_json
 from .api_models import MAX_ID
 from .api_registry import (
     instance_not_found,
@@ -40,8 +43,11 @@ from .registry_cache import RegistryCache
 from .rendering import json_bytes, kv_json, respond_json
 
 KV_PATH = "/api/v1/kv/"
+TXN_PATH = "/api/v1/txn"
 SERVICES_PATH = "/api/v1/services/"
 _PUT_FIELDS = frozenset({"value", "lease", "prev_kv"})
+_TXN_FIELDS = frozenset({"compare", "success", "failure"})
+_TXN_PUT_FIELDS = frozenset({"key", "value", "lease"})
 
 
 def _unavailable(error: Unavailable) -> bytes:
@@ -67,6 +73,8 @@ class FastPath:
             if method == "GET":
                 return await self._get(scope, send)
             return False
+        if path == TXN_PATH and method == "POST":
+            return await self._txn(scope, data, send)
         if path.startswith(SERVICES_PATH):
             return await self._registry(scope, data, send)
         return False
@@ -114,6 +122,49 @@ class FastPath:
             )
         except ValueError:
             return None  # limits: FastAPI's path gives the one error message
+
+    async def _txn(self, scope: Scope, data: Any, send: Send) -> bool:
+        """A txn of puts only, without compares (what the events batcher sends)."""
+        command = self._parse_txn(scope, data) if self.member.is_leader else None
+        if command is None:
+            return False
+        try:
+            result = await self.member.propose(command)
+        except NotLeaderError:
+            return False  # leadership moved: FastAPI forwards
+        except Unavailable as error:
+            await respond_json(send, 503, _unavailable(error))
+            return True
+        except KvError as error:
+            api_error = kv_error(error)
+            await respond_json(send, api_error.status, api_error.body())
+            return True
+        assert isinstance(result, TxnResult)
+        await respond_json(send, 200, json_bytes(txn_json(result)))
+        return True
+
+    def _parse_txn(self, scope: Scope, data: Any) -> Txn | None:
+        if scope.get("query_string") or not isinstance(data, dict):
+            return None
+        if not data.keys() <= _TXN_FIELDS or data.get("compare") or data.get("failure"):
+            return None
+        if not all(type(data.get(f, [])) is list for f in _TXN_FIELDS):
+            return None
+        ops = data.get("success")
+        if not ops:
+            return None
+        puts = []
+        for op in ops:
+            if type(op) is not dict or op.keys() != {"put"}:
+                return None
+            put = _txn_put(op["put"])
+            if put is None:
+                return None
+            puts.append(put)
+        try:
+            return Txn(compares=(), success=tuple(puts), failure=())
+        except (KvError, ValueError):
+            return None  # limits: FastAPI gives the one error message
 
     async def _get(self, scope: Scope, send: Send) -> bool:
         params = dict(parse_qsl(scope.get("query_string", b"").decode()))
@@ -215,6 +266,21 @@ class FastPath:
         return True
 
 
+def _txn_put(body: Any) -> Put | None:
+    """One txn op's `put` as api_models.PutOp would accept it, else None (FastAPI says why)."""
+    if type(body) is not dict or not body.keys() <= _TXN_PUT_FIELDS:
+        return None
+    key, value, lease = body.get("key"), body.get("value"), body.get("lease")
+    if type(key) is not str or not key or type(value) is not str:
+        return None
+    if lease is not None and (type(lease) is not int or not 1 <= lease <= MAX_ID):
+        return None
+    try:
+        return Put(key=key.encode(), value=value.encode(), lease=lease or 0)
+    except ValueError:
+        return None
+
+
 def _names(service: str, *instance_id: str) -> bool:
     """Whether these are a valid service name and instance id (else FastAPI says why)."""
     try:
@@ -226,4 +292,4 @@ def _names(service: str, *instance_id: str) -> bool:
     return True
 
 
-__all__ = ["KV_PATH", "SERVICES_PATH", "FastPath"]
+__all__ = ["KV_PATH", "SERVICES_PATH", "TXN_PATH", "FastPath"]

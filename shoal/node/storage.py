@@ -17,6 +17,7 @@ Rules kept:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,17 +82,21 @@ class MemberStorage:
             skipped_snapshots=skipped,
         )
 
-    def persist(self, rd: Ready) -> None:
-        """Make `rd.snapshot`, `rd.entries` and `rd.hard_state` durable, in that order."""
+    def persist(self, rd: Ready) -> float | None:
+        """Make `rd.snapshot`, `rd.entries` and `rd.hard_state` durable, in that order;
+        the seconds the WAL's fsync took, None when none was needed."""
         if not rd.must_persist:
-            return
+            return None
         wal = self._require_wal()
         if rd.snapshot is not None:
             self._snaps.save(rd.snapshot)
             wal.mark_snapshot(rd.snapshot.index, rd.snapshot.term)
         wal.append(rd.entries, rd.hard_state)
-        if rd.must_sync:
-            wal.sync()  # a commit-index-only change rides along with the next sync
+        if not rd.must_sync:
+            return None  # a commit-index-only change rides along with the next sync
+        started = time.perf_counter()
+        wal.sync()
+        return time.perf_counter() - started
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot this member took of its own state (or the bootstrap one at

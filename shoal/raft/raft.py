@@ -680,6 +680,18 @@ class Raft:
         if self.role is Role.LEADER and pr is not None and pr.state is ProgressState.REPLICATE:
             pr.become_probe()
 
+    def report_leader_lost(self, peer: str) -> None:
+        """The driver saw `peer`'s connection to us close. If `peer` is our leader, stop
+        counting on its lease -- grant other members' (pre-)votes -- and campaign within
+        1-2 ticks instead of a whole election timeout. A hint, never a decision: PreVote
+        still needs a majority that also lost the leader, so a live leader whose
+        connection merely reset keeps its term (its other followers are in its lease)."""
+        if self.role is not Role.FOLLOWER or peer != self.leader:
+            return
+        self.leader = None
+        soon = 1 + self._rng.randrange(2)
+        self.election_elapsed = max(self.election_elapsed, self._randomized_timeout - soon)
+
     def report_snapshot(self, peer: str, ok: bool) -> None:
         pr = self.progress.get(peer)
         if self.role is not Role.LEADER or pr is None or pr.state is not ProgressState.SNAPSHOT:

@@ -143,6 +143,10 @@ class RawNode:
     def report_unreachable(self, peer: str) -> None:
         self._raft.report_unreachable(peer)
 
+    def report_leader_lost(self, peer: str) -> None:
+        """`peer`'s connection to this member closed (see Raft.report_leader_lost)."""
+        self._raft.report_leader_lost(peer)
+
     def report_snapshot(self, peer: str, ok: bool) -> None:
         self._raft.report_snapshot(peer, ok)
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from shoal.kv import LeaseNotFound
+from shoal.kv import MAX_TXN_OPS, LeaseNotFound
 from shoal.node.app import build_app
 from shoal.node.front import ApiFront
 from shoal.node.lifespan import RunningMember, running_member
@@ -83,6 +83,17 @@ def masked(body: bytes) -> bytes:
 Request = tuple[str, str, Any]  # method, path (with any query), JSON body or raw bytes
 
 SVC = "/api/v1/services/api/instances"
+TXN = "/api/v1/txn"
+
+
+def _put(key: str, value: str, **fields: Any) -> dict[str, Any]:
+    return {"put": {"key": key, "value": value, **fields}}
+
+
+def _puts(*pairs: tuple[str, str]) -> dict[str, Any]:
+    return {"compare": [], "success": [_put(k, v) for k, v in pairs], "failure": []}
+
+
 HTTP_CHECK = {"type": "http", "path": "/healthz", "interval": "1h"}
 # Each request in turn; both members get the same sequence, so revisions agree.
 REQUESTS: list[Request] = [
@@ -115,6 +126,43 @@ REQUESTS: list[Request] = [
     ("GET", "/api/v1/kv/a?consistency=bogus", None),
     ("GET", "/api/v1/kv/a?revision=2", None),
     ("GET", "/api/v1/kv/a?revision=999", None),
+    # txns of puts only, without compares (the events batcher's): the fast path answers
+    ("POST", TXN, _puts(("t/a", "1"), ("t/b", "\u00e9"))),
+    ("POST", TXN, {"success": [{"put": {"key": "t/c", "value": "x", "lease": 77}}]}),
+    ("POST", TXN, {"compare": [], "success": [{"put": {"key": "t/a", "value": "2"}}]}),
+    ("GET", "/api/v1/kv/t/b", None),
+    # ... a put of it naming a lease that does not exist: 404, and nothing applied
+    ("POST", TXN, {"success": [_put("t/half", "x"), _put("t/half2", "x", lease=78)]}),
+    ("GET", "/api/v1/kv/t/half", None),
+    # ... and the txns it declines, which FastAPI answers (or words the error of) on both
+    (
+        "POST",
+        TXN,
+        {
+            "compare": [{"key": "t/a", "target": "exists", "value": True}],
+            "success": [_put("t/d", "y")],
+        },
+    ),
+    ("POST", TXN, {"success": [_put("t/e", "y")], "failure": [_put("t/f", "z")]}),
+    ("POST", TXN, {"success": [{"get": {"key": "t/a"}}]}),
+    ("POST", TXN, {"success": [_put("t/g", "y"), {"delete": {"key": "t/a"}}]}),
+    ("POST", TXN, {"success": []}),
+    ("POST", TXN, {}),
+    ("POST", TXN, {"success": [{"put": {"key": "t/h", "value": "y"}, "delete": None}]}),
+    ("POST", TXN, {"success": [{"put": {"key": "", "value": "y"}}]}),
+    ("POST", TXN, {"success": [{"put": {"key": "t/i", "value": 1}}]}),
+    ("POST", TXN, {"success": [{"put": {"key": "t/i", "value": "y", "lease": True}}]}),
+    ("POST", TXN, {"success": [{"put": {"key": "t/i", "value": "y", "lease": 0}}]}),
+    ("POST", TXN, {"success": [{"put": {"key": "t/i", "value": "y", "prev_kv": True}}]}),
+    ("POST", TXN, {"success": [{"put": {"key": "k" * 5000, "value": "y"}}]}),
+    ("POST", TXN, {"success": [_put(f"t/many/{i}", "y") for i in range(MAX_TXN_OPS + 1)]}),
+    ("POST", TXN, {"success": {"put": {"key": "t/i", "value": "y"}}}),
+    ("POST", TXN, {"success": [["put"]]}),
+    ("POST", TXN, {"success": [_put("t/j", "y")], "extra": 1}),
+    ("POST", TXN, [_put("t/j", "y")]),
+    ("POST", TXN, b"{not json"),
+    ("POST", TXN + "?x=1", {"success": [_put("t/k", "y")]}),
+    ("GET", "/api/v1/kv/t/i", None),
     # the registry: registrations, heartbeats and discovery the fast path answers
     ("PUT", f"{SVC}/i1", {"address": "10.0.0.1", "port": 80}),
     ("PUT", f"{SVC}/i2", {"address": "10.0.0.2", "port": 80, "weight": 2, "zone": "eu"}),
@@ -187,6 +235,8 @@ def test_the_fast_path_and_fastapi_give_identical_answers_and_errors(tmp_path: P
                 assert masked(a.content) == masked(b.content), (where, a.text, b.text)
                 served.append((request, a.status_code))
             assert fast_member.member.kv.revision > 10  # the writes really happened
+            # A txn refused for one of its puts applied none of them.
+            assert fast_member.member.kv.get(b"t/half") is None
             return served
 
     served = run(main())
@@ -214,6 +264,8 @@ def test_the_fast_path_really_answers_what_it_claims(tmp_path: Path) -> None:
                 ("PUT", "/api/v1/kv/a", {"value": "1"}),
                 ("GET", "/api/v1/kv/a", None),
                 ("GET", "/api/v1/kv/none", None),
+                ("POST", TXN, _puts(("t/a", "1"), ("t/b", "2"))),
+                ("POST", TXN, {"success": [_put("t/c", "3")]}),
                 ("PUT", f"{SVC}/i1", {"address": "10.0.0.1", "port": 80}),
                 (
                     "PUT",

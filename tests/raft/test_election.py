@@ -255,3 +255,43 @@ def test_3_8_injected_vote_twice_grants_second_vote_in_same_term() -> None:
         c.node("n3").campaign()
         c.stabilize()
     assert c.node("n3").role is Role.LEADER and c.node("n3").term == 1  # two leaders of term 1
+
+
+def test_followers_that_saw_their_leader_s_connection_close_elect_within_two_ticks() -> None:
+    """`report_leader_lost` (the driver saw the leader's connection close, as when its
+    process dies): the followers stop counting on its lease and one of them leads
+    after at most two ticks, not an election timeout."""
+    c = Cluster(3, seed=3)
+    c.elect("n1")
+    c.crash("n1")
+    for member in ("n2", "n3"):
+        c.node(member).report_leader_lost("n1")
+        assert c.node(member).leader is None
+    for _ in range(2):
+        c.run(1, members=["n2", "n3"])
+    leaders = [m for m in ("n2", "n3") if c.node(m).role is Role.LEADER]
+    assert len(leaders) == 1, [c.node(m).role for m in ("n2", "n3")]
+
+
+def test_one_follower_losing_a_live_leader_s_connection_disrupts_nothing() -> None:
+    """A hint, not a decision: the other follower is still in the live leader's lease,
+    so the PreVote fails and nobody's term moves."""
+    c = Cluster(3, seed=3)
+    c.elect("n1")
+    term = c.node("n1").term
+    c.node("n2").report_leader_lost("n1")
+    c.run(3)
+    assert c.leaders() == ["n1"]
+    assert {c.node(m).term for m in c.ids} == {term}
+    assert c.node("n2").leader == "n1"  # the next heartbeat told it again
+
+
+def test_a_leader_lost_report_about_a_non_leader_changes_nothing() -> None:
+    c = Cluster(3, seed=3)
+    c.elect("n1")
+    elapsed = c.node("n2")._raft.election_elapsed
+    c.node("n2").report_leader_lost("n3")
+    c.node("n1").report_leader_lost("n2")  # a leader ignores it
+    assert c.node("n2").leader == "n1"
+    assert c.node("n2")._raft.election_elapsed == elapsed
+    assert c.leaders() == ["n1"]
