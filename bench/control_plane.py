@@ -97,7 +97,7 @@ def _highest_term(system: System) -> int:
         if not m.alive:
             continue
         if isinstance(m, EtcdMember):
-            terms.append(int(m.status()["raft_term"]))
+            terms.append(int(m.status()["raftTerm"]))  # etcd 3.4 answers raftTerm
         else:
             terms.append(int(httpx.get(m.url + "/api/v1/cluster", timeout=1).json()["term"]))
     return max(terms)
