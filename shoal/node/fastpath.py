@@ -22,6 +22,7 @@ boundary rules: the front has done both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -85,6 +86,21 @@ class FastPath:
         command = self._parse_put(scope, data) if self.member.is_leader else None
         if command is None:
             return False
+
+        def answer(result: Any) -> dict[str, Any]:
+            assert isinstance(result, PutResult)
+            out: dict[str, Any] = {"revision": result.revision}
+            if command.prev_kv:
+                out["prev_kv"] = kv_json(result.prev) if result.prev else None
+            return out
+
+        return await self._propose(command, answer, send)
+
+    async def _propose(
+        self, command: Put | Txn, answer: Callable[[Any], dict[str, Any]], send: Send
+    ) -> bool:
+        """Propose `command` and answer 200 with `answer(result)`, or the API's error;
+        False (FastAPI takes over) if leadership moved meanwhile."""
         try:
             result = await self.member.propose(command)
         except NotLeaderError:
@@ -96,11 +112,7 @@ class FastPath:
             api_error = kv_error(error)
             await respond_json(send, api_error.status, api_error.body())
             return True
-        assert isinstance(result, PutResult)
-        out: dict[str, Any] = {"revision": result.revision}
-        if command.prev_kv:
-            out["prev_kv"] = kv_json(result.prev) if result.prev else None
-        await respond_json(send, 200, json_bytes(out))
+        await respond_json(send, 200, json_bytes(answer(result)))
         return True
 
     def _parse_put(self, scope: Scope, data: Any) -> Put | None:
@@ -128,20 +140,12 @@ class FastPath:
         command = self._parse_txn(scope, data) if self.member.is_leader else None
         if command is None:
             return False
-        try:
-            result = await self.member.propose(command)
-        except NotLeaderError:
-            return False  # leadership moved: FastAPI forwards
-        except Unavailable as error:
-            await respond_json(send, 503, _unavailable(error))
-            return True
-        except KvError as error:
-            api_error = kv_error(error)
-            await respond_json(send, api_error.status, api_error.body())
-            return True
-        assert isinstance(result, TxnResult)
-        await respond_json(send, 200, json_bytes(txn_json(result)))
-        return True
+
+        def answer(result: Any) -> dict[str, Any]:
+            assert isinstance(result, TxnResult)
+            return txn_json(result)
+
+        return await self._propose(command, answer, send)
 
     def _parse_txn(self, scope: Scope, data: Any) -> Txn | None:
         if scope.get("query_string") or not isinstance(data, dict):
