@@ -25,6 +25,7 @@ from functools import singledispatch
 from .messages import (
     AppendEntries,
     AppendResponse,
+    Commit,
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
@@ -141,6 +142,11 @@ def _(m: VoteResponse) -> str:
 @_fields.register
 def _(m: Heartbeat) -> str:
     return f"commit={m.commit}" + (f" read_seq={m.read_seq}" if m.read_seq else "")
+
+
+@_fields.register
+def _(m: Commit) -> str:
+    return f"commit={m.commit}"
 
 
 @_fields.register

@@ -73,6 +73,16 @@ class HeartbeatResponse(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Commit(Message):
+    """Leader -> a follower that holds every entry sent to it: the commit index moved.
+    Unanswered, unlike the empty append it replaces (whose answer said nothing new and
+    cost each follower a frame per write); capped, like a heartbeat's, at what the
+    follower is known to hold. A lost one is made good by the next heartbeat."""
+
+    commit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InstallSnapshot(Message):
     snapshot: Snapshot
 
@@ -106,4 +116,5 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TimeoutNow,
     ReadIndexRequest,
     ReadIndexResponse,
+    Commit,  # last: the wire codes of the others stay as they were
 )

@@ -35,6 +35,7 @@ class Progress:
     snapshot_wait: int = 0  # heartbeat replies seen while a snapshot is outstanding
     recent_active: bool = True
     read_seq: int = 0  # newest ReadIndex round this follower acknowledged
+    commit_sent: int = 0  # highest commit index sent to it in an append or a Commit
 
     def paused(self, max_inflight: int) -> bool:
         if self.state is ProgressState.PROBE:

@@ -25,6 +25,10 @@ Practice", 2014):
 - ReadIndex (6.4): record the commit index, confirm leadership with a heartbeat round
   from a quorum, then release the read; never before the leader has committed an entry
   of its own term.
+- A moved commit index reaches a follower that lacks entries in the next append (which
+  carries it), and one that holds every entry sent to it in a `Commit`, capped like a
+  heartbeat's at what it is known to hold and never answered. (etcd sends an empty
+  append, which each follower answers for nothing: a frame each way per write.)
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .log import RaftLog
 from .messages import (
     AppendEntries,
     AppendResponse,
+    Commit,
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
@@ -154,7 +159,7 @@ class Raft:
             self.transferee = None
         # A smaller quorum may commit at once; a new member needs the log.
         if self._maybe_commit():
-            self._broadcast_append()
+            self._broadcast_commit()
 
     # -- role changes -------------------------------------------------------------------
 
@@ -293,12 +298,12 @@ class Raft:
                 isinstance(m, VoteResponse) and m.pre and m.granted
             ):
                 pass  # a PreVote never changes anyone's term
-            elif isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+            elif isinstance(m, (AppendEntries, Heartbeat, Commit, InstallSnapshot)):
                 self._become_follower(m.term, m.src)
             else:
                 self._become_follower(m.term, None)
         elif m.term < self.term:
-            if isinstance(m, (AppendEntries, Heartbeat)) and (
+            if isinstance(m, (AppendEntries, Heartbeat, Commit)) and (
                 self.config.check_quorum or self.config.pre_vote
             ):
                 # A stale leader must learn our term, or a member that was partitioned
@@ -336,7 +341,7 @@ class Raft:
             )
 
     def _step_follower(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+        if isinstance(m, (AppendEntries, Heartbeat, Commit, InstallSnapshot)):
             self.election_elapsed = 0
             self.leader = m.src
             self._handle_replication(m)
@@ -346,7 +351,7 @@ class Raft:
             self.read_states.append(ReadState(m.index, m.context))
 
     def _step_candidate(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+        if isinstance(m, (AppendEntries, Heartbeat, Commit, InstallSnapshot)):
             self._become_follower(m.term, m.src)
             self._handle_replication(m)
         elif isinstance(m, VoteResponse):
@@ -377,6 +382,8 @@ class Raft:
             self._send(
                 HeartbeatResponse(src=self.id, dst=m.src, term=self.term, read_seq=m.read_seq)
             )
+        elif isinstance(m, Commit):
+            self.log.commit_to(min(m.commit, self.log.last_index))
         elif isinstance(m, InstallSnapshot):
             self._handle_snapshot(m)
 
@@ -429,6 +436,22 @@ class Raft:
         for peer in self._peers():
             self._send_append(peer)
 
+    def _broadcast_commit(self) -> None:
+        """The commit index moved: tell each follower, with an append to one that lacks
+        entries (it carries the index), with an unanswered Commit to one that has all."""
+        for peer in self._peers():
+            pr = self.progress[peer]
+            if pr.state is ProgressState.REPLICATE and pr.next > self.log.last_index:
+                self._send_commit(peer, pr)
+            else:
+                self._send_append(peer)
+
+    def _send_commit(self, to: str, pr: Progress) -> None:
+        commit = min(pr.match, self.log.committed)  # safe: `to` holds the log up to match
+        if commit > pr.commit_sent:
+            pr.commit_sent = commit
+            self._send(Commit(src=self.id, dst=to, term=self.term, commit=commit))
+
     def _send_append(self, to: str, allow_empty: bool = True) -> bool:
         """Send `to` what it lacks, if flow control allows; True if anything was sent."""
         pr = self.progress.get(to)
@@ -458,6 +481,7 @@ class Raft:
             )
         )
         pr.on_sent(entries[-1].index if entries else None)
+        pr.commit_sent = max(pr.commit_sent, min(self.log.committed, prev_index + len(entries)))
         return True
 
     def _broadcast_heartbeat(self) -> None:
@@ -498,13 +522,17 @@ class Raft:
         else:
             pr.free_inflight_to(m.index)
         if self._maybe_commit():
-            self._broadcast_append()
+            self._broadcast_commit()
             if self.role is not Role.LEADER:
                 return  # the commit removed us from the voters
         elif was_paused:
             self._send_append(m.src)
         while self._send_append(m.src, allow_empty=False):
             pass
+        if pr.state is ProgressState.REPLICATE and pr.next > self.log.last_index:
+            # A follower outside the quorum acknowledges entries already committed: its
+            # appends carried an older commit index, so tell it the new one.
+            self._send_commit(m.src, pr)
         if m.src == self.transferee and pr.match == self.log.last_index:
             self._send(TimeoutNow(src=self.id, dst=m.src, term=self.term))
 
@@ -558,7 +586,7 @@ class Raft:
             return
         me = self.progress.get(self.id)
         if me is not None and me.maybe_update(self.log.stabled) and self._maybe_commit():
-            self._broadcast_append()
+            self._broadcast_commit()
 
     # -- reads --------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errors import UsageError
-from .messages import AppendEntries, Heartbeat, InstallSnapshot, Message, TimeoutNow
+from .messages import AppendEntries, Commit, Heartbeat, InstallSnapshot, Message, TimeoutNow
 from .options import RaftConfig
 from .progress import ProgressState
 from .raft import Raft
@@ -45,7 +45,7 @@ from .types import (
 )
 
 # What a leader may send before its own write is durable.
-_SEND_BEFORE_PERSIST = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
+_SEND_BEFORE_PERSIST = (AppendEntries, Commit, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
 @dataclass(frozen=True, slots=True)

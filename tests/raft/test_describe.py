@@ -11,6 +11,7 @@ from shoal.raft import (
     MESSAGE_TYPES,
     AppendEntries,
     AppendResponse,
+    Commit,
     ConfChange,
     ConfChangeOp,
     ConfState,
@@ -80,6 +81,7 @@ EXAMPLES: list[tuple[Message, str]] = [
         Heartbeat(src="n1", dst="n2", term=2, commit=6, read_seq=3),
         "n1->n2 Heartbeat term=2 commit=6 read_seq=3",
     ),
+    (Commit(src="n1", dst="n2", term=2, commit=7), "n1->n2 Commit term=2 commit=7"),
     (HeartbeatResponse(src="n2", dst="n1", term=2), "n2->n1 HeartbeatResponse term=2"),
     (
         HeartbeatResponse(src="n2", dst="n1", term=2, read_seq=3),

@@ -7,7 +7,7 @@ import shoal.raft
 
 EXPECTED = {
     "MESSAGE_TYPES", "AppendEntries", "AppendResponse", "CompactedError", "ConfChange",
-    "ConfChangeOp", "ConfChangeRejected", "ConfState", "Entry", "HardState", "Heartbeat",
+    "Commit", "ConfChangeOp", "ConfChangeRejected", "ConfState", "Entry", "HardState", "Heartbeat",
     "HeartbeatResponse", "InstallSnapshot", "MemberProgress", "Message", "NotLeader",
     "ProgressState", "ProposalRejected", "RaftConfig", "RaftError", "RawNode",
     "ReadIndexRequest", "ReadIndexResponse", "ReadState", "Ready", "RequestVote", "Role",
