@@ -11,6 +11,7 @@ import pytest
 from shoal.raft.messages import (
     AppendEntries,
     AppendResponse,
+    Commit,
     Message,
     RequestVote,
     TimeoutNow,
@@ -333,3 +334,47 @@ def test_10_2_1_leader_crash_before_own_write_loses_nothing_committed() -> None:
     for member in c.ids:
         assert c.log(member) == [(1, 1, b""), (2, 1, b"w"), (3, c.node("n2").term, b"")]
         assert c.values(member) == [b"w"]
+
+
+# -- telling followers the commit index ---------------------------------------------------
+
+
+def test_commit_index_reaches_each_follower_in_an_unanswered_commit() -> None:
+    """Once an entry commits, a follower holding every entry sent to it hears the new
+    commit index in a Commit (not an empty append it would answer); one whose
+    acknowledgement arrives after the commit (outside the quorum) gets its own Commit
+    then. Neither answers, and both apply the entry."""
+    c = Cluster(3)
+    c.elect("n1")
+    c.stabilize()
+    sent_before = len(c.sent)
+    c.node("n1").propose(b"x")
+    # n3's acknowledgement waits in the queue until n1 has committed with n2's.
+    c.stabilize(lambda m: m.src != "n3")
+    assert c.commit("n1") == 2 and c.commit("n2") == 2 and c.commit("n3") == 1
+    c.stabilize()
+    assert [c.commit(m) for m in c.ids] == [2, 2, 2]
+    assert c.values("n3") == [b"x"]
+    sent = c.sent[sent_before:]
+    commits = [(m.dst, m.commit) for m in sent if isinstance(m, Commit)]
+    assert sorted(commits) == [("n2", 2), ("n3", 2)]
+    # One append out to each follower, one answer back from each: nothing else.
+    appends = [m for m in sent if isinstance(m, AppendEntries)]
+    answers = [m for m in sent if isinstance(m, AppendResponse)]
+    assert len(appends) == 2 and all(m.entries for m in appends), appends
+    assert sorted(m.src for m in answers) == ["n2", "n3"], answers
+
+
+def test_a_lost_commit_is_made_good_by_the_next_heartbeat() -> None:
+    """A Commit is never answered, so nothing resends it: the heartbeat's commit index
+    (capped at the follower's match, like the Commit's) brings the follower up to date."""
+    c = Cluster(3)
+    c.elect("n1")
+    c.stabilize()
+    c.node("n1").propose(b"x")
+    with c.dropping(lambda m: isinstance(m, Commit)):
+        c.stabilize()
+    assert c.commit("n1") == 2 and c.commit("n2") == 1 and c.commit("n3") == 1
+    c.run(1)  # one heartbeat interval
+    c.stabilize()
+    assert [c.commit(m) for m in c.ids] == [2, 2, 2]
