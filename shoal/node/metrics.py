@@ -7,7 +7,11 @@ the name (`_seconds`, `_entries`), `_total` on counters, few labels with bounded
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..raft import Role, Status
 
@@ -16,10 +20,6 @@ class MemberMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.term = Gauge("shoal_raft_term", "Current Raft term", registry=r)
-        self.is_leader = Gauge("shoal_raft_is_leader", "1 on the leader", registry=r)
-        self.commit = Gauge("shoal_raft_commit_index", "Raft commit index", registry=r)
-        self.applied = Gauge("shoal_raft_applied_index", "Raft applied index", registry=r)
         self.proposals = Counter("shoal_proposals", "Entries proposed by this member", registry=r)
         self.fsync_seconds = Histogram(
             "shoal_wal_persist_seconds",
@@ -42,18 +42,6 @@ class MemberMetrics:
             "Times this member saw the cluster's leader change (a new leader, or none)",
             registry=r,
         )
-        self.commit_lag = Gauge(
-            "shoal_raft_commit_lag_entries",
-            "Committed entries this member has not applied yet",
-            registry=r,
-        )
-        self.last_index = Gauge("shoal_raft_last_index", "Last index in the log", registry=r)
-        self.follower_lag = Gauge(
-            "shoal_raft_follower_lag_entries",
-            "On the leader: entries each follower's log is behind the leader's",
-            ["member"],
-            registry=r,
-        )
         self.request_seconds = Histogram(
             "shoal_http_request_duration_seconds",
             "Time to answer an HTTP API request (to its first byte for streams)",
@@ -61,37 +49,67 @@ class MemberMetrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
         )
-        self.leases = Gauge("shoal_leases", "Leases granted and not yet revoked", registry=r)
-        self.revision = Gauge("shoal_kv_revision", "The store's current revision", registry=r)
         self.snapshots_installed = Counter(
             "shoal_snapshots_installed",
             "Snapshots received from a leader and installed",
             registry=r,
         )
 
+        self.registry.register(_RaftCollector(self))
+        self.source: Callable[[], tuple[Status, int, int]] | None = None
         self._leader: str | None = None
-        self._lagging: set[str] = set()
 
-    def observe(self, status: Status, *, leases: int = 0, revision: int = 0) -> None:
-        self.term.set(status.term)
-        self.is_leader.set(1 if status.role is Role.LEADER else 0)
-        self.commit.set(status.commit)
-        self.applied.set(status.applied)
-        self.commit_lag.set(max(0, status.commit - status.applied))
-        self.last_index.set(status.last_index)
-        self.leases.set(leases)
-        self.revision.set(revision)
-        if status.leader != self._leader:
-            self._leader = status.leader
+    def watch(self, source: Callable[[], tuple[Status, int, int]]) -> None:
+        """Read (Raft status, leases, revision) from `source` at each scrape. Sampled
+        then, not set on every Ready: setting ten gauges per Ready was ~5% of a member's
+        CPU at one client (issue 14)."""
+        self.source = source
+
+    def saw_leader(self, leader: str | None) -> None:
+        """Count a change of leader (a new one, or none); called whenever Raft's soft
+        state changes, so no change is missed between scrapes."""
+        if leader != self._leader:
+            self._leader = leader
             self.leader_changes.inc()
-        # Progress is known on the leader only; drop the series of members no longer
-        # followed, so a demoted leader does not report a frozen lag for ever.
-        followers = {name: p for name, p in status.progress.items() if name != status.id}
-        for gone in self._lagging - followers.keys():
-            self.follower_lag.remove(gone)
-        for name, progress in followers.items():
-            self.follower_lag.labels(name).set(max(0, status.last_index - progress.match))
-        self._lagging = set(followers)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _RaftCollector(Collector):
+    """The Raft and store gauges, read from the member's status when scraped."""
+
+    def __init__(self, metrics: MemberMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        source = self._metrics.source
+        if source is None:
+            return
+        status, leases, revision = source()
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, value=value)
+
+        yield gauge("shoal_raft_term", "Current Raft term", status.term)
+        yield gauge("shoal_raft_is_leader", "1 on the leader", int(status.role is Role.LEADER))
+        yield gauge("shoal_raft_commit_index", "Raft commit index", status.commit)
+        yield gauge("shoal_raft_applied_index", "Raft applied index", status.applied)
+        yield gauge(
+            "shoal_raft_commit_lag_entries",
+            "Committed entries this member has not applied yet",
+            max(0, status.commit - status.applied),
+        )
+        yield gauge("shoal_raft_last_index", "Last index in the log", status.last_index)
+        # Progress is known on the leader only, so a demoted leader reports no lag at all.
+        lag = GaugeMetricFamily(
+            "shoal_raft_follower_lag_entries",
+            "On the leader: entries each follower's log is behind the leader's",
+            labels=["member"],
+        )
+        for name, progress in status.progress.items():
+            if name != status.id:
+                lag.add_metric([name], max(0, status.last_index - progress.match))
+        yield lag
+        yield gauge("shoal_leases", "Leases granted and not yet revoked", leases)
+        yield gauge("shoal_kv_revision", "The store's current revision", revision)

@@ -98,6 +98,18 @@ class MemberStorage:
         wal.sync()
         return time.perf_counter() - started
 
+    def persist_buffered(self, rd: Ready) -> bool:
+        """Persist `rd` now, on the caller's thread, if that needs no disk I/O: it needs
+        no fsync (only the commit index moved, which rides along with the next sync) and
+        the WAL's segment does not rotate. False, with nothing done, otherwise."""
+        if rd.must_sync or rd.snapshot is not None or rd.entries:
+            return False
+        wal = self._require_wal()
+        if not wal.buffers(64):  # a packed hard state is < 40 bytes
+            return False
+        wal.append((), rd.hard_state)
+        return True
+
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot this member took of its own state (or the bootstrap one at
         index 0); WAL segments it makes obsolete are deleted."""

@@ -415,6 +415,11 @@ class WriteAheadLog:
             self._hard_state = hard_state
         self._maybe_rotate()
 
+    def buffers(self, nbytes: int) -> bool:
+        """Whether a record with an `nbytes` payload appended now stays in the current
+        segment, so no rotation (which fsyncs) is due: for callers that must not block."""
+        return self._size + _HEADER.size + nbytes < self._segment_bytes
+
     def mark_snapshot(self, index: int, term: int) -> None:
         """Record that the log is compacted to a durable snapshot at (index, term).
 
