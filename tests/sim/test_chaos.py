@@ -37,20 +37,26 @@ def test_seeded_simulations_keep_raft_safe_and_live(start: int, members: int) ->
 
 @pytest.mark.sim
 @pytest.mark.parametrize(
-    ("bug", "symptom"),
+    ("bug", "symptom", "sizes"),
     [
-        ("vote-any-log", "leader completeness"),
-        ("vote-twice", "election safety"),
-        ("read-without-quorum", "linearizable read"),
+        ("vote-any-log", "leader completeness", (3, 5)),
+        ("vote-twice", "election safety", (3, 5)),
+        # A stale read needs a deposed leader that still serves while a majority writes
+        # on: on 3 members 2-3 % of seeds show it, on 5 none of 150 (150 seeds of each
+        # with `python -m shoal.raft.sim --inject-bug read-without-quorum`), so 5-member
+        # seeds only made the search ~70 s long.
+        ("read-without-quorum", "linearizable read", (3,)),
     ],
 )
-def test_injected_bug_is_caught_and_replays_exactly(bug: str, symptom: str) -> None:
+def test_injected_bug_is_caught_and_replays_exactly(
+    bug: str, symptom: str, sizes: tuple[int, ...]
+) -> None:
     """The checks can fail: each classic mistake is found within a bounded number of seeds,
     and re-running the reported seed reproduces the same violation."""
     found = None
     with inject(bug):
         for seed in range(400):
-            result = simulate(seed, 5 if seed % 2 else 3)
+            result = simulate(seed, sizes[seed % len(sizes)])
             if not result.ok and symptom in (result.violation or ""):
                 found = result
                 break
