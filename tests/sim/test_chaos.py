@@ -42,9 +42,9 @@ def test_seeded_simulations_keep_raft_safe_and_live(start: int, members: int) ->
         ("vote-any-log", "leader completeness", (3, 5)),
         ("vote-twice", "election safety", (3, 5)),
         # A stale read needs a deposed leader that still serves while a majority writes
-        # on: on 3 members 2-3 % of seeds show it, on 5 none of 150 (150 seeds of each
-        # with `python -m shoal.raft.sim --inject-bug read-without-quorum`), so 5-member
-        # seeds only made the search ~70 s long.
+        # on. `python -m shoal.raft.sim --inject-bug read-without-quorum --seeds 150`
+        # showed it in 2-3 % of 3-member seeds and in none of the 5-member ones, which
+        # only made the search ~70 s long.
         ("read-without-quorum", "linearizable read", (3,)),
     ],
 )
