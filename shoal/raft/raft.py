@@ -441,10 +441,14 @@ class Raft:
         entries (it carries the index), with an unanswered Commit to one that has all."""
         for peer in self._peers():
             pr = self.progress[peer]
-            if pr.state is ProgressState.REPLICATE and pr.next > self.log.last_index:
+            if self._holds_all_sent(pr):
                 self._send_commit(peer, pr)
             else:
                 self._send_append(peer)
+
+    def _holds_all_sent(self, pr: Progress) -> bool:
+        """Replicating, with every entry sent: only a Commit can tell it anything new."""
+        return pr.state is ProgressState.REPLICATE and pr.next > self.log.last_index
 
     def _send_commit(self, to: str, pr: Progress) -> None:
         commit = min(pr.match, self.log.committed)  # safe: `to` holds the log up to match
@@ -529,7 +533,7 @@ class Raft:
             self._send_append(m.src)
         while self._send_append(m.src, allow_empty=False):
             pass
-        if pr.state is ProgressState.REPLICATE and pr.next > self.log.last_index:
+        if self._holds_all_sent(pr):
             # A follower outside the quorum acknowledges entries already committed: its
             # appends carried an older commit index, so tell it the new one.
             self._send_commit(m.src, pr)
