@@ -34,6 +34,11 @@ can retry only while two things hold: no byte of the response has gone to the cl
 and the whole request body is still held -- bodies up to `REPLAY_LIMIT` (64 KiB) are
 kept for a replay, a longer one is let go as it is sent and its request is not retried
 once any of it went out. A 5xx that will be retried is discarded with its connection.
+An idempotent request's good response head is held until its body's first byte or its
+end arrives (at most HEAD_HOLD plus a tick, ~10-20 ms): an instance killed between
+writing its head and its body -- uvicorn writes them apart -- is retried like one
+killed before answering, where relaying the head would have left the client a cut-off
+body.
 
 Timeouts. An attempt's timeout (the policy's, within the overall deadline) runs from
 the moment the request is fully sent (or from connecting) to the response's head;
@@ -136,6 +141,7 @@ _SUCCESS_NAME, _FAILURE_NAME = _SUCCESS.value, _FAILURE.value  # (Enum.value is 
 UNMATCHED = stats_for("unmatched", "-")  # requests answered before a route was known
 _INF = math.inf
 TICK = 0.01  # how often deadlines and stalls are checked: timeouts fire within 10 ms
+HEAD_HOLD = TICK  # a good head waits up to this (+ a tick) for its body's first byte
 
 
 def _ignore(_header: tuple[bytes, bytes, bytes]) -> None:
@@ -469,6 +475,8 @@ class Exchange:
     resp_length: bytes | None = None
     resp_chunked = False
     resp_tokens = b""
+    # a good head held back (`response_head`): status, keep-alive, headers, arrival time
+    held: tuple[int, bool, list[tuple[bytes, bytes]], float] | None = None
     upstream_keep_alive = False
     to_client_chunked = False
     keep_alive = False
@@ -830,6 +838,10 @@ class Exchange:
         """The context's tick: fire the attempt's deadline, watch for a stalled body."""
         if self.finished:
             self.ctx.timed.discard(self)
+        elif self.held is not None:
+            if now >= self.held[3] + HEAD_HOLD:  # no body byte in time: the head goes alone
+                self._release_head()
+                self.response_flush()
         elif now >= self.deadline:
             self.deadline = math.inf
             self._attempt_timeout()
@@ -916,11 +928,31 @@ class Exchange:
     def response_head(
         self, status: int, keep_alive: bool, headers: list[tuple[bytes, bytes]]
     ) -> None:
+        now = time.monotonic()
+        if status < 500 and self.method in IDEMPOTENT and not self.body_dropped:
+            # Hold a good head until the first body byte (or the end) arrives, at most
+            # HEAD_HOLD: an instance killed between writing its head and its body is then
+            # retried like one killed before answering, not relayed as a cut-off body.
+            # (One attribute: each new one in the instance's dict costs every request.)
+            self.held = (status, keep_alive, headers, now)
+            if self.deadline == _INF:  # (a finite deadline is in the tick's set already)
+                self.ctx.timed.add(self)
+            self.deadline = _INF
+            return
+        self._accept_head(status, keep_alive, headers, now)
+
+    def _release_head(self) -> None:
+        held, self.held = self.held, None
+        assert held is not None
+        self._accept_head(*held)
+
+    def _accept_head(
+        self, status: int, keep_alive: bool, headers: list[tuple[bytes, bytes]], now: float
+    ) -> None:
         plan, attempt, rt = self.plan, self.attempt, self.rt
         assert plan is not None and attempt is not None and rt is not None
         self.deadline = math.inf
         self.attempt = None
-        now = time.monotonic()
         if status >= 500:
             outcome = _FAILURE
             rt.stats.attempt(_FAILURE_NAME)
@@ -1004,6 +1036,12 @@ class Exchange:
         self.out.append(b"".join(parts))
 
     def response_body(self, data: bytes) -> None:
+        held = self.held
+        if held is not None:  # (`_release_head`, inline: every GET's body comes here)
+            self.held = None
+            self._accept_head(*held)
+            if not self.status:  # a status the plan retries (e.g. 429): dropped, retried
+                return
         self.bytes_out += len(data)
         if self.to_client_chunked:
             self.out.append(b"%x\r\n%b\r\n" % (len(data), data))
@@ -1011,6 +1049,10 @@ class Exchange:
             self.out.append(data)
 
     def response_complete(self) -> None:
+        if self.held is not None:
+            self._release_head()
+            if not self.status:  # retried instead (see response_body)
+                return
         if self.to_client_chunked:
             self.out.append(LAST_CHUNK)
         up, self.up = self.up, None
@@ -1036,6 +1078,10 @@ class Exchange:
         if connection is not self.up or self.finished:
             return
         self.up = None
+        if self.held is not None:  # it died between its head and its body: a reset
+            self.held = None
+            self._attempt_failed(Outcome.RESET, f"{what} after the response head")
+            return
         if self.status:  # the head went to the client already
             if clean and self.resp_length is None and not self.resp_chunked:
                 self.response_complete()  # a close-delimited body ends like this

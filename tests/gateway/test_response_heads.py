@@ -24,10 +24,13 @@ from .conftest import GatewayFactory, route
 
 
 class RawUpstream:
-    """Answers every request on a connection with `pieces`, sent apart (keep-alive)."""
+    """Answers every request on a connection with `pieces`, sent apart (keep-alive);
+    with `close_after`, closes the connection once they are sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, close_after: bool = False) -> None:
         self.pieces: list[bytes] = [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]
+        self.close_after = close_after
+        self.requests = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.stopped = False
@@ -53,10 +56,16 @@ class RawUpstream:
                     return
                 buffered += data
                 while b"\r\n\r\n" in buffered:  # requests without a body (GETs)
-                    _, buffered = buffered.split(b"\r\n\r\n", 1)
+                    request, buffered = buffered.split(b"\r\n\r\n", 1)
+                    self.requests += 1
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    for piece in self.pieces:
+                    # A HEAD is answered with the first piece alone: a head, no body.
+                    head = request.startswith(b"HEAD ")
+                    for piece in self.pieces[:1] if head else self.pieces:
                         conn.sendall(piece)
+                        if self.close_after:
+                            conn.shutdown(socket.SHUT_RDWR)
+                            return
                         time.sleep(0.01)
 
     def close(self) -> None:
@@ -137,3 +146,32 @@ def test_a_folded_header_line_is_unfolded(raw: RawUpstream, gateway: GatewayFact
         return
     assert answer.status_code == 200 and answer.text == "ok"
     assert answer.headers["x-folded"] == "one two"
+
+
+def test_an_instance_that_dies_between_its_head_and_its_body_is_retried(
+    server: ServerProcess, gateway: GatewayFactory
+) -> None:
+    """uvicorn writes a head and its body apart; a SIGKILL between the two must not reach
+    the client as a cut-off body when the request can be sent again."""
+    dying, whole = RawUpstream(close_after=True), RawUpstream()
+    dying.pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: 49\r\n\r\n"]  # then it is gone
+    whole.pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"whole"]
+    with ControlPlane(server.url) as cp:
+        cp.registry.register("flaky", "dying", address="127.0.0.1", port=dying.port)
+        cp.registry.register("flaky", "whole", address="127.0.0.1", port=whole.port)
+    try:
+        # Round robin: every other first attempt goes to the dying instance.
+        policy = {"balancer": "round_robin", "outlier": False, "breaker": False}
+        gw = gateway({"routes": [route("/", service="flaky", policy=policy)]})
+        wait_for(lambda: _get(gw.url).status_code == 200, 20, what="the flaky service routed")
+        dying.requests = 0
+        with httpx.Client(base_url=gw.url, timeout=10) as client:
+            for _ in range(20):
+                answer = client.get("/x")
+                assert (answer.status_code, answer.text) == (200, "whole")
+                head = client.head("/x")
+                assert head.status_code == 200
+        assert dying.requests >= 10, "the balancer did not try the dying instance"
+    finally:
+        dying.close()
+        whole.close()
