@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(PY) -m bench.sdk_overhead
 	$(PY) -m bench.events
 	$(PY) -m bench.security
+	$(PY) -m bench.client_wire
 
 soak: $(STAMP)
 	$(PY) -m shoal.raft.sim --seeds 50000 --members 3,5
