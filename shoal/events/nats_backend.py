@@ -230,14 +230,18 @@ class NatsBackend:
                         error_cb=self._on_error,
                     )
                 self._js = self._nc.jetstream(timeout=self.timeout)
-            if self._ready_epoch != self.epoch:
+            # Until the buckets belong to the current connection: a reconnect while they
+            # were made may have been to a restarted server without the leases bucket.
+            while self._ready_epoch != self.epoch:
                 epoch = self.epoch
                 self.meta = await self._bucket(META_BUCKET, StorageType.FILE, None)
                 self.leases = await self._bucket(
                     self.lease_bucket, StorageType.MEMORY, self.claim_ttl
                 )
                 self._ready_epoch = epoch
-        return self.epoch
+            # (Before, a reconnect during the calls above returned the new epoch with the
+            # old connection's buckets, and the caller's connection watch never fired.)
+            return self._ready_epoch
 
     async def _bucket(self, name: str, storage: StorageType, ttl: float | None) -> KeyValue:
         with translated():
