@@ -1,10 +1,9 @@
 """The async client's two ways to send a unary call, side by side on one member.
 
-`AsyncControlPlane` sends its unary calls on `shoal.client.aiowire` (asyncio protocols +
-httptools); passing any httpx transport sends them through `httpx.AsyncClient` instead,
-which is what every call did before. This runs both on the same single member in
-alternating rounds, one awaited caller each (the way a service or an events producer
-calls), and prints per system: calls/s, the caller's CPU per call
+`AsyncControlPlane(wire=True)` sends its unary calls on `shoal.client.aiowire` (asyncio
+protocols + httptools); by default they go through `httpx.AsyncClient`. This runs both on
+the same single member in alternating rounds, one awaited caller each (the way a service
+or an events producer calls), and prints per system: calls/s, the caller's CPU per call
 (`time.process_time`), the member's CPU per call (from /proc), and the ratios.
 
     .venv/bin/python -m bench.client_wire            # 4 rounds x 3 s per system
@@ -23,8 +22,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import httpx
 
 from shoal.client import AsyncControlPlane
 from shoal.testing import ServerProcess
@@ -63,9 +60,8 @@ async def measure(
 async def run(
     url: str, pid: int, rounds: int, seconds: float
 ) -> dict[str, list[tuple[float, ...]]]:
-    wire = AsyncControlPlane(url)
-    # Any transport given keeps every call on httpx: the default one, as before.
-    via_httpx = AsyncControlPlane(url, transport=httpx.AsyncHTTPTransport())
+    wire = AsyncControlPlane(url, wire=True)
+    via_httpx = AsyncControlPlane(url, wire=False)  # the default: every call on httpx
     systems = {"aiowire": wire, "httpx": via_httpx}
     results: dict[str, list[tuple[float, ...]]] = {
         f"{n} {op}": [] for n in systems for op in ("put", "get")

@@ -36,7 +36,7 @@ def test_calls_reuse_one_connection_and_answer_like_the_httpx_shell(
     member: ServerProcess,
 ) -> None:
     async def scenario() -> None:
-        async with AsyncControlPlane(member.url) as cp:
+        async with AsyncControlPlane(member.url, wire=True) as cp:
             assert cp._wire is not None
             first = await cp.put("/wire/a", 'ü and "quotes"')
             assert (await cp.get("/wire/a")).value == 'ü and "quotes"'  # type: ignore[union-attr]
@@ -53,7 +53,7 @@ def test_calls_reuse_one_connection_and_answer_like_the_httpx_shell(
 
 def test_concurrent_calls_open_at_most_the_limit_and_all_land(member: ServerProcess) -> None:
     async def scenario() -> None:
-        async with AsyncControlPlane(member.url) as cp:
+        async with AsyncControlPlane(member.url, wire=True) as cp:
             assert cp._wire is not None
             revisions = await asyncio.gather(
                 *(cp.put(f"/wire/c/{i}", str(i)) for i in range(3 * MAX_CONNECTIONS // 2))
@@ -70,7 +70,7 @@ def test_concurrent_calls_open_at_most_the_limit_and_all_land(member: ServerProc
 # transport warns when collected); httpx fails outright here ("Event loop is closed").
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_one_client_works_across_two_event_loops(member: ServerProcess) -> None:
-    cp = AsyncControlPlane(member.url)
+    cp = AsyncControlPlane(member.url, wire=True)
     assert asyncio.run(cp.put("/wire/loop", "1")) > 0
     assert asyncio.run(cp.put("/wire/loop", "2")) > 0  # the first loop's connection is gone
     gc.collect()  # (its warning, here where it is filtered)
@@ -85,7 +85,7 @@ def test_one_client_works_across_two_event_loops(member: ServerProcess) -> None:
 def test_a_refused_endpoint_is_skipped_for_the_next(member: ServerProcess) -> None:
     async def scenario() -> int:
         # Nothing listens on port 1: refused, nothing sent, so even a txn moves on.
-        async with AsyncControlPlane(f"http://127.0.0.1:1,{member.url}") as cp:
+        async with AsyncControlPlane(f"http://127.0.0.1:1,{member.url}", wire=True) as cp:
             answer = await cp.txn([], [{"put": {"key": "/wire/t", "value": "1"}}], [])
             return int(answer["revision"])
 
@@ -136,7 +136,7 @@ def test_a_misbehaving_server_is_an_unavailable_error_that_says_why(what: str, s
 
     async def scenario() -> None:
         # retry_budget 0: one attempt, so the error is the wire's own
-        async with AsyncControlPlane(server.url, timeout=0.5, retry_budget=0) as cp:
+        async with AsyncControlPlane(server.url, timeout=0.5, retry_budget=0, wire=True) as cp:
             started = time.monotonic()
             with pytest.raises(Unavailable, match=says) as caught:
                 await cp.txn([], [{"put": {"key": "k", "value": "v"}}], [])
@@ -147,3 +147,11 @@ def test_a_misbehaving_server_is_an_unavailable_error_that_says_why(what: str, s
         asyncio.run(scenario())
     finally:
         server.close()
+
+
+def test_the_wire_is_off_by_default_and_on_with_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert AsyncControlPlane("http://127.0.0.1:1")._wire is None
+    monkeypatch.setenv("SHOAL_CLIENT_WIRE", "1")
+    assert AsyncControlPlane("http://127.0.0.1:1")._wire is not None
