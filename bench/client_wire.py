@@ -1,7 +1,7 @@
 """The async client's two ways to send a unary call, side by side on one member.
 
-`AsyncControlPlane(wire=True)` sends its unary calls on `shoal.client.aiowire` (asyncio
-protocols + httptools); by default they go through `httpx.AsyncClient`. This runs both on
+`AsyncControlPlane` sends its unary calls on `shoal.client.aiowire` (asyncio protocols +
+httptools); with `wire=False` they go through `httpx.AsyncClient`, as before aiowire. This runs both on
 the same single member in alternating rounds, one awaited caller each (the way a service
 or an events producer calls), and prints per system: calls/s, the caller's CPU per call
 (`time.process_time`), the member's CPU per call (from /proc), and the ratios.
@@ -61,7 +61,7 @@ async def run(
     url: str, pid: int, rounds: int, seconds: float
 ) -> dict[str, list[tuple[float, ...]]]:
     wire = AsyncControlPlane(url, wire=True)
-    via_httpx = AsyncControlPlane(url, wire=False)  # the default: every call on httpx
+    via_httpx = AsyncControlPlane(url, wire=False)  # the way before aiowire: all on httpx
     systems = {"aiowire": wire, "httpx": via_httpx}
     results: dict[str, list[tuple[float, ...]]] = {
         f"{n} {op}": [] for n in systems for op in ("put", "get")

@@ -19,11 +19,10 @@ may be sent again); a timeout or a connection lost mid-answer says the request m
 arrived. A connection idle for longer than `IDLE_SECONDS` is not reused (httpx's
 keep-alive expiry; the member keeps idle connections for 60 s).
 
-Opt-in (`AsyncControlPlane(wire=True)` or `SHOAL_CLIENT_WIRE=1`) while one leak is open:
-full test runs with it on failed twice on pytest's unraisable-exception check with an
-`unclosed transport` to a member, raised by the garbage collector in an events test,
-origin not yet traced. Connections that finish after `close()` are now closed rather
-than pooled; connections of an event loop that was closed can only be let go.
+On by default; `AsyncControlPlane(wire=False)` or `SHOAL_CLIENT_WIRE=0` keeps httpx for
+everything. Connections that finish after `close()` are closed rather than pooled; those
+of an event loop that was closed without `aclose()` can only be let go (their transports
+warn when collected, as any asyncio transport left open does).
 
 Bound to the event loop it first ran on: on another loop (a second `asyncio.run`) it
 closes the old loop's connections (or lets them go, if that loop is closed) and starts

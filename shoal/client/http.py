@@ -1,7 +1,7 @@
 """`ControlPlane` and `AsyncControlPlane`: the control plane's `/api/v1` over HTTP.
 
 Both are thin shells around `shoal.client.protocol`, which decides what to send, how to
-read the answer and whether to retry; a shell only moves bytes (httpx; opt-in, the async
+read the answer and whether to retry; a shell only moves bytes (httpx; the async
 shell's unary calls on asyncio go through `shoal.client.aiowire`, ~8x cheaper), reads the
 clock and sleeps. Each public method is one line that hands a `Call` to `call()`, or a
 `StreamCursor` to `stream()` -- the one loop per shell that opens, reads and resumes every
@@ -49,7 +49,7 @@ WATCH_READ_TIMEOUT = 45.0
 
 
 ENV_TOKEN = "SHOAL_TOKEN"
-ENV_WIRE = "SHOAL_CLIENT_WIRE"  # "1": the async shell's unary calls on shoal.client.aiowire
+ENV_WIRE = "SHOAL_CLIENT_WIRE"  # "0": the async shell's unary calls on httpx, not aiowire
 ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY = "SHOAL_TLS_CA", "SHOAL_TLS_CERT", "SHOAL_TLS_KEY"
 
 
@@ -348,11 +348,10 @@ class AsyncControlPlane(_Shell):
         super().__init__(endpoints, timeout, retry_budget)
         security = _security(token, tls_ca, tls_cert, tls_key)
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, **security)
-        # Opt-in for now (`wire=True` or SHOAL_CLIENT_WIRE=1): unary calls on asyncio take
-        # the lean wire, unless a transport was given. Not the default until a connection
-        # left open at a loop's end in the events tests is traced (see aiowire's docstring).
+        # Unary calls on asyncio take the lean wire (aiowire's docstring says why), unless
+        # a transport was given, `wire=False` or SHOAL_CLIENT_WIRE=0.
         if wire is None:
-            wire = os.environ.get(ENV_WIRE, "") == "1"
+            wire = os.environ.get(ENV_WIRE, "") != "0"
         self._wire: Wire | None = None
         if wire and transport is None:
             self._wire = Wire(headers=security.get("headers"), ssl_context=security.get("verify"))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shoal.client import AsyncControlPlane, NotFound, Unavailable
@@ -149,9 +150,13 @@ def test_a_misbehaving_server_is_an_unavailable_error_that_says_why(what: str, s
         server.close()
 
 
-def test_the_wire_is_off_by_default_and_on_with_the_environment(
+def test_the_wire_is_on_by_default_and_off_with_the_environment_or_a_transport(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert AsyncControlPlane("http://127.0.0.1:1")._wire is None
-    monkeypatch.setenv("SHOAL_CLIENT_WIRE", "1")
+    monkeypatch.delenv("SHOAL_CLIENT_WIRE", raising=False)
     assert AsyncControlPlane("http://127.0.0.1:1")._wire is not None
+    assert AsyncControlPlane("http://127.0.0.1:1", wire=False)._wire is None
+    transport = httpx.AsyncHTTPTransport()
+    assert AsyncControlPlane("http://127.0.0.1:1", transport=transport)._wire is None
+    monkeypatch.setenv("SHOAL_CLIENT_WIRE", "0")
+    assert AsyncControlPlane("http://127.0.0.1:1")._wire is None

@@ -7,6 +7,7 @@ processes). Every wait polls with a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter, defaultdict
@@ -236,3 +237,37 @@ def test_replay_a_group_from_a_time(bus: Events) -> None:
     want = Counter(early + late + late)
     wait_for(lambda: Counter(got.ids()) == want, 20, what="the late messages again")
     sub.stop()
+
+
+def test_concurrent_publishes_are_batched_and_each_gets_its_own_offset(
+    shoal_server: ServerProcess,
+) -> None:
+    # 16 producers on one backend: while one write is out the others queue and go as one
+    # transaction; every message must still land once, at an offset of its own, in order.
+    with Events(shoal_server.url) as bus:
+        bus.create_topic("orders", TopicConfig(partitions=1))
+        backend = bus.aio.backend
+        assert isinstance(backend, BuiltinBackend)
+
+        async def produce(n: int) -> list[tuple[int, str]]:
+            sent = []
+            for i in range(25):
+                published = await bus.aio.publish("orders", f"p{n}-{i}", key=f"p{n}")
+                sent.append((published.offset, published.id))
+            return sent
+
+        async def everyone() -> list[list[tuple[int, str]]]:
+            return list(await asyncio.gather(*(produce(n) for n in range(16))))
+
+        per_producer = bus._run(everyone())
+        sent = [item for items in per_producer for item in items]
+        assert len({offset for offset, _ in sent}) == len(sent) == 400
+        for items in per_producer:  # one producer's publishes are acknowledged in order
+            assert [offset for offset, _ in items] == sorted(offset for offset, _ in items)
+        assert backend._batcher.messages == 400
+        assert backend._batcher.batches < 400  # some went together
+        stored = bus.read("orders", limit=1000)
+        assert [(m.offset, m.id) for m in stored] == sorted(sent)
+        assert {m.payload for m in stored} == {
+            f"p{n}-{i}".encode() for n in range(16) for i in range(25)
+        }
