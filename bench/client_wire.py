@@ -1,10 +1,11 @@
 """The async client's two ways to send a unary call, side by side on one member.
 
 `AsyncControlPlane` sends its unary calls on `shoal.client.aiowire` (asyncio protocols +
-httptools); with `wire=False` they go through `httpx.AsyncClient`, as before aiowire. This runs both on
-the same single member in alternating rounds, one awaited caller each (the way a service
-or an events producer calls), and prints per system: calls/s, the caller's CPU per call
-(`time.process_time`), the member's CPU per call (from /proc), and the ratios.
+httptools); with `wire=False` they go through `httpx.AsyncClient`, as before aiowire.
+This runs both on the same single member in alternating rounds, one awaited caller each
+(the way a service or an events producer calls), and prints per system: calls/s, the
+caller's CPU per call (`time.process_time`), the member's CPU per call (from /proc), and
+the ratios.
 
     .venv/bin/python -m bench.client_wire            # 4 rounds x 3 s per system
     .venv/bin/python -m bench.client_wire --rounds 2 --seconds 2
