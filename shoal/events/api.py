@@ -123,6 +123,7 @@ def backend_for(
 
 STOP_RESERVE = 1.0  # of a stop's time, kept for the commit and hand-back after the drain
 CANCEL_GRACE = 1.0  # after a stop's time: the cancelled consumer's last clean-up
+CLOSE_GRACE = 5.0  # closing: how long more a cancelled consumer may take before the backend goes
 
 
 class AsyncSubscription:
@@ -200,6 +201,11 @@ class AsyncEvents:
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop every subscription (`stop_subscriptions`), then close the backend."""
         await self.stop_subscriptions(timeout)
+        # A consumer still cleaning up after its cancel would use the backend's
+        # connections after they were closed (and open them again, for good).
+        late = [sub.task for sub in self._subscriptions if not sub.task.done()]
+        if late:
+            await asyncio.wait(late, timeout=CLOSE_GRACE)
         await self.backend.close()
 
     async def stop_subscriptions(self, timeout: float | None = None) -> None:

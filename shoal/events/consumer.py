@@ -49,7 +49,7 @@ from .delivery import Assigned, Loaded
 from .errors import EventsError
 from .handlers import Handler
 from .model import MAX_PARTITIONS, Layout, Message, TopicConfig, first_offset_after
-from .shell import ConsumerShell, Rejoin, Stopped, View
+from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled
 from .stored import group_start, message_of
 from .types import SubscribeOptions
 
@@ -251,6 +251,7 @@ class Consumer(ConsumerShell):
         """Retention is applied by whoever consumes a partition (any group's owner: the
         deletes are idempotent), so a topic with consumers needs no janitor of its own."""
         while True:
+            end_if_cancelled()
             await asyncio.sleep(RETENTION_INTERVAL)
             owned = sorted(self.machine.partitions)
             if not owned:
@@ -262,6 +263,7 @@ class Consumer(ConsumerShell):
 
     async def _commit_loop(self) -> None:
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.options.commit_interval)
             await self._commit()
 

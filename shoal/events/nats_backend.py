@@ -84,7 +84,7 @@ from .model import (
     encode_record,
     partition_for,
 )
-from .shell import ConsumerShell, Rejoin, Stopped, View
+from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled
 from .types import GroupInfo, GroupLag, PartitionLag, Published, SubscribeOptions
 
 __all__ = ["NatsBackend", "NatsConsumer", "token"]
@@ -790,12 +790,14 @@ class NatsConsumer(ConsumerShell):
 
     async def _heartbeats(self) -> None:
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.backend.claim_ttl / 4)
             await self._heartbeat()
 
     async def _poll(self) -> None:
         assert self.group is not None
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.backend.poll_interval)
             view = await self.backend.view(self.topic, self.group, self.config.partitions)
             self._inbox.put_nowait(("nats-view", view))
@@ -903,6 +905,7 @@ class NatsConsumer(ConsumerShell):
 
     async def _commit_loop(self) -> None:
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.options.commit_interval)
             await self._commit()
 

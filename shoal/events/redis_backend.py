@@ -48,7 +48,7 @@ from .model import (
     encode_record,
     partition_for,
 )
-from .shell import ConsumerShell, Rejoin, Stopped, View
+from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled
 from .types import GroupInfo, GroupLag, PartitionLag, Published, SubscribeOptions
 
 __all__ = ["RedisBackend", "RedisConsumer", "offset_of", "stream_id"]
@@ -144,8 +144,10 @@ class RedisBackend:
         self.renew = self.redis.register_script(_RENEW)
         self.release = self.redis.register_script(_RELEASE)
         self._configs: dict[str, TopicConfig] = {}
+        self.closed = False
 
     async def close(self) -> None:
+        self.closed = True
         await self.redis.aclose()
         await self._pool.disconnect(inuse_connections=True)  # a pool we made is ours to close
 
@@ -377,7 +379,10 @@ class RedisConsumer(ConsumerShell):
             raise Stopped
 
     async def _leave(self) -> None:
-        if self.group is None:
+        # A consumer cancelled so late that the backend is already closed leaves nothing
+        # behind that matters (its claims and member entry expire within claim_ttl); a
+        # command now would reconnect a pooled connection that nobody would close again.
+        if self.group is None or self.backend.closed:
             return
         with contextlib.suppress(RedisError, OSError):
             await self._flush_acks()
@@ -425,18 +430,21 @@ class RedisConsumer(ConsumerShell):
 
     async def _heartbeats(self) -> None:
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.backend.claim_ttl / 4)
             await self._heartbeat()
 
     async def _poll(self) -> None:
         assert self.group is not None
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.backend.poll_interval)
             view = await self.backend.view(self.topic, self.group, self.config.partitions)
             self._inbox.put_nowait(("view", view))
 
     async def _ack_loop(self) -> None:
         while True:
+            end_if_cancelled()
             await asyncio.sleep(self.options.commit_interval)
             await self._flush_acks()
 
@@ -452,6 +460,7 @@ class RedisConsumer(ConsumerShell):
 
     async def _read(self) -> None:
         while True:
+            end_if_cancelled()
             ready = sorted(p for p in self._ready if self.machine.owns(p))
             if not ready:
                 await asyncio.sleep(0.02)

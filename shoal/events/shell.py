@@ -50,12 +50,24 @@ from .handlers import Handler, is_async, outcome
 from .model import Message, TopicConfig
 from .types import SubscribeOptions
 
-__all__ = ["ConsumerShell", "Rejoin", "Stopped", "View"]
+__all__ = ["ConsumerShell", "Rejoin", "Stopped", "View", "end_if_cancelled"]
 
 log = logging.getLogger("shoal.events.consumer")
 
 RETRY_MIN, RETRY_MAX = 0.05, 2.0
 SETTLE_TIMEOUT = 5.0  # a view that never shows our own claim write: judge it anyway
+
+
+def end_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled, even if a library swallowed it.
+
+    Call at the top of every `while True` of a consumer's side tasks. Seen under load: a
+    Redis consumer's poll loop cancelled in the middle of a pipeline went on polling (its
+    task `cancelling`, the CancelledError lost inside redis-py), so the consumer's
+    TaskGroup -- and with it `stop()`, or a restart after `Rejoin` -- waited forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Rejoin(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -29,6 +30,9 @@ def main() -> None:
     parser.add_argument("--stall", action="store_true")
     parser.add_argument("--max-in-flight", type=int, default=8)
     args = parser.parse_args()
+    # The shell's INFO lines (a claim unsure, a start-over and why) go to the process's
+    # log beside --out, which a failing test prints.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = open(args.out, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     lock = threading.Lock()
 

@@ -47,6 +47,10 @@ class ConsumerProc:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def log_tail(self, lines: int = 30) -> str:
+        log = self.out.with_suffix(".log")
+        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
+
     def lines(self) -> list[dict[str, object]]:
         if not self.out.exists():
             return []
@@ -85,16 +89,33 @@ def publish_retrying(bus: Events, topic: str, payload: str, key: str, message_id
     return False
 
 
-def wait_all_own(bus: Events, topic: str, groups: list[str], partitions: int, members: int) -> None:
+def wait_all_own(
+    bus: Events,
+    topic: str,
+    groups: list[str],
+    partitions: int,
+    members: int,
+    consumers: list[ConsumerProc],
+) -> None:
+    seen: list[dict[str, object]] = []
+
     def settled() -> bool:
-        for info in bus.groups(topic):
+        infos = bus.groups(topic)
+        seen[:] = [info.to_json() for info in infos]
+        for info in infos:
             if info.group in groups and (
                 len(info.claims) != partitions or len(set(info.claims.values())) != members
             ):
                 return False
-        return {g.group for g in bus.groups(topic)} >= set(groups)
+        return {g.group for g in infos} >= set(groups)
 
-    wait_for(settled, 30, interval=0.1, what="every partition claimed by both members")
+    try:
+        wait_for(settled, 30, interval=0.1, what="every partition claimed by both members")
+    except TimeoutError as error:  # what the group looked like, and what each consumer said
+        logs = "\n".join(
+            f"--- {c.out.name} (exit {c.proc.poll()}):\n{c.log_tail()}" for c in consumers
+        )
+        raise AssertionError(f"{error}\nlast view: {json.dumps(seen)}\n{logs}") from None
 
 
 def run_scenario(
@@ -106,7 +127,7 @@ def run_scenario(
         for group in ("billing", "audit"):
             for n in range(2):
                 consumers.append(start_consumer(url, topic, group, tmp / f"{group}{n}.jsonl"))
-        wait_all_own(bus, topic, ["billing", "audit"], 8, 2)
+        wait_all_own(bus, topic, ["billing", "audit"], 8, 2, consumers)
         acked: list[tuple[str, str, int]] = []
         for i in range(total):
             key = f"k{i % keys}"
@@ -190,7 +211,7 @@ def test_redelivery_within_two_seconds_of_a_kill(
         )
         consumers.append(stalled)
         consumers.append(start_consumer(server_url, topic, "g", tmp_path / "b.jsonl"))
-        wait_all_own(bus, topic, ["g"], 4, 2)
+        wait_all_own(bus, topic, ["g"], 4, 2, consumers)
         sent = 0
 
         def started() -> str | None:
