@@ -49,7 +49,7 @@ from .delivery import Assigned, Loaded
 from .errors import EventsError
 from .handlers import Handler
 from .model import MAX_PARTITIONS, Layout, Message, TopicConfig, first_offset_after
-from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled
+from .shell import ConsumerShell, Rejoin, Stopped, View, every
 from .stored import group_start, message_of
 from .types import SubscribeOptions
 
@@ -250,22 +250,19 @@ class Consumer(ConsumerShell):
     async def _retention_loop(self) -> None:
         """Retention is applied by whoever consumes a partition (any group's owner: the
         deletes are idempotent), so a topic with consumers needs no janitor of its own."""
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(RETENTION_INTERVAL)
-            owned = sorted(self.machine.partitions)
-            if not owned:
-                continue
-            try:
-                await self.backend.trim(self.topic, partitions=owned)
-            except EventsError as error:
-                log.info("retention of %s deferred: %s", self.topic, error)
+        await every(RETENTION_INTERVAL, self._retain_owned)
+
+    async def _retain_owned(self) -> None:
+        owned = sorted(self.machine.partitions)
+        if not owned:
+            return
+        try:
+            await self.backend.trim(self.topic, partitions=owned)
+        except EventsError as error:
+            log.info("retention of %s deferred: %s", self.topic, error)
 
     async def _commit_loop(self) -> None:
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.options.commit_interval)
-            await self._commit()
+        await every(self.options.commit_interval, self._commit)
 
     async def _commit(self) -> None:
         assert self.group is not None and self.lease is not None

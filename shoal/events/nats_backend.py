@@ -84,7 +84,7 @@ from .model import (
     encode_record,
     partition_for,
 )
-from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled
+from .shell import ConsumerShell, Rejoin, Stopped, View, every
 from .types import GroupInfo, GroupLag, PartitionLag, Published, SubscribeOptions
 
 __all__ = ["NatsBackend", "NatsConsumer", "token"]
@@ -239,8 +239,6 @@ class NatsBackend:
                     self.lease_bucket, StorageType.MEMORY, self.claim_ttl
                 )
                 self._ready_epoch = epoch
-            # (Before, a reconnect during the calls above returned the new epoch with the
-            # old connection's buckets, and the caller's connection watch never fired.)
             return self._ready_epoch
 
     async def _bucket(self, name: str, storage: StorageType, ttl: float | None) -> KeyValue:
@@ -789,18 +787,15 @@ class NatsConsumer(ConsumerShell):
                 await asyncio.gather(*(renew(p, r) for p, r in list(self._claim_revs.items())))
 
     async def _heartbeats(self) -> None:
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.backend.claim_ttl / 4)
-            await self._heartbeat()
+        await every(self.backend.claim_ttl / 4, self._heartbeat)
 
     async def _poll(self) -> None:
+        await every(self.backend.poll_interval, self._poll_once)
+
+    async def _poll_once(self) -> None:
         assert self.group is not None
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.backend.poll_interval)
-            view = await self.backend.view(self.topic, self.group, self.config.partitions)
-            self._inbox.put_nowait(("nats-view", view))
+        view = await self.backend.view(self.topic, self.group, self.config.partitions)
+        self._inbox.put_nowait(("nats-view", view))
 
     def _take_view(self, view: ClaimView) -> None:
         self._view, self._view_revs = view.view, view.revisions
@@ -904,10 +899,7 @@ class NatsConsumer(ConsumerShell):
         return True
 
     async def _commit_loop(self) -> None:
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.options.commit_interval)
-            await self._commit()
+        await every(self.options.commit_interval, self._commit)
 
     async def _commit(self) -> None:
         generation = self.generation

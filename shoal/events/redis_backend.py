@@ -48,7 +48,7 @@ from .model import (
     encode_record,
     partition_for,
 )
-from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled
+from .shell import ConsumerShell, Rejoin, Stopped, View, end_if_cancelled, every
 from .types import GroupInfo, GroupLag, PartitionLag, Published, SubscribeOptions
 
 __all__ = ["RedisBackend", "RedisConsumer", "offset_of", "stream_id"]
@@ -429,24 +429,18 @@ class RedisConsumer(ConsumerShell):
                 )
 
     async def _heartbeats(self) -> None:
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.backend.claim_ttl / 4)
-            await self._heartbeat()
+        await every(self.backend.claim_ttl / 4, self._heartbeat)
 
     async def _poll(self) -> None:
+        await every(self.backend.poll_interval, self._poll_once)
+
+    async def _poll_once(self) -> None:
         assert self.group is not None
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.backend.poll_interval)
-            view = await self.backend.view(self.topic, self.group, self.config.partitions)
-            self._inbox.put_nowait(("view", view))
+        view = await self.backend.view(self.topic, self.group, self.config.partitions)
+        self._inbox.put_nowait(("view", view))
 
     async def _ack_loop(self) -> None:
-        while True:
-            end_if_cancelled()
-            await asyncio.sleep(self.options.commit_interval)
-            await self._flush_acks()
+        await every(self.options.commit_interval, self._flush_acks)
 
     async def _flush_acks(self) -> None:
         if not self._acks or self.group is None:

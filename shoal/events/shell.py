@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +50,7 @@ from .handlers import Handler, is_async, outcome
 from .model import Message, TopicConfig
 from .types import SubscribeOptions
 
-__all__ = ["ConsumerShell", "Rejoin", "Stopped", "View", "end_if_cancelled"]
+__all__ = ["ConsumerShell", "Rejoin", "Stopped", "View", "end_if_cancelled", "every"]
 
 log = logging.getLogger("shoal.events.consumer")
 
@@ -61,13 +61,22 @@ SETTLE_TIMEOUT = 5.0  # a view that never shows our own claim write: judge it an
 def end_if_cancelled() -> None:
     """Raise CancelledError if this task was cancelled, even if a library swallowed it.
 
-    Call at the top of every `while True` of a consumer's side tasks. Seen under load: a
+    Every turn of a consumer's side loops calls it (`every` does). Seen under load: a
     Redis consumer's poll loop cancelled in the middle of a pipeline went on polling (its
     task `cancelling`, the CancelledError lost inside redis-py), so the consumer's
     TaskGroup -- and with it `stop()`, or a restart after `Rejoin` -- waited forever."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def every(seconds: float, step: Callable[[], Awaitable[object]]) -> None:
+    """Await `step()` every `seconds` until cancelled: a consumer's heartbeats, polls and
+    commits. A cancel ends it even if `step`'s library swallowed it (`end_if_cancelled`)."""
+    while True:
+        end_if_cancelled()
+        await asyncio.sleep(seconds)
+        await step()
 
 
 class Rejoin(Exception):
