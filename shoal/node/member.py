@@ -81,6 +81,7 @@ from ..raft import (
 )
 from ..security.tls import MemberTls
 from .command_codec import decode_command, encode_command
+from .commit_notices import CommitNotices
 from .duties import (
     CHECKERS_KEY,
     CompactHistory,
@@ -221,6 +222,7 @@ class Member:
             conf=ConfState(),
         )
         self.transport: PeerTransport | None = None
+        self._out: CommitNotices | None = None  # what the loop sends goes through it
         # Peer messages and local steps, in arrival order: the loop's only input.
         self._inbox: deque[Message | _LocalStep] = deque()
         self._proposals: deque[tuple[bytes, asyncio.Future[Result]]] = deque()
@@ -312,6 +314,7 @@ class Member:
             client_ssl=cfg.tls.peer_client() if cfg.tls else None,
         )
         await self.transport.start()
+        self._out = CommitNotices(asyncio.get_running_loop(), self.transport.send)
         if snapshot.data:
             known = dict(self._peers)
             self._refresh_peers(snapshot.conf)
@@ -332,6 +335,8 @@ class Member:
             # A loop that already failed re-raises here; serve() reports it separately.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._out is not None:
+            self._out.close()
         if self.transport is not None:
             await self.transport.stop()
         self.hub.close_all("member shutting down")
@@ -652,7 +657,7 @@ class Member:
         self._reads_in_flight[context] = waiters
 
     async def _handle_ready(self, rd: Ready) -> None:
-        node, transport = self._node, self.transport
+        node, transport = self._node, self._out
         assert node is not None and transport is not None
         if rd.must_sync:
             transport.send(rd.messages)  # appends leave before our own fsync (pipelined)
