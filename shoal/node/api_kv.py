@@ -35,7 +35,7 @@ from ..kv import Txn as TxnCommand
 from .api_errors import ApiError, kv_error
 from .api_models import MAX_ID, CompactBody, PutBody, TxnBody, TxnOpBody
 from .member import Member
-from .rendering import kv_json, sse_event, watch_stream
+from .rendering import WatchResponse, kv_json, sse_event, watch_stream
 from .routing import Consistency, Routing
 
 _OPS = {"=": CompareOp.EQ, "!=": CompareOp.NE, "<": CompareOp.LT, ">": CompareOp.GT}
@@ -69,6 +69,25 @@ def _render_kv_events(events: list[Event]) -> bytes:
     if len(events) == 1:
         return sse_event(events[0])  # the common case: one write, one frame, no join
     return b"".join(map(sse_event, events))
+
+
+def kv_watch(
+    member: Member,
+    start: int,
+    *,
+    watch_filter: WatchFilter | None = None,
+    prefixes: list[bytes] | None = None,
+) -> WatchResponse:
+    """The SSE stream of `GET /api/v1/watch` from revision `start`, for one filter or a
+    prefix set (FastAPI's handler and the fast path both serve it). Raises KvError
+    (`Compacted`) before anything is subscribed."""
+    if prefixes is not None:
+        watcher = member.hub.subscribe_prefixes(member.kv, prefixes, start)
+    else:
+        assert watch_filter is not None
+        watcher = member.hub.subscribe(member.kv, watch_filter, start)
+    preamble = f": watching from revision {start}\n\n".encode()
+    return watch_stream(member.hub, member.metrics, watcher, _render_kv_events, preamble)
 
 
 def _txn_op(body: TxnOpBody) -> Put | Delete | Range:
@@ -244,24 +263,14 @@ def router(member: Member, routing: Routing) -> APIRouter:
         try:
             if prefixes is not None:
                 _check_prefix_set(prefixes)
-                watcher = member.hub.subscribe_prefixes(
-                    member.kv, [p.encode() for p in prefixes], start
-                )
-            else:
-                watch_filter = (
-                    WatchFilter.prefix(prefix.encode())
-                    if prefix is not None
-                    else WatchFilter(key=(key or "").encode())
-                )
-                watcher = member.hub.subscribe(member.kv, watch_filter, start)
+                return kv_watch(member, start, prefixes=[p.encode() for p in prefixes])
+            watch_filter = (
+                WatchFilter.prefix(prefix.encode())
+                if prefix is not None
+                else WatchFilter(key=(key or "").encode())
+            )
+            return kv_watch(member, start, watch_filter=watch_filter)
         except KvError as error:
             raise kv_error(error) from error
-        return watch_stream(
-            member.hub,
-            member.metrics,
-            watcher,
-            _render_kv_events,
-            f": watching from revision {start}\n\n".encode(),
-        )
 
     return api

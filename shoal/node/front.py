@@ -105,7 +105,7 @@ class ApiFront:
             except ApiError as error:
                 await respond_json(send, error.status, error.body())
                 return
-        if self.fast is not None and await self.fast.handle(scope, data, send):
+        if self.fast is not None and await self.fast.handle(scope, data, receive, send):
             return
         await self.app(scope, _replaying(body, receive), send)
 
