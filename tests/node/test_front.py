@@ -244,22 +244,28 @@ def test_the_fast_path_and_fastapi_give_identical_answers_and_errors(tmp_path: P
     assert {200, 400, 404, 413} <= statuses, statuses  # successes and each kind of error
 
 
+def fastapi_seen(client: httpx.AsyncClient) -> list[str]:
+    """The requests the FastAPI app behind `client`'s front gets from now on."""
+    front_app = client._transport.app  # type: ignore[attr-defined]
+    assert isinstance(front_app, ApiFront)
+    seen: list[str] = []
+    inner = front_app.app
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(f"{scope['method']} {scope['path']}")
+        await inner(scope, receive, send)
+
+    front_app.app = spy
+    return seen
+
+
 def test_the_fast_path_really_answers_what_it_claims(tmp_path: Path) -> None:
     """The comparison above proves nothing if the fast path declined everything: count
     the requests FastAPI saw on the fast member."""
 
     async def main() -> None:
         async with member_client(tmp_path / "m") as (_, client):
-            front_app = client._transport.app  # type: ignore[attr-defined]
-            assert isinstance(front_app, ApiFront)
-            seen: list[str] = []
-            inner = front_app.app
-
-            async def spy(scope: Any, receive: Any, send: Any) -> None:
-                seen.append(f"{scope['method']} {scope['path']}")
-                await inner(scope, receive, send)
-
-            front_app.app = spy
+            seen = fastapi_seen(client)
             hot = [
                 ("PUT", "/api/v1/kv/a", {"value": "1"}),
                 ("GET", "/api/v1/kv/a", None),
@@ -341,14 +347,7 @@ def test_a_watch_streams_the_same_bytes_on_the_fast_path_and_skips_fastapi(
                 await ask(client, ("PUT", "/api/v1/kv/other", {"value": "x"}))
             fast_app = fast._transport.app  # type: ignore[attr-defined]
             slow_app = slow._transport.app  # type: ignore[attr-defined]
-            seen: list[str] = []
-            inner = fast_app.app
-
-            async def spy(scope: Any, receive: Any, send: Any) -> None:
-                seen.append(f"{scope['method']} {scope['path']}?{scope['query_string']!r}")
-                await inner(scope, receive, send)
-
-            fast_app.app = spy
+            seen = fastapi_seen(fast)
             for query, events in (
                 (b"prefix=w/&start_revision=1", 3),
                 (b"key=w/1&start_revision=2", 1),
