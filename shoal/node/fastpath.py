@@ -109,15 +109,15 @@ class FastPath:
         else:
             return False
         prefix = fields.get("prefix")
-        watch_filter = (
-            WatchFilter.prefix(prefix.encode())
-            if prefix is not None
-            else WatchFilter(key=fields["key"].encode())
-        )
         try:
+            watch_filter = (
+                WatchFilter.prefix(prefix.encode())
+                if prefix is not None
+                else WatchFilter(key=fields["key"].encode())
+            )
             stream = kv_watch(self.member, start, watch_filter=watch_filter)
-        except KvError:
-            return False  # compacted: FastAPI's handler words it
+        except (KvError, ValueError):
+            return False  # an empty key, a compacted start: FastAPI's handler words it
         await stream(scope, receive, send)
         return True
 

@@ -361,9 +361,10 @@ def test_a_watch_streams_the_same_bytes_on_the_fast_path_and_skips_fastapi(
             # What the fast path does not take (a prefix set, a bad revision) FastAPI does.
             status, _, _ = await watch_bytes(fast_app, b"prefixes=w/&start_revision=1", 3)
             assert status == 200
-            answer = await fast.get("/api/v1/watch?prefix=w/&start_revision=0")
-            assert answer.status_code == 400, answer.text
-            assert len(seen) == 2, seen
+            for bad in ("prefix=w/&start_revision=0", "key="):
+                answer = await fast.get(f"/api/v1/watch?{bad}")
+                assert answer.status_code == 400, (bad, answer.text)
+            assert len(seen) == 3, seen
 
     run(main())
 
