@@ -54,6 +54,7 @@ _PUT_FIELDS = frozenset({"value", "lease", "prev_kv"})
 _TXN_FIELDS = frozenset({"compare", "success", "failure"})
 _TXN_PUT_FIELDS = frozenset({"key", "value", "lease"})
 _WATCH_FIELDS = frozenset({"prefix", "key", "start_revision"})
+_MAX_ID_DIGITS = len(str(MAX_ID))  # int() of a longer string is refused or slow
 
 
 def _unavailable(error: Unavailable) -> bytes:
@@ -104,7 +105,12 @@ class FastPath:
         start_text = fields.get("start_revision")
         if start_text is None:
             start = self.member.kv.revision + 1
-        elif start_text.isascii() and start_text.isdigit() and 1 <= int(start_text) <= MAX_ID:
+        elif (
+            len(start_text) <= _MAX_ID_DIGITS
+            and start_text.isascii()
+            and start_text.isdigit()
+            and 1 <= int(start_text) <= MAX_ID
+        ):
             start = int(start_text)
         else:
             return False

@@ -361,10 +361,11 @@ def test_a_watch_streams_the_same_bytes_on_the_fast_path_and_skips_fastapi(
             # What the fast path does not take (a prefix set, a bad revision) FastAPI does.
             status, _, _ = await watch_bytes(fast_app, b"prefixes=w/&start_revision=1", 3)
             assert status == 200
-            for bad in ("prefix=w/&start_revision=0", "key="):
+            huge = "9" * 5000  # past int()'s digit limit
+            for bad in ("prefix=w/&start_revision=0", "key=", f"prefix=w/&start_revision={huge}"):
                 answer = await fast.get(f"/api/v1/watch?{bad}")
                 assert answer.status_code == 400, (bad, answer.text)
-            assert len(seen) == 3, seen
+            assert len(seen) == 4, seen
 
     run(main())
 
