@@ -75,16 +75,22 @@ def kv_watch(
     member: Member,
     start: int,
     *,
-    watch_filter: WatchFilter | None = None,
-    prefixes: list[bytes] | None = None,
+    prefix: str | None = None,
+    key: str | None = None,
+    prefixes: list[str] | None = None,
 ) -> WatchResponse:
-    """The SSE stream of `GET /api/v1/watch` from revision `start`, for one filter or a
-    prefix set (FastAPI's handler and the fast path both serve it). Raises KvError
-    (`Compacted`) before anything is subscribed."""
+    """The SSE stream of `GET /api/v1/watch` from revision `start`, for a prefix set, a
+    prefix, or else a key (FastAPI's handler and the fast path both serve it). Raises
+    KvError (`Compacted`) or ValueError (an empty key) before anything is subscribed."""
     if prefixes is not None:
-        watcher = member.hub.subscribe_prefixes(member.kv, prefixes, start)
+        encoded = [p.encode() for p in prefixes]
+        watcher = member.hub.subscribe_prefixes(member.kv, encoded, start)
     else:
-        assert watch_filter is not None
+        watch_filter = (
+            WatchFilter.prefix(prefix.encode())
+            if prefix is not None
+            else WatchFilter(key=(key or "").encode())
+        )
         watcher = member.hub.subscribe(member.kv, watch_filter, start)
     preamble = f": watching from revision {start}\n\n".encode()
     return watch_stream(member.hub, member.metrics, watcher, _render_kv_events, preamble)
@@ -263,13 +269,7 @@ def router(member: Member, routing: Routing) -> APIRouter:
         try:
             if prefixes is not None:
                 _check_prefix_set(prefixes)
-                return kv_watch(member, start, prefixes=[p.encode() for p in prefixes])
-            watch_filter = (
-                WatchFilter.prefix(prefix.encode())
-                if prefix is not None
-                else WatchFilter(key=(key or "").encode())
-            )
-            return kv_watch(member, start, watch_filter=watch_filter)
+            return kv_watch(member, start, prefix=prefix, key=key, prefixes=prefixes)
         except KvError as error:
             raise kv_error(error) from error
 

@@ -70,9 +70,9 @@ class CommitNotices:
             self._timer.cancel()
             self._timer = None
         if self._held:
-            held = list(self._held.values())
+            held: list[Message] = [*self._held.values()]
             self._held.clear()
-            self._send(held)  # type: ignore[arg-type]
+            self._send(held)
 
     def close(self) -> None:
         """Forget the held notices (the member is stopping)."""

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from ..kv import KvError, Put, PutResult, Txn, TxnResult, WatchFilter
+from ..kv import KvError, Put, PutResult, Txn, TxnResult
 from ..registry import RegistryError, check_name, instance_key
 from .api_errors import ApiError, kv_error
 from .api_kv import kv_watch, txn_json
@@ -114,14 +114,9 @@ class FastPath:
             start = int(start_text)
         else:
             return False
-        prefix = fields.get("prefix")
         try:
-            watch_filter = (
-                WatchFilter.prefix(prefix.encode())
-                if prefix is not None
-                else WatchFilter(key=fields["key"].encode())
-            )
-            stream = kv_watch(self.member, start, watch_filter=watch_filter)
+            prefix, key = fields.get("prefix"), fields.get("key")
+            stream = kv_watch(self.member, start, prefix=prefix, key=key)
         except (KvError, ValueError):
             return False  # an empty key, a compacted start: FastAPI's handler words it
         await stream(scope, receive, send)
