@@ -240,14 +240,16 @@ class ConsumerShell:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _main(self) -> None:
-        inbox, machine = self._inbox, self.machine
+        inbox = self._inbox
         while True:
-            wakeup = machine.next_wakeup()
+            wakeup = self._next_wakeup()
             timeout = None if wakeup is None else max(0.0, wakeup - time.monotonic())
             try:
                 item = await asyncio.wait_for(inbox.get(), timeout)
             except TimeoutError:
                 self._feed(Tick())
+                if self._settling:
+                    self._reconcile()  # a settle that timed out: judge it now
                 continue
             batch: list[Message] = []
             while True:
@@ -287,6 +289,9 @@ class ConsumerShell:
             self._settle(partition, self.member_id)  # nor call it lost before it shows
             self._on_assigned(partition, committed)
             self._feed(Assigned(partition, committed))
+            # The watch may have shown the claim (and a newcomer) before this answer:
+            # nothing else would run the plan again for this partition.
+            self._reconcile()
         elif kind == "loaded":
             self._feed(Loaded(item[1], item[2]))
         elif kind == "handed-back":
@@ -329,7 +334,7 @@ class ConsumerShell:
             return
         now = time.monotonic()
         for p, (holder, since) in list(self._settling.items()):
-            if self._view.claims.get(p) == holder or now - since > SETTLE_TIMEOUT:
+            if self._view.claims.get(p) == holder or now - since >= SETTLE_TIMEOUT:
                 del self._settling[p]
         draining = {s.partition for s in self.machine.stats() if s.draining}
         moves = plan(
@@ -354,6 +359,14 @@ class ConsumerShell:
             self._spawn(self._adopt(p, self.generation))
         self._partitions_moved()
         self._update_lag()
+
+    def _next_wakeup(self) -> float | None:
+        """The state machine's next deadline, or a settling partition's timeout."""
+        wakeups = [since + SETTLE_TIMEOUT for _, since in self._settling.values()]
+        machine = self.machine.next_wakeup()
+        if machine is not None:
+            wakeups.append(machine)
+        return min(wakeups, default=None)
 
     def _settle(self, partition: int, holder: str | None) -> None:
         self._settling[partition] = (holder, time.monotonic())
