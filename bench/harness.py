@@ -6,7 +6,7 @@
   agreed leader, put, stale get, count a prefix, open a raw watch);
 * `run_wrk`: one wrk run with a Lua script from bench/lua/, read from the script's
   WRKJSON line and cross-checked against wrk's own summary;
-* `WatchConnection`: one raw HTTP/1.1 watch stream on asyncio, timing when each expected
+* `WatchConnection`: one raw HTTP/1.1 watch stream (asyncio or uvloop), timing when each expected
   key arrives; `report_fanout` turns the delays into p50/p99 rows;
 * `Results` and `print_table`: metric -> system -> value, printed side by side with the
   shoal/etcd ratio;
@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 
@@ -495,9 +495,9 @@ class WatchConnection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance here.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()

@@ -82,6 +82,7 @@ from bench.harness import (
     taskset,
     terminate,
 )
+from bench.open_loop import run_loop
 from shoal.testing import HttpService
 from shoal.testing.processes import wait_for
 
@@ -406,7 +407,7 @@ async def _fanout(system: System, m: Member, watchers: int) -> tuple[list[float]
 
 def bench_fanout(system: System, results: Results) -> None:
     n = system.settings.watchers
-    delays, missing = asyncio.run(_fanout(system, system.leader(), n))
+    delays, missing = run_loop(_fanout(system, system.leader(), n))
     what = f"config fan-out 1m, {n} watchers x {FANOUT_PUBLISHES} publishes"
     report_fanout(system, results, f"config fan-out {n} watchers", what, delays, missing)
 
