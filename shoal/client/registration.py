@@ -45,7 +45,9 @@ class RegistrationHolder:
     `fields` are those of `shoal.client.registry.register` (address, port, weight, zone,
     tags, metadata, version, check, deregister_after). `registered` is set once the
     first registration is stored; `current` is the latest stored registration.
-    `on_registered(registration)` runs after every (re-)registration.
+    `on_registered(registration)` runs after every (re-)registration. `held` is set while
+    the keep-alive stream is open (from its first answer): only then does a dying
+    process take its instance with it at once rather than after `ttl`.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class RegistrationHolder:
         self.ttl, self.fields, self.on_registered = ttl, dict(fields), on_registered
         self.current: Registration | None = None
         self.registered = asyncio.Event()
+        self.held = asyncio.Event()
         self.lease: int | None = None
         self.last_error: ShoalError | None = None
 
@@ -71,6 +74,7 @@ class RegistrationHolder:
         """Register and hold the keep-alive stream; start over whenever it breaks."""
         delay = RETRY_MIN
         while True:
+            self.held.clear()
             try:
                 if self.lease is None:
                     self.lease = await self.cp.grant(self.ttl, id=secrets.randbits(62) + 1)
@@ -81,6 +85,7 @@ class RegistrationHolder:
                 if self.on_registered is not None:
                     self.on_registered(self.current)
                 async for _ in self.cp.registry.keepalive_stream(self.lease):
+                    self.held.set()
                     delay = RETRY_MIN
             except NotFound:  # the lease expired while we were away: start afresh
                 self.lease = None
