@@ -68,6 +68,7 @@ from bench.harness import (
     run_wrk,
     running,
     terminate,
+    warm_up,
 )
 from bench.open_loop import run_loop
 
@@ -238,11 +239,7 @@ async def _fanout(system: System, member: Member, watchers: int) -> tuple[list[f
         await asyncio.sleep(0.5)
         sent: list[float] = []
         async with httpx.AsyncClient(timeout=5) as client:
-            # One write outside the watched prefix first: a client's first request pays
-            # its own lazy setup (30-90 ms here with 3,000 sockets open in this process),
-            # which measured the client, not the fan-out, as every run's first write.
-            method, path, body = system.put_request(f"fanwarm/{run}", VALUE)
-            (await client.request(method, member.url + path, json=body)).raise_for_status()
+            await warm_up(system, client, member)
             for key in keys:
                 method, path, body = system.put_request(key, VALUE)
                 t0 = time.perf_counter()

@@ -6,8 +6,9 @@
   agreed leader, put, stale get, count a prefix, open a raw watch);
 * `run_wrk`: one wrk run with a Lua script from bench/lua/, read from the script's
   WRKJSON line and cross-checked against wrk's own summary;
-* `WatchConnection`: one raw HTTP/1.1 watch stream (asyncio or uvloop), timing when each expected
-  key arrives; `report_fanout` turns the delays into p50/p99 rows;
+* `WatchConnection`: one raw HTTP/1.1 watch stream (asyncio or uvloop), timing when each
+  expected key arrives; `warm_up` readies a writer's client first; `report_fanout` turns
+  the delays into p50/p99 rows;
 * `Results` and `print_table`: metric -> system -> value, printed side by side with the
   shoal/etcd ratio;
 * the environment: `ensure_tools` (etcd, wrk), `pick_cpus` (servers and load generators
@@ -518,6 +519,14 @@ class WatchConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+
+
+async def warm_up(system: System, client: httpx.AsyncClient, member: Member) -> None:
+    """One write outside any watched prefix before the timed ones: a client's first
+    request pays its own lazy setup (30-90 ms with thousands of sockets open in this
+    process), which would be timed as the first write's fan-out delay."""
+    method, path, body = system.put_request(f"fanwarm/{uuid.uuid4().hex[:6]}", "warm")
+    (await client.request(method, member.url + path, json=body)).raise_for_status()
 
 
 def percentile(values: list[float], q: float) -> float:

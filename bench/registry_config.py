@@ -81,6 +81,7 @@ from bench.harness import (
     running,
     taskset,
     terminate,
+    warm_up,
 )
 from bench.open_loop import run_loop
 from shoal.testing import HttpService
@@ -380,6 +381,7 @@ async def _fanout(system: System, m: Member, watchers: int) -> tuple[list[float]
         await asyncio.sleep(0.5)
         sent: list[float] = []
         async with httpx.AsyncClient(timeout=5) as client:
+            await warm_up(system, client, m)
             for text in texts:
                 t0 = time.perf_counter()
                 sent.append(t0)
